@@ -1,0 +1,9 @@
+/* The subcommands of the moongate binary. Each returns the exit status. */
+#ifndef MG_CMD_H
+#define MG_CMD_H
+
+int mg_cmd_test(int argc, char **argv);
+int mg_cmd_check(const char *config_path);
+int mg_cmd_run(const char *config_path);
+
+#endif

@@ -1,0 +1,33 @@
+/* `moongate test [busted args]`: runs busted inside moongate's own LuaJIT,
+ * so specs exercise plugins against the real `moongate` module and the
+ * FFI surface of this very binary. */
+#include "cmd.h"
+#include "lua_env.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+int mg_cmd_test(int argc, char **argv)
+{
+    lua_State *L = mg_lua_env_new();
+    if (!L) return 1;
+    /* busted reads its command line from the global `arg`. */
+    lua_createtable(L, argc, 1);
+    lua_pushstring(L, "moongate test");
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+    const char *boot = "package.path = './lua/?.lua;./lua/?/init.lua;./?.lua;' .. package.path\n"
+                       "require('busted.runner')({ standalone = false })\n";
+    if (luaL_loadbuffer(L, boot, strlen(boot), "=moongate test") || lua_pcall(L, 0, 0, 0)) {
+        fprintf(stderr, "moongate test: %s\n", lua_tostring(L, -1));
+        lua_close(L);
+        return 1;
+    }
+    lua_close(L);
+    return 0;
+}

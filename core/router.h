@@ -1,0 +1,43 @@
+/* Routing rules in Traefik's language, compiled once into matchers.
+ *
+ * A router is built by the control thread, then shared read-only by every
+ * worker: mg_router_match() neither allocates nor takes a lock. */
+#ifndef MG_ROUTER_H
+#define MG_ROUTER_H
+
+#include "common.h"
+#include <sys/socket.h>
+
+typedef struct mg_route_input {
+    mg_str method;                 /* "GET" */
+    mg_str host;                   /* Host header as received (may carry ":port") */
+    mg_str path;                   /* request-target path, without the query */
+    mg_str query;                  /* raw query without '?', may be empty */
+    const mg_hdr *headers;         /* request headers, in arrival order */
+    size_t nheaders;
+    const struct sockaddr *client; /* AF_INET or AF_INET6 peer address */
+} mg_route_input;
+
+typedef struct mg_router mg_router;
+
+/* Returns a new empty router that the caller owns (mg_router_free), or NULL. */
+mg_router *mg_router_new(void);
+void mg_router_free(mg_router *r);
+
+/* Compiles `rule` and appends it with `value` (what mg_router_match returns
+ * when it wins). priority < 0 means the default: the rule's length, as in
+ * Traefik. Returns 0, or -1 with a one-line reason written to err. */
+int mg_router_add(mg_router *r, const char *rule, int priority, int value, char *err,
+                  size_t errlen);
+
+/* Orders the routes by priority (highest first, ties in insertion order).
+ * Call once after the last mg_router_add. */
+void mg_router_finalize(mg_router *r);
+
+/* Returns the value of the highest-priority rule that matches, or -1. */
+int mg_router_match(const mg_router *r, const mg_route_input *in);
+
+/* Validates a rule without a router: 0, or -1 with the reason in err. */
+int mg_rule_check(const char *rule, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,5 @@
+describe("moongate test", function()
+    it("runs specs inside LuaJIT", function()
+        assert.truthy(jit)
+    end)
+end)
