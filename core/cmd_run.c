@@ -1,15 +1,92 @@
-/* Placeholder until the gateway lands: keeps the build linkable. */
+/* `moongate [-c FILE]` and `moongate check`: load the config, start the
+ * workers, and shut down gracefully on SIGTERM/SIGINT. */
 #include "cmd.h"
+#include "config.h"
+#include "log.h"
+#include "worker.h"
+
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <uv.h>
 
 int mg_cmd_check(const char *config_path)
 {
-    fprintf(stderr, "moongate check: not implemented yet\n");
-    return 1;
+    mg_config *cfg = NULL;
+    mg_snapshot *snap = NULL;
+    char err[1024];
+    if (mg_config_load(config_path, &cfg, &snap, err, sizeof(err))) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    printf("%s: ok (%d service%s, %d worker%s)\n", cfg->source, snap->nservices,
+           snap->nservices == 1 ? "" : "s", cfg->workers, cfg->workers == 1 ? "" : "s");
+    mg_snapshot_unref(snap);
+    mg_config_free(cfg);
+    return 0;
+}
+
+/* Many idle clients are normal for a gateway: use every descriptor the
+ * hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int stop_signals;
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    if (stop_signals++ == 0) {
+        mg_log(MG_LOG_INFO, -1, 0, "%s received: finishing in-flight requests, then exiting",
+               signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        uv_stop(s->loop);
+    }
 }
 
 int mg_cmd_run(const char *config_path)
 {
-    fprintf(stderr, "moongate: not implemented yet\n");
-    return 1;
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    mg_config *cfg = NULL;
+    mg_snapshot *snap = NULL;
+    char err[1024];
+    if (mg_config_load(config_path, &cfg, &snap, err, sizeof(err))) {
+        fprintf(stderr, "moongate: %s\n", err);
+        return 1;
+    }
+    mg_log_level = cfg->log_level;
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_t sigterm, sigint;
+    uv_signal_init(loop, &sigterm);
+    uv_signal_init(loop, &sigint);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    mg_worker *ws = mg_workers_start(cfg, snap, err, sizeof(err));
+    if (!ws) {
+        fprintf(stderr, "moongate: %s\n", err);
+        mg_snapshot_unref(snap);
+        mg_config_free(cfg);
+        return 1;
+    }
+    for (int i = 0; i < cfg->nlisten; i++)
+        mg_log(MG_LOG_INFO, -1, 0, "listening on %s:%d (%d worker%s, config %s)",
+               cfg->listen[i].host, cfg->listen[i].port, cfg->workers, cfg->workers == 1 ? "" : "s",
+               cfg->source);
+    uv_run(loop, UV_RUN_DEFAULT);
+    mg_workers_stop(ws, cfg->workers);
+    mg_workers_join(ws, cfg->workers);
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    mg_log(MG_LOG_INFO, -1, 0, "stopped");
+    mg_snapshot_unref(snap);
+    mg_config_free(cfg);
+    return 0;
 }

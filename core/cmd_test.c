@@ -13,12 +13,15 @@ int mg_cmd_test(int argc, char **argv)
     lua_State *L = mg_lua_env_new();
     if (!L) return 1;
     /* busted reads its command line from the global `arg`. */
-    lua_createtable(L, argc, 1);
+    /* --ignore-lua: a .busted file may name an interpreter; we already are one. */
+    lua_createtable(L, argc + 1, 1);
     lua_pushstring(L, "moongate test");
     lua_rawseti(L, -2, 0);
+    lua_pushstring(L, "--ignore-lua");
+    lua_rawseti(L, -2, 1);
     for (int i = 0; i < argc; i++) {
         lua_pushstring(L, argv[i]);
-        lua_rawseti(L, -2, i + 1);
+        lua_rawseti(L, -2, i + 2);
     }
     lua_setglobal(L, "arg");
     const char *boot = "package.path = './lua/?.lua;./lua/?/init.lua;./?.lua;' .. package.path\n"

@@ -10,9 +10,9 @@
 #define MG_EXPORT __attribute__((visibility("default")))
 
 #define mg_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#define MG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define mg_likely(x) __builtin_expect(!!(x), 1)
-#define mg_unlikely(x) __builtin_expect(!!(x), 0)
+#define MG_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
+#define mg_likely(x)                       __builtin_expect(!!(x), 1)
+#define mg_unlikely(x)                     __builtin_expect(!!(x), 0)
 
 /* A byte range that points into memory someone else owns. */
 typedef struct mg_str {

@@ -34,7 +34,8 @@ static int embedded_searcher(lua_State *L)
     char rel[256], path[300];
     size_t n = strlen(name);
     if (n >= sizeof(rel)) return 0;
-    for (size_t i = 0; i <= n; i++) rel[i] = name[i] == '.' ? '/' : name[i];
+    for (size_t i = 0; i <= n; i++)
+        rel[i] = name[i] == '.' ? '/' : name[i];
     static const char *const patterns[] = {"lua/%s.lua", "lua/%s/init.lua"};
     for (size_t i = 0; i < 2; i++) {
         snprintf(path, sizeof(path), patterns[i], rel);

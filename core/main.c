@@ -6,17 +6,18 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "moongate %s: a programmable HTTP gateway\n"
-                 "\n"
-                 "usage:\n"
-                 "  moongate [-c FILE]          run the gateway in the foreground\n"
-                 "  moongate check [-c FILE]    validate a config and exit\n"
-                 "  moongate test [PATH...]     run busted specs inside moongate's LuaJIT\n"
-                 "  moongate version            print the version\n"
-                 "  moongate --help             this text\n"
-                 "\n"
-                 "Without -c, ./moongate.lua is read if present, else the embedded default\n"
-                 "config. The error log goes to stderr, the access log to stdout.\n",
+    fprintf(out,
+            "moongate %s: a programmable HTTP gateway\n"
+            "\n"
+            "usage:\n"
+            "  moongate [-c FILE]          run the gateway in the foreground\n"
+            "  moongate check [-c FILE]    validate a config and exit\n"
+            "  moongate test [PATH...]     run busted specs inside moongate's LuaJIT\n"
+            "  moongate version            print the version\n"
+            "  moongate --help             this text\n"
+            "\n"
+            "Without -c, ./moongate.lua is read if present, else the embedded default\n"
+            "config. The error log goes to stderr, the access log to stdout.\n",
             MG_VERSION);
 }
 

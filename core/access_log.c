@@ -1,0 +1,133 @@
+/* One access log line per request, appended to the worker's buffer and
+ * written to stdout once per loop turn. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+void mg_worker_refresh_time(mg_worker *w)
+{
+    time_t now = time(NULL);
+    if (now == w->time_cached) return;
+    w->time_cached = now;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(w->clf_time, sizeof(w->clf_time), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    strftime(w->iso_time, sizeof(w->iso_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void peer_ip(const mg_conn *c, char *out, size_t len)
+{
+    out[0] = 0;
+    if (c->peer.sa.sa_family == AF_INET6) {
+        const struct in6_addr *a = &c->peer.in6.sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)len);
+        else
+            inet_ntop(AF_INET6, a, out, (socklen_t)len);
+    } else if (c->peer.sa.sa_family == AF_INET) {
+        inet_ntop(AF_INET, &c->peer.in.sin_addr, out, (socklen_t)len);
+    }
+}
+
+/* Appends s with quotes and control characters escaped, as nginx does. */
+static void append_escaped(mg_buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f)
+            mg_buf_printf(b, "\\x%02X", ch);
+        else
+            mg_buf_append(b, &s[i], 1);
+    }
+}
+
+static mg_str header_or_dash(const mg_req *r, const char *name, size_t len)
+{
+    int i = mg_headers_find(&r->in, name, len);
+    mg_str s = {"-", 1};
+    if (i >= 0) {
+        s.p = mg_hvalue(&r->in, (uint32_t)i);
+        s.len = r->in.h[i].vlen;
+    }
+    return s;
+}
+
+void mg_req_log(mg_req *r)
+{
+    mg_conn *c = r->c;
+    mg_worker *w = c->w;
+    if (w->cfg->access_log == MG_ACCESS_LOG_OFF) return;
+    mg_worker_refresh_time(w);
+    char ip[INET6_ADDRSTRLEN];
+    peer_ip(c, ip, sizeof(ip));
+    double dur = (double)(uv_hrtime() - r->start_ns) / 1e9;
+    const char *svc = r->svc >= 0 && r->snap ? r->snap->services[r->svc].name : NULL;
+    mg_str ref = header_or_dash(r, "referer", 7), ua = header_or_dash(r, "user-agent", 10);
+    mg_buf *b = &w->access;
+    if (w->cfg->access_log == MG_ACCESS_LOG_JSON) {
+        const char *url = r->in.arena.p ? r->in.arena.p + r->method_len : "";
+        const char *q = memchr(url, '?', r->url_len);
+        size_t plen = q ? (size_t)(q - url) : r->url_len;
+        int hi = mg_headers_find(&r->in, "host", 4);
+        json_t *o = json_object();
+        json_object_set_new(o, "time", json_string(w->iso_time));
+        json_object_set_new(o, "client", json_string(ip));
+        json_object_set_new(o, "method",
+                            json_stringn(r->in.arena.p ? r->in.arena.p : "", r->method_len));
+        json_object_set_new(o, "path", json_stringn(url, plen));
+        json_object_set_new(o, "query",
+                            json_stringn(q ? q + 1 : "", q ? r->url_len - plen - 1 : 0));
+        json_object_set_new(o, "protocol", json_string(r->http_minor ? "HTTP/1.1" : "HTTP/1.0"));
+        json_object_set_new(o, "host",
+                            hi >= 0
+                                ? json_stringn(mg_hvalue(&r->in, (uint32_t)hi), r->in.h[hi].vlen)
+                                : json_null());
+        json_object_set_new(o, "status", json_integer(r->status));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)r->bytes_out));
+        json_object_set_new(o, "referer",
+                            ref.len == 1 && ref.p[0] == '-' ? json_null()
+                                                            : json_stringn(ref.p, ref.len));
+        json_object_set_new(o, "user_agent",
+                            ua.len == 1 && ua.p[0] == '-' ? json_null()
+                                                          : json_stringn(ua.p, ua.len));
+        json_object_set_new(o, "service", svc ? json_string(svc) : json_null());
+        json_object_set_new(o, "upstream",
+                            r->upstreams.len ? json_stringn(r->upstreams.p, r->upstreams.len)
+                                             : json_null());
+        json_object_set_new(o, "duration", json_real(dur));
+        json_object_set_new(o, "tries", json_integer(r->tries));
+        char *s = json_dumps(o, JSON_COMPACT);
+        if (s) {
+            mg_buf_append(b, s, strlen(s));
+            mg_buf_append(b, "\n", 1);
+            free(s);
+        }
+        json_decref(o);
+    } else {
+        mg_buf_printf(b, "%s - - [%s] \"", ip, w->clf_time);
+        if (r->method_len) {
+            append_escaped(b, r->in.arena.p, r->method_len);
+            mg_buf_append(b, " ", 1);
+            append_escaped(b, r->in.arena.p + r->method_len, r->url_len);
+            mg_buf_printf(b, " HTTP/1.%d", r->http_minor);
+        } else {
+            mg_buf_append(b, "-", 1);
+        }
+        mg_buf_printf(b, "\" %d %llu \"", r->status, (unsigned long long)r->bytes_out);
+        append_escaped(b, ref.p, ref.len);
+        mg_buf_append(b, "\" \"", 3);
+        append_escaped(b, ua.p, ua.len);
+        mg_buf_printf(b, "\" \"%s\" ", svc ? svc : "-");
+        if (r->upstreams.len)
+            mg_buf_append(b, r->upstreams.p, r->upstreams.len);
+        else
+            mg_buf_append(b, "-", 1);
+        mg_buf_printf(b, " %.3f\n", dur);
+    }
+    if (b->len > 32768) mg_buf_flush_fd(b, 1);
+}

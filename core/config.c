@@ -1,0 +1,328 @@
+/* Config loading: runs lua/moongate/config.lua in a scratch Lua state, then
+ * copies the normalized table into C structs and builds the first snapshot.
+ * Nothing here runs on the request path. */
+#include "config.h"
+#include "log.h"
+#include "lua_env.h"
+
+#include <arpa/inet.h>
+#include <lauxlib.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char *dup_field(lua_State *L, int idx, const char *key, const char *def)
+{
+    lua_getfield(L, idx, key);
+    const char *s = lua_isstring(L, -1) ? lua_tostring(L, -1) : def;
+    char *r = s ? strdup(s) : NULL;
+    lua_pop(L, 1);
+    return r;
+}
+
+static double num_field(lua_State *L, int idx, const char *key, double def)
+{
+    lua_getfield(L, idx, key);
+    double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
+    lua_pop(L, 1);
+    return v;
+}
+
+static uint64_t ms_field(lua_State *L, int idx, const char *key, double def_s)
+{
+    return (uint64_t)(num_field(L, idx, key, def_s) * 1000.0 + 0.5);
+}
+
+int mg_cidr_match(const mg_cidr *list, int n, const struct sockaddr *sa)
+{
+    uint8_t a[16];
+    int family;
+    if (sa->sa_family == AF_INET) {
+        memcpy(a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        family = AF_INET;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(v6)) {
+            memcpy(a, v6->s6_addr + 12, 4);
+            family = AF_INET;
+        } else {
+            memcpy(a, v6->s6_addr, 16);
+            family = AF_INET6;
+        }
+    } else {
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (list[i].family != family) continue;
+        int bits = list[i].bits, byte = 0;
+        for (; bits >= 8; bits -= 8, byte++)
+            if (a[byte] != list[i].addr[byte]) goto next;
+        if (bits && ((a[byte] ^ list[i].addr[byte]) & (0xff << (8 - bits)) & 0xff)) goto next;
+        return 1;
+    next:;
+    }
+    return 0;
+}
+
+static int resolve_target(mg_target *t, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", t->port);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    int rc = getaddrinfo(t->host, port, &hints, &res);
+    if (rc == EAI_BADFLAGS || (rc && strcmp(t->host, "localhost") == 0)) {
+        hints.ai_flags = 0;
+        rc = getaddrinfo(t->host, port, &hints, &res);
+    }
+    if (rc || !res) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", t->host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
+    t->addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* Reads services[i] at the top of the stack into svc. */
+static int read_service(lua_State *L, mg_service *svc, const char *source, char *err, size_t errlen)
+{
+    int idx = lua_gettop(L);
+    svc->name = dup_field(L, idx, "name", "?");
+    svc->balancer = dup_field(L, idx, "balancer", "roundrobin");
+    svc->line = (int)num_field(L, idx, "line", 0);
+    svc->balancer_opts = dup_field(L, idx, "_opts_literal", "{}");
+    lua_getfield(L, idx, "targets");
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    svc->targets = calloc(n ? (size_t)n : 1, sizeof(mg_target));
+    if (!svc->targets) return -1;
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        int t_idx = lua_gettop(L);
+        mg_target *t = &svc->targets[svc->ntargets++];
+        t->id = dup_field(L, t_idx, "id", "?");
+        t->host = dup_field(L, t_idx, "host", "?");
+        t->address = dup_field(L, t_idx, "address", "?");
+        t->port = (uint16_t)num_field(L, t_idx, "port", 0);
+        t->weight = (int)num_field(L, t_idx, "weight", 1);
+        int line = (int)num_field(L, t_idx, "line", svc->line);
+        char key[300], why[200];
+        if (resolve_target(t, why, sizeof(why))) {
+            snprintf(err, errlen, "%s:%d: services.%s.targets[%d]: %s", source, line, svc->name, i,
+                     why);
+            return -1;
+        }
+        char host[INET6_ADDRSTRLEN];
+        const void *a = t->addr.ss_family == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)&t->addr)->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)&t->addr)->sin6_addr;
+        inet_ntop(t->addr.ss_family, a, host, sizeof(host));
+        snprintf(key, sizeof(key), "%s|%u", host, t->port);
+        t->uid = mg_target_uid(key);
+        if (t->uid == UINT32_MAX) {
+            snprintf(err, errlen, "%s:%d: too many distinct targets", source, line);
+            return -1;
+        }
+        lua_getfield(L, t_idx, "labels");
+        if (lua_istable(L, -1)) {
+            int nl = 0;
+            for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
+                nl++;
+            t->labels = calloc((size_t)nl * 2 + 1, sizeof(char *));
+            int k = 0;
+            for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) {
+                if (!lua_isstring(L, -2) || !lua_isstring(L, -1)) continue;
+                lua_pushvalue(L, -2);
+                t->labels[k++] = strdup(lua_tostring(L, -1));
+                lua_pop(L, 1);
+                t->labels[k++] = strdup(lua_tostring(L, -1));
+            }
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *err, size_t errlen)
+{
+    int top = lua_gettop(L);
+    cfg->source = dup_field(L, top, "source", "(embedded default)");
+    cfg->workers = (int)num_field(L, top, "workers", 1);
+    cfg->plugins_dir = dup_field(L, top, "plugins_dir", "plugins");
+    char *al = dup_field(L, top, "access_log", NULL);
+    cfg->access_log = !al                       ? MG_ACCESS_LOG_OFF
+                      : strcmp(al, "json") == 0 ? MG_ACCESS_LOG_JSON
+                                                : MG_ACCESS_LOG_COMBINED;
+    free(al);
+    char *lvl = dup_field(L, top, "log_level", "info");
+    cfg->log_level = mg_log_level_parse(lvl);
+    if (cfg->log_level < 0) cfg->log_level = MG_LOG_INFO;
+    free(lvl);
+
+    lua_getfield(L, top, "listen");
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    cfg->listen = calloc(n ? (size_t)n : 1, sizeof(mg_listen));
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        mg_listen *l = &cfg->listen[cfg->nlisten++];
+        char *h = dup_field(L, lua_gettop(L), "host", "0.0.0.0");
+        snprintf(l->host, sizeof(l->host), "%s", h);
+        free(h);
+        l->port = (int)num_field(L, lua_gettop(L), "port", 8080);
+        l->line = (int)num_field(L, lua_gettop(L), "line", 0);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    lua_getfield(L, top, "timeouts");
+    int t = lua_gettop(L);
+    cfg->client_header_ms = ms_field(L, t, "client_header", 10);
+    cfg->client_idle_ms = ms_field(L, t, "client_idle", 60);
+    cfg->upstream_connect_ms = ms_field(L, t, "upstream_connect", 3);
+    cfg->upstream_response_ms = ms_field(L, t, "upstream_response", 60);
+    cfg->grace_ms = ms_field(L, t, "grace", 10);
+    lua_pop(L, 1);
+
+    lua_getfield(L, top, "limits");
+    cfg->max_header_size = (uint32_t)num_field(L, lua_gettop(L), "max_header_size", 32768);
+    cfg->max_headers = (uint32_t)num_field(L, lua_gettop(L), "max_headers", 100);
+    lua_pop(L, 1);
+
+    lua_getfield(L, top, "upstream");
+    cfg->keepalive = (int)num_field(L, lua_gettop(L), "keepalive", 64);
+    cfg->keepalive_timeout_ms = ms_field(L, lua_gettop(L), "keepalive_timeout", 60);
+    cfg->retries = (int)num_field(L, lua_gettop(L), "retries", 2);
+    lua_pop(L, 1);
+
+    lua_getfield(L, top, "trusted_proxies");
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    cfg->trusted = calloc(n ? (size_t)n : 1, sizeof(mg_cidr));
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        int c = lua_gettop(L);
+        mg_cidr *cidr = &cfg->trusted[cfg->ntrusted];
+        cidr->family = num_field(L, c, "family", 4) == 6 ? AF_INET6 : AF_INET;
+        cidr->bits = (int)num_field(L, c, "bits", cidr->family == AF_INET ? 32 : 128);
+        char *a = dup_field(L, c, "addr", "");
+        if (inet_pton(cidr->family, a, cidr->addr) == 1) cfg->ntrusted++;
+        free(a);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    /* services: a list sorted by name */
+    lua_getfield(L, top, "services");
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    snap->services = calloc(n ? (size_t)n : 1, sizeof(mg_service));
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        int rc = read_service(L, &snap->services[snap->nservices++], cfg->source, err, errlen);
+        lua_settop(L, top + 1);
+        if (rc) return -1;
+    }
+    lua_pop(L, 1);
+
+    snap->router = mg_router_new();
+    lua_getfield(L, top, "routes");
+    n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        int r = lua_gettop(L);
+        char *rule = dup_field(L, r, "rule", "");
+        char *svc = dup_field(L, r, "service", "");
+        int prio = (int)num_field(L, r, "priority", -1);
+        int line = (int)num_field(L, r, "line", 0);
+        int sidx = mg_snapshot_service(snap, svc);
+        char why[256] = "";
+        int rc = sidx < 0 ? (snprintf(why, sizeof(why), "unknown service '%s'", svc), -1)
+                          : mg_router_add(snap->router, rule, prio, sidx, why, sizeof(why));
+        if (rc) snprintf(err, errlen, "%s:%d: routes[%d]: %s", cfg->source, line, i, why);
+        free(rule);
+        free(svc);
+        lua_pop(L, 1);
+        if (rc) return -1;
+    }
+    lua_pop(L, 1);
+    mg_router_finalize(snap->router);
+    return 0;
+}
+
+/* Lua side of loading: returns the normalized config with each service's
+ * balancer_opts serialized, after checking that every balancer plugin loads. */
+static const char *const load_chunk =
+    "local path, ncpu = ...\n"
+    "local config = require('moongate.config')\n"
+    "local plugins = require('moongate.plugins')\n"
+    "local cfg, err\n"
+    "if path then cfg, err = config.load(path, { ncpu = ncpu })\n"
+    "else cfg, err = config.default({ ncpu = ncpu }) end\n"
+    "if not cfg then return nil, err end\n"
+    "for _, svc in ipairs(cfg.services) do\n"
+    "  local ok, perr = plugins.check(svc.balancer, cfg.plugins_dir, 'balancer')\n"
+    "  if not ok then return nil, string.format('%s:%d: services.%s.balancer: %s',\n"
+    "    cfg.source or '?', svc.line or 0, svc.name, perr) end\n"
+    "  svc._opts_literal = plugins.serialize(svc.balancer_opts or {})\n"
+    "end\n"
+    "return cfg\n";
+
+int mg_config_load(const char *path, mg_config **out_cfg, mg_snapshot **out_snap, char *err,
+                   size_t errlen)
+{
+    if (!path && access("moongate.lua", R_OK) == 0) path = "moongate.lua";
+    lua_State *L = mg_lua_env_new();
+    if (!L) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int rc = -1;
+    mg_config *cfg = calloc(1, sizeof(*cfg));
+    mg_snapshot *snap = calloc(1, sizeof(*snap));
+    if (!cfg || !snap) goto done;
+    if (luaL_loadbuffer(L, load_chunk, strlen(load_chunk), "=config_loader")) goto lua_err;
+    if (path)
+        lua_pushstring(L, path);
+    else
+        lua_pushnil(L);
+    lua_pushinteger(L, ncpu > 0 ? ncpu : 1);
+    if (lua_pcall(L, 2, 2, 0)) goto lua_err;
+    if (lua_isnil(L, -2)) {
+        snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "invalid config");
+        goto done;
+    }
+    lua_pop(L, 1);
+    if (read_config(L, cfg, snap, err, errlen)) goto done;
+    snap->version = 1;
+    atomic_init(&snap->refs, 1);
+    *out_cfg = cfg;
+    *out_snap = snap;
+    cfg = NULL;
+    snap = NULL;
+    rc = 0;
+    goto done;
+lua_err:
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+done:
+    if (cfg) mg_config_free(cfg);
+    if (snap) {
+        atomic_init(&snap->refs, 1);
+        mg_snapshot_unref(snap);
+    }
+    lua_close(L);
+    return rc;
+}
+
+void mg_config_free(mg_config *cfg)
+{
+    if (!cfg) return;
+    free(cfg->source);
+    free(cfg->listen);
+    free(cfg->plugins_dir);
+    free(cfg->trusted);
+    free(cfg);
+}

@@ -1,0 +1,54 @@
+/* The gateway's settings, read from the normalized table that
+ * lua/moongate/config.lua produces. */
+#ifndef MG_CONFIG_H
+#define MG_CONFIG_H
+
+#include "snapshot.h"
+
+#include <netinet/in.h>
+#include <stdint.h>
+
+typedef struct mg_listen {
+    char host[64];
+    int port;
+    int line;
+} mg_listen;
+
+typedef struct mg_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    int bits;
+    uint8_t addr[16];
+} mg_cidr;
+
+enum { MG_ACCESS_LOG_OFF = 0, MG_ACCESS_LOG_COMBINED, MG_ACCESS_LOG_JSON };
+
+typedef struct mg_config {
+    char *source; /* the config file, or "(embedded default)" */
+    mg_listen *listen;
+    int nlisten;
+    int workers;
+    char *plugins_dir;
+    int access_log;
+    int log_level;
+    /* timeouts in milliseconds */
+    uint64_t client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, grace_ms;
+    uint32_t max_header_size, max_headers;
+    int keepalive;
+    uint64_t keepalive_timeout_ms;
+    int retries;
+    mg_cidr *trusted;
+    int ntrusted;
+} mg_config;
+
+/* Loads and validates a config file (path NULL: ./moongate.lua if present,
+ * else the embedded default). On success stores a new config and a first
+ * snapshot (version 1, one reference) that the caller owns, and returns 0.
+ * On failure writes "FILE:LINE: reason" to err and returns -1. */
+int mg_config_load(const char *path, mg_config **cfg, mg_snapshot **snap, char *err, size_t errlen);
+
+void mg_config_free(mg_config *cfg);
+
+/* Returns 1 if the address is inside one of the CIDRs. */
+int mg_cidr_match(const mg_cidr *list, int n, const struct sockaddr *sa);
+
+#endif

@@ -1,0 +1,64 @@
+/* The membership snapshot: services, their targets, and the compiled routes.
+ *
+ * A snapshot is immutable once published. The control side builds it; every
+ * worker holds one reference to the newest it has adopted, and every request
+ * pins the snapshot it started with for all its tries. */
+#ifndef MG_SNAPSHOT_H
+#define MG_SNAPSHOT_H
+
+#include "router.h"
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Targets are identified process-wide by a uid derived from their address,
+ * stable across snapshots: workers index their connection pools and passive
+ * failure marks by it, and the gateway-wide in-flight counters live here. */
+#define MG_MAX_TARGET_UIDS 65536
+
+typedef struct mg_target {
+    char *id;      /* configured id, "127.0.0.1:9001" by default */
+    char *host;    /* as configured (a name or an address literal) */
+    char *address; /* "host:port", for logs */
+    uint16_t port;
+    int weight;
+    uint32_t uid;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char **labels; /* key, value, key, value, ..., NULL */
+} mg_target;
+
+typedef struct mg_service {
+    char *name;
+    char *balancer;      /* plugin name */
+    char *balancer_opts; /* a Lua table literal, "{}" by default */
+    mg_target *targets;
+    int ntargets;
+    int line;
+} mg_service;
+
+typedef struct mg_snapshot {
+    uint64_t version;
+    atomic_int refs;
+    mg_service *services;
+    int nservices;
+    mg_router *router; /* route value = service index */
+} mg_snapshot;
+
+/* Gateway-wide in-flight requests per target uid (incremented by workers). */
+extern atomic_int mg_target_inflight[MG_MAX_TARGET_UIDS];
+
+/* Returns the uid for an address key such as "127.0.0.1:9001", allocating a
+ * new one the first time; thread-safe. Returns UINT32_MAX when full. */
+uint32_t mg_target_uid(const char *key);
+
+/* Takes and drops references. The last mg_snapshot_unref frees it. */
+void mg_snapshot_ref(mg_snapshot *s);
+void mg_snapshot_unref(mg_snapshot *s);
+
+/* Returns the index of the named service or -1. */
+int mg_snapshot_service(const mg_snapshot *s, const char *name);
+
+#endif

@@ -1,0 +1,251 @@
+/* Worker threads: each owns a loop, its listening sockets (SO_REUSEPORT, so
+ * the kernel spreads connections without a shared accept lock), a Lua
+ * state, connection pools and timeout queues. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TICK_MS 100
+
+mg_pool *mg_worker_pool(mg_worker *w, uint32_t uid)
+{
+    if (uid >= w->npools) {
+        uint32_t n = w->npools ? w->npools : 64;
+        while (n <= uid)
+            n *= 2;
+        if (n > MG_MAX_TARGET_UIDS) n = MG_MAX_TARGET_UIDS;
+        if (uid >= n) return NULL;
+        mg_pool *np = realloc(w->pools, n * sizeof(*np));
+        if (!np) return NULL;
+        w->pools = np;
+        uint64_t *nd = realloc(w->down_until, n * sizeof(*nd));
+        if (!nd) return NULL;
+        w->down_until = nd;
+        memset(w->pools + w->npools, 0, (n - w->npools) * sizeof(*np));
+        memset(w->down_until + w->npools, 0, (n - w->npools) * sizeof(*nd));
+        w->npools = n;
+    }
+    return &w->pools[uid];
+}
+
+/* libuv 1.44 has no UV_TCP_REUSEPORT: make the socket, set SO_REUSEPORT,
+ * bind and listen, then hand the descriptor to uv_tcp_open. */
+static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", l->port);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+    int rc = getaddrinfo(l->host, port, &hints, &res);
+    if (rc) {
+        hints.ai_flags = AI_PASSIVE;
+        rc = getaddrinfo(l->host, port, &hints, &res);
+    }
+    if (rc || !res) {
+        snprintf(err, errlen, "listen %s:%d: %s", l->host, l->port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+        (res->ai_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one))) ||
+        bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 4096)) {
+        snprintf(err, errlen, "%s:%d: listen on %s:%d: %s", w->cfg->source, l->line, l->host,
+                 l->port, strerror(errno));
+        if (fd >= 0) close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    uv_tcp_init(&w->loop, tcp);
+    tcp->data = w;
+    if (uv_tcp_open(tcp, fd) || uv_listen((uv_stream_t *)tcp, 4096, mg_conn_accept)) {
+        snprintf(err, errlen, "listen on %s:%d failed", l->host, l->port);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    mg_worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    mg_conn_expire(w, now);
+    mg_up_expire(w, now);
+    if (w->stopping && now >= w->stop_deadline) {
+        /* grace period over: close whatever is still open */
+        for (mg_conn *c = w->conns; c; c = c->next)
+            mg_conn_close(c);
+    }
+    if (w->stopping && w->nconns == 0) uv_stop(&w->loop);
+}
+
+static void on_flush(uv_prepare_t *p)
+{
+    mg_worker *w = p->data;
+    if (w->access.len) mg_buf_flush_fd(&w->access, 1);
+}
+
+static void close_listeners(mg_worker *w)
+{
+    for (int i = 0; i < w->nlisteners; i++)
+        if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
+            uv_close((uv_handle_t *)&w->listeners[i], NULL);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    mg_worker *w = a->data;
+    if (atomic_load(&w->stop_requested) && !w->stopping) {
+        w->stopping = 1;
+        w->stop_deadline = uv_now(&w->loop) + w->cfg->grace_ms;
+        close_listeners(w);
+        /* idle keep-alive connections go now; busy ones after their response */
+        mg_conn *next;
+        for (mg_conn *c = w->conns; c; c = next) {
+            next = c->next;
+            if (c->state == MG_C_IDLE && !c->pend_len)
+                mg_conn_close(c);
+            else
+                c->close_after = 1;
+        }
+        if (w->nconns == 0) uv_stop(&w->loop);
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h)) {
+        if (h->type == UV_TCP && h->data && h->data != arg) {
+            /* connections still open at exit: close without callbacks into
+             * the proxy, their owners are freed in their close callbacks */
+        }
+        uv_close(h, NULL);
+    }
+}
+
+static void worker_main(void *arg)
+{
+    mg_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* drain: close every remaining handle and let their callbacks run */
+    for (mg_conn *c = w->conns; c; c = c->next)
+        mg_conn_close(c);
+    for (uint32_t i = 0; i < w->npools; i++)
+        while (w->pools[i].idle)
+            mg_up_close(w->pools[i].idle);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    uv_walk(&w->loop, close_walk, w);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->access.len) mg_buf_flush_fd(&w->access, 1);
+}
+
+static int worker_init(mg_worker *w, int id, const mg_config *cfg, mg_snapshot *snap, char *err,
+                       size_t errlen)
+{
+    w->id = id;
+    w->cfg = cfg;
+    if (uv_loop_init(&w->loop)) {
+        snprintf(err, errlen, "cannot create an event loop");
+        return -1;
+    }
+    mg_tq_init(&w->q_client_idle, cfg->client_idle_ms);
+    mg_tq_init(&w->q_client_header, cfg->client_header_ms);
+    mg_tq_init(&w->q_client_io, cfg->client_idle_ms);
+    mg_tq_init(&w->q_up_connect, cfg->upstream_connect_ms);
+    mg_tq_init(&w->q_up_response, cfg->upstream_response_ms);
+    mg_tq_init(&w->q_up_idle, cfg->keepalive_timeout_ms);
+    if (mg_lua_init(&w->lua, id, cfg->plugins_dir, err, errlen)) return -1;
+    w->snap = snap;
+    mg_snapshot_ref(snap);
+    mg_lua_adopt(&w->lua, snap);
+    w->listeners = calloc((size_t)cfg->nlisten, sizeof(uv_tcp_t));
+    for (int i = 0; i < cfg->nlisten; i++) {
+        if (open_listener(w, &cfg->listen[i], &w->listeners[i], err, errlen)) return -1;
+        w->nlisteners++;
+    }
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_timer_init(&w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    uv_prepare_init(&w->loop, &w->flush);
+    w->flush.data = w;
+    uv_prepare_start(&w->flush, on_flush);
+    return 0;
+}
+
+static void worker_free(mg_worker *w)
+{
+    uv_loop_close(&w->loop);
+    mg_lua_close(&w->lua);
+    if (w->snap) mg_snapshot_unref(w->snap);
+    w->snap = NULL;
+    while (w->req_free) {
+        mg_req *r = w->req_free;
+        w->req_free = *(mg_req **)r;
+        mg_headers_free(&r->in);
+        mg_headers_free(&r->out);
+        mg_buf_free(&r->uhead);
+        mg_buf_free(&r->upstreams);
+        free(r);
+    }
+    free(w->listeners);
+    free(w->pools);
+    free(w->down_until);
+    free(w->hdr_view);
+    mg_buf_free(&w->scratch);
+    mg_buf_free(&w->access);
+}
+
+mg_worker *mg_workers_start(const mg_config *cfg, mg_snapshot *snap, char *err, size_t errlen)
+{
+    int n = cfg->workers;
+    /* Ownership: the array is freed by mg_workers_join. */
+    mg_worker *ws = calloc((size_t)n, sizeof(mg_worker));
+    if (!ws) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (worker_init(&ws[i], i + 1, cfg, snap, err, errlen)) {
+            for (int k = 0; k <= i; k++) {
+                uv_walk(&ws[k].loop, close_walk, NULL);
+                uv_run(&ws[k].loop, UV_RUN_DEFAULT);
+                worker_free(&ws[k]);
+            }
+            free(ws);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        uv_thread_create(&ws[i].thread, worker_main, &ws[i]);
+    return ws;
+}
+
+void mg_workers_stop(mg_worker *ws, int n)
+{
+    for (int i = 0; i < n; i++) {
+        atomic_store(&ws[i].stop_requested, 1);
+        uv_async_send(&ws[i].wake);
+    }
+}
+
+void mg_workers_join(mg_worker *ws, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uv_thread_join(&ws[i].thread);
+        worker_free(&ws[i]);
+    }
+    free(ws);
+}

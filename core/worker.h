@@ -1,0 +1,86 @@
+/* Workers: one thread, one libuv loop, one Lua state and one SO_REUSEPORT
+ * listening socket per configured address each. A worker shares nothing
+ * mutable with another; it reads the published snapshot and the config. */
+#ifndef MG_WORKER_H
+#define MG_WORKER_H
+
+#include "config.h"
+#include "lua_bridge.h"
+#include "log.h"
+#include "snapshot.h"
+#include "tq.h"
+
+#include <stdatomic.h>
+#include <uv.h>
+
+#define MG_READ_BUF_SIZE 65536
+
+typedef struct mg_conn mg_conn;
+typedef struct mg_upconn mg_upconn;
+
+typedef struct mg_pool {
+    mg_upconn *idle; /* most recently used first */
+    int nidle;
+} mg_pool;
+
+typedef struct mg_worker {
+    int id;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t wake;    /* new snapshot or stop request */
+    uv_timer_t tick;    /* checks the timeout queues */
+    uv_prepare_t flush; /* flushes the access log before the loop polls */
+    uv_tcp_t *listeners;
+    int nlisteners;
+    const mg_config *cfg;
+    mg_snapshot *snap; /* one reference held */
+    mg_lua lua;
+    atomic_int stop_requested; /* set by the main thread */
+    int stopping;              /* worker-local view: 0 running, 1 draining */
+    uint64_t stop_deadline;
+
+    /* timeout queues: one per kind of wait */
+    mg_tq q_client_idle, q_client_header, q_client_io;
+    mg_tq q_up_connect, q_up_response, q_up_idle;
+
+    mg_conn *conns; /* every open client connection */
+    int nconns;
+    uint64_t next_conn_id;
+
+    mg_pool *pools; /* indexed by target uid */
+    uint32_t npools;
+    uint64_t *down_until; /* passive failure marks by uid, uv_now ms */
+
+    struct mg_req *req_free; /* recycled requests, arenas kept */
+    int nreq_free;
+
+    mg_buf scratch;   /* serialized response heads */
+    mg_hdr *hdr_view; /* headers as pointers, for the router */
+    uint32_t hdr_view_cap;
+    uint32_t rr_fallback; /* round robin used when a balancer fails */
+
+    mg_buf access; /* access log lines waiting for the flush */
+    char clf_time[40];
+    char iso_time[40];
+    time_t time_cached;
+
+    char readbuf[MG_READ_BUF_SIZE]; /* every read of this worker lands here */
+    int readbuf_busy;
+} mg_worker;
+
+/* Starts n workers for cfg with snapshot snap (each takes its own
+ * reference). Returns the array (caller owns; mg_workers_join frees it), or
+ * NULL with err set. */
+mg_worker *mg_workers_start(const mg_config *cfg, mg_snapshot *snap, char *err, size_t errlen);
+
+/* Asks every worker to stop accepting and finish in-flight requests. */
+void mg_workers_stop(mg_worker *ws, int n);
+
+/* Waits for every worker thread to end and frees the array. */
+void mg_workers_join(mg_worker *ws, int n);
+
+/* Worker-internal helpers shared by the HTTP files. */
+mg_pool *mg_worker_pool(mg_worker *w, uint32_t uid);
+void mg_worker_refresh_time(mg_worker *w);
+
+#endif

@@ -1,0 +1,115 @@
+-- Finds, loads and validates plugins. A plugin is plugins_dir/NAME.lua or
+-- plugins_dir/NAME/init.lua; built-in plugins are embedded in the binary and
+-- used when plugins_dir has no file of that name.
+local _M = {}
+
+local embedded = rawget(_G, "__moongate_embedded")
+
+local function read_file(path)
+    local f = io.open(path, "rb")
+    if not f then return nil end
+    local data = f:read("*a")
+    f:close()
+    return data
+end
+
+-- Returns the plugin's source and the chunk name used in its error messages
+-- (the file path, so a traceback reads "plugins/x.lua:12: ...").
+function _M.locate(name, dir)
+    if type(name) ~= "string" or not name:match("^[%w_%-][%w_%.%-]*$") or name:find("..", 1, true) then
+        return nil, "invalid plugin name '" .. tostring(name) .. "'"
+    end
+    local rel = name:gsub("%.", "/")
+    if dir then
+        for _, cand in ipairs({ dir .. "/" .. rel .. ".lua", dir .. "/" .. rel .. "/init.lua" }) do
+            local src = read_file(cand)
+            if src then return src, cand end
+        end
+    end
+    if embedded then
+        local path = "plugins/" .. rel .. ".lua"
+        local src = embedded(path)
+        if src then return src, path end
+    end
+    return nil, "no plugin '" .. name .. "' in " .. (dir or "?") .. " or among the built-ins"
+end
+
+local required = {
+    balancer = { "new", "pick" },
+    middleware = {},
+    discovery = { "start" },
+    health = { "check" },
+}
+
+-- Loads a plugin into this Lua state. Returns the plugin table, or nil and
+-- an error that names file:line.
+function _M.load(name, dir, kind)
+    local src, chunk = _M.locate(name, dir)
+    if not src then return nil, chunk end
+    local fn, err = loadstring(src, "@" .. chunk)
+    if not fn then return nil, err end
+    -- Each plugin gets its own globals table so that one plugin's stray
+    -- global cannot leak into another.
+    setfenv(fn, setmetatable({}, { __index = _G }))
+    local ok, mod = pcall(fn)
+    if not ok then return nil, tostring(mod) end
+    if type(mod) ~= "table" then
+        return nil, chunk .. ": a plugin must return a table, got " .. type(mod)
+    end
+    if kind and mod.type ~= kind then
+        return nil, string.format("%s: plugin type is %s, expected %s", chunk,
+            tostring(mod.type), kind)
+    end
+    for _, fname in ipairs(required[mod.type] or {}) do
+        if type(mod[fname]) ~= "function" then
+            return nil, string.format("%s: %s plugin has no function '%s'", chunk, mod.type, fname)
+        end
+    end
+    mod.name = mod.name or name
+    mod._source = chunk
+    return mod
+end
+
+function _M.check(name, dir, kind)
+    local mod, err = _M.load(name, dir, kind)
+    if not mod then return nil, err end
+    return true
+end
+
+-- Serializes plain data (tables, strings, numbers, booleans) as a Lua
+-- literal, to hand options from one Lua state to another.
+local function ser(v, out, depth)
+    local t = type(v)
+    if t == "string" then
+        out[#out + 1] = string.format("%q", v)
+    elseif t == "number" or t == "boolean" then
+        out[#out + 1] = tostring(v)
+    elseif t == "table" then
+        if depth > 32 then error("options nest too deeply", 0) end
+        out[#out + 1] = "{"
+        for k, val in pairs(v) do
+            out[#out + 1] = "["
+            ser(k, out, depth + 1)
+            out[#out + 1] = "]="
+            ser(val, out, depth + 1)
+            out[#out + 1] = ","
+        end
+        out[#out + 1] = "}"
+    else
+        out[#out + 1] = "nil"
+    end
+end
+
+function _M.serialize(v)
+    local out = {}
+    ser(v, out, 0)
+    return table.concat(out)
+end
+
+function _M.deserialize(s)
+    local fn = assert(loadstring("return " .. s, "=options"))
+    setfenv(fn, {})
+    return fn()
+end
+
+return _M
