@@ -119,3 +119,20 @@ uint64_t mg_hrtime_ns(void)
 {
     return uv_hrtime();
 }
+
+int mg_header_valid(const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (!nlen) return 0;
+    for (size_t i = 0; i < nlen; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch && strchr(tchar, ch))))
+            return 0;
+    }
+    for (size_t i = 0; i < vlen; i++) {
+        unsigned char ch = (unsigned char)value[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return 0;
+    }
+    return 1;
+}

@@ -26,6 +26,40 @@ typedef struct mg_headers {
     uint8_t in_field;        /* a field is being collected */
 } mg_headers;
 
+/* llhttp 8.1 skips the two bytes after chunk data without checking that
+ * they are CRLF, so "5\r\nhelloXX0\r\n\r\n" parses: a desync vector. The
+ * guard checks those bytes itself, across read boundaries. */
+typedef struct mg_chunk_guard {
+    uint64_t left;   /* data bytes left in the current chunk */
+    const char *end; /* end of the buffer being parsed */
+    uint8_t crlf;    /* CRLF bytes still to check (0..2) */
+} mg_chunk_guard;
+
+static inline int mg_chunk_guard_check(mg_chunk_guard *g, const char *p, const char *end)
+{
+    while (g->crlf && p < end) {
+        if (*p++ != (g->crlf == 2 ? '\r' : '\n')) return -1;
+        g->crlf--;
+    }
+    return 0;
+}
+
+/* A buffer is about to be parsed: checks pending CRLF bytes at its start. */
+static inline int mg_chunk_guard_feed(mg_chunk_guard *g, const char *p, size_t n)
+{
+    g->end = p + n;
+    return mg_chunk_guard_check(g, p, p + n);
+}
+
+/* on_body with chunked framing: returns -1 when the chunk's CRLF is wrong. */
+static inline int mg_chunk_guard_body(mg_chunk_guard *g, const char *at, size_t n)
+{
+    g->left = g->left > n ? g->left - n : 0;
+    if (g->left) return 0;
+    g->crlf = 2;
+    return mg_chunk_guard_check(g, at + n, g->end);
+}
+
 enum mg_conn_state {
     MG_C_IDLE = 0, /* waiting for a request (keep-alive) */
     MG_C_HEAD,     /* reading a request head */
@@ -58,6 +92,7 @@ struct mg_conn {
     uint8_t driving, redrive;
     char last_byte; /* last head byte parsed, for the bare-LF check */
     uint32_t nrequests;
+    struct mg_chunk_guard chunk;
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -81,6 +116,7 @@ struct mg_upconn {
     uint8_t got_bytes; /* some response bytes arrived for the current request */
     uint8_t reusable;  /* the last response left it clean for keep-alive */
     uint8_t reading;
+    struct mg_chunk_guard chunk;
 };
 
 struct mg_req {
@@ -175,5 +211,8 @@ int mg_headers_find(const mg_headers *h, const char *name, size_t len);
 int mg_value_has_token(const char *v, size_t vlen, const char *tok, size_t toklen);
 
 uint64_t mg_hrtime_ns(void);
+
+/* Validates a header name (RFC 9110 token) and value (no CTL but HTAB). */
+int mg_header_valid(const char *name, size_t nlen, const char *value, size_t vlen);
 
 #endif

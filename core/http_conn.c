@@ -95,6 +95,7 @@ static mg_req *req_new(mg_conn *c)
 
 void mg_req_free(mg_req *r)
 {
+    if (r->up) mg_proxy_client_gone(r); /* never leave a backend pointing here */
     if (r->snap) mg_snapshot_unref(r->snap);
     r->snap = NULL;
     mg_worker *w = r->c ? r->c->w : NULL;
@@ -130,6 +131,7 @@ static int on_message_begin(llhttp_t *p)
     c->req = req_new(c);
     if (!c->req) return HPE_USER;
     c->state = MG_C_HEAD;
+    memset(&c->chunk, 0, sizeof(c->chunk));
     mg_tq_arm(&c->w->q_client_header, &c->tq, uv_now(&c->w->loop));
     return 0;
 }
@@ -170,6 +172,14 @@ static int on_header_value_complete(llhttp_t *p)
     mg_req *r = c->req;
     if (r->in_trailers && r->in.ntrailer_start == UINT32_MAX) r->in.ntrailer_start = r->in.n;
     mg_headers_value_done(&r->in);
+    uint32_t i = r->in.n - 1;
+    /* Re-serialized headers must mean to a backend exactly what they meant
+     * to us: no whitespace in names ("X : y"), no folded or control bytes. */
+    if (!mg_header_valid(mg_hname(&r->in, i), r->in.h[i].nlen, mg_hvalue(&r->in, i),
+                         r->in.h[i].vlen)) {
+        llhttp_set_error_reason(p, "invalid header name or value");
+        return HPE_USER;
+    }
     if (r->in.n > c->w->cfg->max_headers) {
         llhttp_set_error_reason(p, "too many headers");
         return HPE_USER;
@@ -182,6 +192,15 @@ static int on_headers_complete(llhttp_t *p)
     mg_conn *c = p->data;
     mg_req *r = c->req;
     if (r->in_trailers) return 0; /* end of trailers */
+    if (p->http_major != 1) {
+        llhttp_set_error_reason(p, "unsupported HTTP version");
+        return HPE_USER;
+    }
+    if (p->http_minor == 0 && (p->flags & F_CHUNKED)) {
+        /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing */
+        llhttp_set_error_reason(p, "Transfer-Encoding in an HTTP/1.0 request");
+        return HPE_USER;
+    }
     r->http_minor = p->http_minor;
     r->method = p->method;
     r->client_keepalive = llhttp_should_keep_alive(p);
@@ -196,6 +215,10 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     mg_conn *c = p->data;
     mg_tq_arm(&c->w->q_client_io, &c->tq, uv_now(&c->w->loop));
+    if (c->req->body_chunked && mg_chunk_guard_body(&c->chunk, at, n)) {
+        llhttp_set_error_reason(p, "chunk data not followed by CRLF");
+        return HPE_USER;
+    }
     mg_proxy_body(c->req, at, n);
     return 0;
 }
@@ -204,6 +227,8 @@ static int on_chunk_header(llhttp_t *p)
 {
     mg_conn *c = p->data;
     if (p->content_length == 0) c->req->in_trailers = 1; /* last chunk: trailers follow */
+    c->chunk.left = p->content_length;
+    c->chunk.crlf = 0;
     return 0;
 }
 
@@ -383,7 +408,6 @@ void mg_conn_resume(mg_conn *c)
         c->blocked = 0;
         llhttp_resume(&c->parser);
     }
-    if (c->pend_len < PEND_MAX && !c->peer_eof) conn_read_start(c);
     conn_drive(c);
 }
 
@@ -410,6 +434,7 @@ static int status_for_error(mg_conn *c, llhttp_errno_t e)
     const char *reason = llhttp_get_error_reason(&c->parser);
     if (e == HPE_USER && reason && strstr(reason, "too large")) return 431;
     if (e == HPE_USER && reason && strstr(reason, "too many headers")) return 431;
+    if (e == HPE_USER && reason && strstr(reason, "HTTP version")) return 505;
     return 400;
 }
 
@@ -426,6 +451,15 @@ static int head_has_bare_lf(const char *p, size_t n, char prev)
 static void conn_bad_request(mg_conn *c, int status, const char *why)
 {
     MG_LOG(MG_LOG_INFO, c->w->id, c->id, "bad request from client (%d): %s", status, why);
+    if (c->req && c->req->up) {
+        /* the head already went upstream: that connection carries half a
+         * request and is closed, never pooled */
+        mg_proxy_client_gone(c->req);
+    }
+    if (c->req && c->req->resp_started) {
+        mg_conn_close(c);
+        return;
+    }
     if (!c->req) c->req = req_new(c);
     if (c->req) c->req->client_keepalive = 0;
     char body[160];
@@ -437,6 +471,10 @@ static void conn_parse(mg_conn *c, const char *p, size_t n)
 {
     int in_head = c->state == MG_C_IDLE || c->state == MG_C_HEAD;
     c->pause_reason = PAUSE_NONE;
+    if (mg_chunk_guard_feed(&c->chunk, p, n)) {
+        conn_bad_request(c, 400, "chunk data not followed by CRLF");
+        return;
+    }
     llhttp_errno_t e = llhttp_execute(&c->parser, p, n);
     if (c->state == MG_C_CLOSING) return;
     size_t used = n;
@@ -490,6 +528,11 @@ static void conn_drive(mg_conn *c)
         }
     } while (c->redrive && c->state != MG_C_CLOSING);
     c->driving = 0;
+    /* Read again unless the client is far ahead or the upstream is still
+     * draining what we sent (back-pressure; its drain restarts us). */
+    if (c->state != MG_C_CLOSING && !c->peer_eof && c->pend_len < PEND_MAX &&
+        !(c->req && c->req->up && c->req->up->tcp.write_queue_size))
+        conn_read_start(c);
     if (c->state != MG_C_CLOSING && c->peer_eof && !c->blocked && !c->pend_len &&
         (c->state == MG_C_IDLE || c->state == MG_C_HEAD))
         mg_conn_close(c);

@@ -139,7 +139,7 @@ static int check_head(mg_req *r, const char **why)
                     k++;
                 if (k > s && !(k - s == 7 && strncasecmp(v + s, "chunked", 7) == 0)) {
                     *why = "unsupported transfer coding";
-                    return 501;
+                    return 400;
                 }
             }
         }
@@ -489,8 +489,12 @@ void mg_proxy_up_timeout(mg_req *r, int connecting)
         return;
     }
     /* No retry after a response timeout: it would multiply the wait. */
-    MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id, "upstream %s: no response in time",
-           req_target(r)->address);
+    MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id,
+           "upstream %s: no response in time (request body %s, %zu bytes queued upstream)",
+           req_target(r)->address, r->body_done ? "sent" : "incomplete",
+           r->up ? r->up->tcp.write_queue_size : 0);
+    MG_LOG(MG_LOG_DEBUG, r->c->w->id, r->c->id, "client state %d reading %d blocked %d pend %u",
+           r->c->state, r->c->reading, r->c->blocked, r->c->pend_len);
     proxy_fail(r, 504, "upstream did not answer in time");
 }
 
@@ -646,6 +650,12 @@ static int resp_header_value_complete(llhttp_t *p)
     mg_req *r = u->req;
     if (r->in_trailers && r->out.ntrailer_start == UINT32_MAX) r->out.ntrailer_start = r->out.n;
     mg_headers_value_done(&r->out);
+    uint32_t i = r->out.n - 1;
+    if (!mg_header_valid(mg_hname(&r->out, i), r->out.h[i].nlen, mg_hvalue(&r->out, i),
+                         r->out.h[i].vlen)) {
+        llhttp_set_error_reason(p, "invalid header name or value");
+        return HPE_USER;
+    }
     return 0;
 }
 
@@ -689,6 +699,10 @@ static int resp_headers_complete(llhttp_t *p)
     mg_req *r = u->req;
     mg_conn *c = r->c;
     int status = p->status_code;
+    if (p->http_major != 1) {
+        llhttp_set_error_reason(p, "unsupported HTTP version");
+        return HPE_USER;
+    }
     mg_tq_arm(&c->w->q_up_response, &u->tq, uv_now(&c->w->loop));
     if (r->in_trailers) return 0;
     if (status >= 100 && status < 200 && status != 101) {
@@ -734,6 +748,10 @@ static int resp_body(llhttp_t *p, const char *at, size_t n)
     if (!u->req) return HPE_USER; /* detached: the client went away */
     mg_req *r = u->req;
     mg_conn *c = r->c;
+    if ((p->flags & F_CHUNKED) && mg_chunk_guard_body(&u->chunk, at, n)) {
+        llhttp_set_error_reason(p, "chunk data not followed by CRLF");
+        return HPE_USER;
+    }
     r->bytes_out += n;
     if (r->resp_chunked) {
         char line[24];
@@ -754,6 +772,8 @@ static int resp_chunk_header(llhttp_t *p)
     mg_upconn *u = p->data;
     if (!u->req) return HPE_USER; /* detached: the client went away */
     if (p->content_length == 0) u->req->in_trailers = 1;
+    u->chunk.left = p->content_length;
+    u->chunk.crlf = 0;
     return 0;
 }
 
@@ -827,7 +847,8 @@ void mg_proxy_up_data(mg_upconn *u, const char *p, size_t n)
         return;
     }
     u->got_bytes = 1;
-    llhttp_errno_t e = llhttp_execute(&u->parser, p, n);
+    llhttp_errno_t e =
+        mg_chunk_guard_feed(&u->chunk, p, n) ? HPE_USER : llhttp_execute(&u->parser, p, n);
     /* A callback may have closed the client, which detaches (and recycles)
      * the request; u itself lives until its close callback. */
     if (u->req != r) return;
@@ -843,7 +864,9 @@ void mg_proxy_up_data(mg_upconn *u, const char *p, size_t n)
         return;
     }
     MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id, "invalid response from %s: %s",
-           req_target(r)->address, llhttp_get_error_reason(&u->parser));
+           req_target(r)->address,
+           llhttp_get_error_reason(&u->parser) ? llhttp_get_error_reason(&u->parser)
+                                               : "chunk data not followed by CRLF");
     proxy_fail(r, 502, "invalid response from upstream");
 }
 

@@ -103,6 +103,7 @@ mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, mg_req *r)
         u->reused = 1;
         u->got_bytes = 0;
         u->reusable = 0;
+        memset(&u->chunk, 0, sizeof(u->chunk));
         u->req = r;
         mg_proxy_init_parser(u);
         mg_up_read_start(u);
