@@ -5,5 +5,6 @@
 int mg_cmd_test(int argc, char **argv);
 int mg_cmd_check(const char *config_path);
 int mg_cmd_run(const char *config_path);
+int mg_cmd_bench_lua(int argc, char **argv);
 
 #endif

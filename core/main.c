@@ -51,6 +51,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "test") == 0) return mg_cmd_test(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench-lua") == 0) return mg_cmd_bench_lua(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0) {
         if (parse_config_flag(argc - 2, argv + 2, &config)) return 2;
         return mg_cmd_check(config);
