@@ -787,6 +787,7 @@ static int resp_message_complete(llhttp_t *p)
         mg_headers_reset(&r->out);
         return 0;
     }
+    if (r->status == 101) return 0; /* llhttp then returns HPE_PAUSED_UPGRADE */
     if (r->resp_chunked && r->http_minor) {
         mg_buf *b = &r->c->w->scratch;
         b->len = 0;

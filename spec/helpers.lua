@@ -8,6 +8,7 @@ local wait = require("posix.sys.wait")
 local signal = require("posix.signal")
 local fcntl = require("posix.fcntl")
 local stdlib = require("posix.stdlib")
+local stat = require("posix.sys.stat")
 
 local _M = {}
 
@@ -201,7 +202,7 @@ function _M.start_gateway(opts)
     else
         port = opts.port or tonumber(src:match("listen%s*=%s*\"[^\"]*:(%d+)\""))
     end
-    unistd.mkdir(dir .. "/plugins")
+    stat.mkdir(dir .. "/plugins")
     for name, code in pairs(opts.plugins or {}) do write_file(dir .. "/plugins/" .. name .. ".lua", code) end
     write_file(dir .. "/moongate.lua", src)
     local gw = { dir = dir, port = port, config_path = dir .. "/moongate.lua",
