@@ -293,14 +293,21 @@ end
 -- Returns whatever bytes arrive next (luasocket's receive(n) would wait
 -- for all n), or nil and "timeout"/"closed".
 function Conn:recv_some(timeout)
-    local readable = socket.select({ self.sock }, nil, timeout or self.timeout)
-    if #readable == 0 then return nil, "timeout" end
-    self.sock:settimeout(0)
-    local d, err, partial = self.sock:receive(65536)
-    self.sock:settimeout(self.timeout)
-    d = d or partial
-    if d and #d > 0 then return d end
-    return nil, err == "timeout" and "closed" or err
+    timeout = timeout or self.timeout
+    -- select() only takes descriptors below FD_SETSIZE; poll beyond that
+    local ok, readable = pcall(socket.select, { self.sock }, nil, timeout)
+    if ok and #readable == 0 then return nil, "timeout" end
+    local deadline = socket.gettime() + timeout
+    while true do
+        self.sock:settimeout(ok and 0 or 0.01)
+        local d, err, partial = self.sock:receive(65536)
+        self.sock:settimeout(self.timeout)
+        d = d or partial
+        if d and #d > 0 then return d end
+        if err ~= "timeout" then return nil, err end
+        if ok then return nil, "closed" end
+        if socket.gettime() > deadline then return nil, "timeout" end
+    end
 end
 
 -- Reads until n bytes are buffered; returns false on close/timeout.

@@ -1,0 +1,123 @@
+-- Failures of backends and clients: retries, 502/504, panic mode, hang-ups.
+local h = require("spec.helpers")
+local socket = require("socket")
+local cjson = require("cjson")
+
+local function route_all(targets, extra)
+    local cfg = {
+        services = { api = { targets = targets } },
+        routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+    }
+    for k, v in pairs(extra or {}) do cfg[k] = v end
+    return cfg
+end
+
+describe("faults", function()
+    after_each(h.cleanup)
+
+    it("retries another target when one refuses connections", function()
+        local live = h.start_backend({ name = "live" })
+        local dead = "127.0.0.1:" .. h.free_port()
+        local gw = h.start_gateway({ config = route_all({ dead, live.address }) })
+        for _ = 1, 6 do
+            local r = h.request(gw.port, {})
+            assert.equal(200, r.status)
+            assert.equal("live", r.headers["x-backend"])
+        end
+        gw:wait_log("connect failed.*trying another target")
+    end)
+
+    it("answers 502 when every target is down", function()
+        local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. h.free_port(), "127.0.0.1:" .. h.free_port() }) })
+        assert.equal(502, h.request(gw.port, {}).status)
+    end)
+
+    it("answers 504 after upstream_response, without multiplying it by retries", function()
+        local slow1, slow2 = h.start_backend(), h.start_backend()
+        local gw = h.start_gateway({ config = route_all({ slow1.address, slow2.address },
+            { timeouts = { upstream_response = 1 } }) })
+        local t0 = socket.gettime()
+        local r = h.request(gw.port, { path = "/delay/3000" })
+        local elapsed = socket.gettime() - t0
+        assert.equal(504, r.status)
+        assert.is_true(elapsed >= 0.9 and elapsed < 2.5, "took " .. elapsed)
+    end)
+
+    local broken = {
+        { "garbage", "this is not http\r\n\r\n" },
+        { "Content-Length with Transfer-Encoding",
+          "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" },
+        { "a bad status line", "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n" },
+        { "two different Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab" },
+        { "a header with whitespace before the colon", "HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 0\r\n\r\n" },
+    }
+    for _, case in ipairs(broken) do
+        it("answers 502 to a backend that sends " .. case[1], function()
+            local b = h.start_raw_backend({ response = case[2], close = true })
+            local gw = h.start_gateway({ config = route_all({ b.address }) })
+            assert.equal(502, h.request(gw.port, {}).status)
+            gw:wait_log("invalid response")
+        end)
+    end
+
+    it("cuts the client off when a backend's body framing breaks after the head", function()
+        local b = h.start_raw_backend({ close = true,
+            response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n" })
+        local gw = h.start_gateway({ config = route_all({ b.address }) })
+        local c = h.connect(gw.port)
+        c:send_request({})
+        local data, closed = c:read_all(3)
+        assert.truthy(data:match("^HTTP/1%.1 200"))
+        assert.is_nil(data:find("0\r\n\r\n", 1, true)) -- never a complete chunked body
+        assert.is_true(closed)
+        gw:wait_log("invalid response")
+    end)
+
+    it("frees the upstream connection when the client hangs up mid-response", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({ config = route_all({ b.address }) })
+        local base = cjson.decode(h.request(b.port, { path = "/stats" }).body).open_connections
+        local c = h.connect(gw.port)
+        c:send_request({ path = "/slowbody?n=40&ms=50" })
+        c:read_raw(1)
+        c:close()
+        -- the backend's connection from the gateway closes once a write fails
+        h.wait_until(function()
+            return cjson.decode(h.request(b.port, { path = "/stats" }).body).open_connections <= base
+        end, 5, "the backend connection to close")
+        assert.equal(200, h.request(gw.port, {}).status)
+    end)
+
+    it("retries transparently when a pooled connection went stale", function()
+        -- keeps connections open, then closes them silently after 0.3 s idle
+        local b = h.start_raw_backend({ response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", idle_close = 0.3 })
+        local gw = h.start_gateway({ config = route_all({ b.address }) })
+        for _ = 1, 3 do
+            assert.equal("ok", h.request(gw.port, {}).body)
+            h.sleep(0.5)
+        end
+    end)
+
+    it("keeps trying resting targets when all failed (panic mode)", function()
+        local port = h.free_port()
+        local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. port }) })
+        assert.equal(502, h.request(gw.port, {}).status) -- marks the only target as failed
+        local b = h.start_backend({ port = port, name = "back" })
+        local r = h.request(gw.port, {})
+        assert.equal(200, r.status)
+        assert.equal("back", r.headers["x-backend"])
+        gw:wait_log("trying them anyway")
+    end)
+
+    it("holds 2000 idle client connections and still answers on them", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({ config = route_all({ b.address }) })
+        local conns = {}
+        for i = 1, 2000 do conns[i] = assert(h.connect(gw.port)) end
+        for i = 1, 2000, 20 do
+            conns[i]:send_request({ path = "/idle" .. i })
+            assert.equal(200, conns[i]:read_response().status)
+        end
+        for _, c in ipairs(conns) do c:close() end
+    end)
+end)
