@@ -76,7 +76,7 @@ function _M.spawn(argv, opts)
         unistd.execp(argv[1], { select(2, unpack(argv)) })
         unistd._exit(127)
     end
-    local p = { pid = pid, argv = argv }
+    local p = { pid = pid, argv = argv, errfile = opts.stderr }
     procs[#procs + 1] = p
     return p
 end
@@ -108,11 +108,28 @@ function _M.kill(p, sig, timeout)
 end
 
 -- Stops everything the helpers started. Call from after_each/teardown.
+local sanitizer_marks = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:" }
+
+-- Fails if a gateway's error log holds a sanitizer report (ASan builds).
+local function check_sanitizer(p)
+    if not p.errfile then return end
+    local log = read_file(p.errfile)
+    for _, mark in ipairs(sanitizer_marks) do
+        if log:find(mark, 1, true) then
+            error("sanitizer report from " .. p.argv[1] .. ":\n" .. log, 0)
+        end
+    end
+end
+
 function _M.cleanup()
+    local bad
     for i = #procs, 1, -1 do
-        _M.kill(procs[i], signal.SIGTERM, 2)
+        _M.kill(procs[i], signal.SIGTERM, 5 * _M.slow)
+        local ok, err = pcall(check_sanitizer, procs[i])
+        if not ok then bad = err end
         procs[i] = nil
     end
+    if bad then error(bad, 0) end
 end
 
 function _M.port_open(port)
@@ -226,7 +243,11 @@ function _M.start_gateway(opts)
         return _M.wait_until(function() return #self:access_log() >= n end, timeout or 3,
             n .. " access log lines")
     end
-    function gw:stop(sig) return _M.kill(self.proc, sig, 15 * _M.slow) end
+    function gw:stop(sig)
+        local code = _M.kill(self.proc, sig, 15 * _M.slow)
+        check_sanitizer(self.proc)
+        return code
+    end
     function gw:pid() return self.proc.pid end
     return gw
 end

@@ -129,6 +129,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("X-Backend", self.server.name)
             self.send_header("Content-Length", str(n))
             self.end_headers()
+            if self.command == "HEAD":
+                return
             piece = b"b" * 65536
             while n > 0:
                 self.wfile.write(piece[: min(n, len(piece))])
