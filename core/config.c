@@ -111,17 +111,21 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
         t->weight = (int)num_field(L, t_idx, "weight", 1);
         int line = (int)num_field(L, t_idx, "line", svc->line);
         char key[300], why[200];
-        if (resolve_target(t, why, sizeof(why))) {
-            snprintf(err, errlen, "%s:%d: services.%s.targets[%d]: %s", source, line, svc->name, i,
-                     why);
-            return -1;
+        if (resolve_target(t, why, sizeof(why)) == 0) {
+            char host[INET6_ADDRSTRLEN];
+            const void *a = t->addr.ss_family == AF_INET
+                                ? (const void *)&((struct sockaddr_in *)&t->addr)->sin_addr
+                                : (const void *)&((struct sockaddr_in6 *)&t->addr)->sin6_addr;
+            inet_ntop(t->addr.ss_family, a, host, sizeof(host));
+            snprintf(key, sizeof(key), "%s|%u", host, t->port);
+        } else {
+            /* Not fatal: in a container world a name may appear later. The
+             * target fails its connects (and rests) until a reload. */
+            mg_log(MG_LOG_WARN, -1, 0, "%s:%d: services.%s.targets[%d]: %s", source, line,
+                   svc->name, i, why);
+            t->addr.ss_family = AF_UNSPEC;
+            snprintf(key, sizeof(key), "unresolved|%s|%u", t->host, t->port);
         }
-        char host[INET6_ADDRSTRLEN];
-        const void *a = t->addr.ss_family == AF_INET
-                            ? (const void *)&((struct sockaddr_in *)&t->addr)->sin_addr
-                            : (const void *)&((struct sockaddr_in6 *)&t->addr)->sin6_addr;
-        inet_ntop(t->addr.ss_family, a, host, sizeof(host));
-        snprintf(key, sizeof(key), "%s|%u", host, t->port);
         t->uid = mg_target_uid(key);
         if (t->uid == UINT32_MAX) {
             snprintf(err, errlen, "%s:%d: too many distinct targets", source, line);

@@ -26,6 +26,7 @@ static const char default_page[] =
 
 static void proxy_try(mg_req *r);
 static void proxy_fail(mg_req *r, int status, const char *why);
+static void retry_or_fail(mg_req *r, int mark_down, int safe, const char *what, int err);
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -413,7 +414,7 @@ static void proxy_try(mg_req *r)
     mg_upconn *u = mg_up_get(w, t, r);
     if (!u) {
         atomic_fetch_sub_explicit(&mg_target_inflight[t->uid], 1, memory_order_relaxed);
-        proxy_fail(r, 502, "cannot open an upstream connection");
+        retry_or_fail(r, 1, 1, "cannot connect", 0);
         return;
     }
     r->up = u;

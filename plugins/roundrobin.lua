@@ -1,21 +1,55 @@
--- Smooth weighted round robin, as nginx does it: every pick adds each
--- target's weight to its running score, takes the highest, and subtracts
--- the total from the winner. Weights 5,1,1 give a a b a c a a, not a a a a a b c.
+-- Smooth weighted round robin, as nginx does it (weights 5,1,1 give
+-- a a b a c a a, not a a a a a b c) — but gateway-wide: the smooth sequence
+-- is computed once, and every worker walks it with one shared atomic
+-- counter, so requests alternate across the whole gateway, not per worker.
+local mg = require("moongate")
+
 local _M = { type = "balancer" }
 
-function _M.new(targets, opts)
-    local current = {}
-    for i = 1, #targets do current[i] = 0 end
-    return { targets = targets, current = current }
+local MAX_SEQUENCE = 65536
+
+local function gcd(a, b)
+    while b ~= 0 do a, b = b, a % b end
+    return a
 end
 
-function _M.pick(state, req)
-    local targets, current, tried = state.targets, state.current, req.tried
+-- The smooth weighted sequence of target indexes for one full cycle.
+local function sequence(targets)
+    local g, total = 0, 0
+    for _, t in ipairs(targets) do
+        g = gcd(t.weight, g)
+        total = total + t.weight
+    end
+    if total == 0 then return {} end
+    local len = total / g
+    if len > MAX_SEQUENCE then return nil end
+    local current, seq = {}, {}
+    for i = 1, #targets do current[i] = 0 end
+    for k = 1, len do
+        local best
+        for i, t in ipairs(targets) do
+            current[i] = current[i] + t.weight / g
+            if not best or current[i] > current[best] then best = i end
+        end
+        current[best] = current[best] - len
+        seq[k] = best
+    end
+    return seq
+end
+
+function _M.new(targets, opts, service)
+    local key = "roundrobin:" .. ((service and service.name) or tostring(targets))
+    return { targets = targets, seq = sequence(targets), counter = mg.counter(key), current = {} }
+end
+
+-- Fallback when the sequence would be too long: per-worker smooth WRR.
+local function smooth_pick(state, tried)
+    local targets, current = state.targets, state.current
     local best, total = nil, 0
     for i = 1, #targets do
         local t = targets[i]
         if not tried[t] then
-            local c = current[i] + t.weight
+            local c = (current[i] or 0) + t.weight
             current[i] = c
             total = total + t.weight
             if not best or c > current[best] then best = i end
@@ -24,6 +58,19 @@ function _M.pick(state, req)
     if not best then return nil end
     current[best] = current[best] - total
     return targets[best]
+end
+
+function _M.pick(state, req)
+    local seq, tried = state.seq, req.tried
+    if not seq then return smooth_pick(state, tried) end
+    local n = #seq
+    if n == 0 then return nil end
+    local start = state.counter:next()
+    for k = 0, n - 1 do
+        local t = state.targets[seq[(start + k) % n + 1]]
+        if not tried[t] then return t end
+    end
+    return nil
 end
 
 return _M

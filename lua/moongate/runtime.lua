@@ -39,7 +39,7 @@ function _M.set_service(idx, name, balancer, opts_literal, targets)
     local index_of = {}
     for i = 1, #targets do index_of[targets[i]] = i end
     services[idx] = nil
-    local state = mod.new(targets, plugins.deserialize(opts_literal))
+    local state = mod.new(targets, plugins.deserialize(opts_literal), { name = name })
     services[idx] = {
         name = name, mod = mod, pick = mod.pick, state = state,
         targets = targets, index_of = index_of,

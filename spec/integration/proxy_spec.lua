@@ -26,6 +26,15 @@ describe("proxying", function()
         assert.same({ "one", "two", "one", "two", "one", "two" }, seen)
     end)
 
+    it("alternates across the whole gateway, not per worker", function()
+        local b1, b2 = two_backends()
+        local gw = gateway(b1, b2, { workers = 2 })
+        local seen = {}
+        -- a new connection per request, so the kernel spreads them over workers
+        for i = 1, 8 do seen[i] = h.request(gw.port, {}).headers["x-backend"] end
+        for i = 2, 8 do assert.are_not.equal(seen[i - 1], seen[i], table.concat(seen, " ")) end
+    end)
+
     it("honours weights (3:1 over 8 requests gives 6:2)", function()
         local b1, b2 = two_backends()
         local gw = h.start_gateway({ config = {

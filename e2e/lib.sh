@@ -1,0 +1,48 @@
+# Shared helpers for the end-to-end tests (sourced by e2e/run.sh and the
+# *_test.sh files). Traffic goes only to ports published on 127.0.0.1.
+
+# Compose v2 plugin if present, else Debian's docker-compose (v1).
+compose() {
+    if docker compose version >/dev/null 2>&1; then
+        docker compose "$@"
+    else
+        docker-compose "$@"
+    fi
+}
+
+E2E_PASSED=${E2E_PASSED:-0}
+E2E_FAILED=${E2E_FAILED:-0}
+
+pass() {
+    E2E_PASSED=$((E2E_PASSED + 1))
+    echo "  ok   - $*"
+}
+
+fail() {
+    E2E_FAILED=$((E2E_FAILED + 1))
+    echo "  FAIL - $*"
+}
+
+# check "description" command...: runs the command, counts the result.
+check() {
+    desc=$1
+    shift
+    if "$@"; then pass "$desc"; else fail "$desc"; fi
+}
+
+# Waits up to $2 seconds (default 30) for URL $1 to answer 2xx.
+wait_http() {
+    i=0
+    limit=$(( ${2:-30} * 10 ))
+    while [ $i -lt $limit ]; do
+        if curl -fs -m 1 -o /dev/null "$1"; then return 0; fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# Prints the published host port of a compose service's container port.
+published_port() {
+    compose -p "$PROJECT" -f "$COMPOSE_FILE" port "$1" "$2" | sed 's/.*://'
+}

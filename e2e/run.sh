@@ -1,0 +1,42 @@
+#!/bin/sh
+# `make e2e`: builds the images (and the Debian base image when it is
+# missing), runs every e2e/*_test.sh against a real Docker engine, tears
+# everything down even on failure, and ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+. e2e/lib.sh
+
+if ! docker info >/dev/null 2>&1; then
+    echo "e2e: no Docker engine reachable"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+build() {
+    tag=$1
+    dir=$2
+    if docker build -q -t "$tag" "$dir" >/tmp/moongate-e2e-build.log 2>&1; then
+        pass "image $tag builds"
+    else
+        tail -20 /tmp/moongate-e2e-build.log
+        fail "image $tag builds"
+    fi
+}
+
+if sh tools/base-image.sh debian:bookworm-slim; then
+    pass "base image debian:bookworm-slim is available"
+else
+    fail "base image debian:bookworm-slim is available"
+fi
+build moongate:e2e .
+build moongate-demo-api:e2e examples/compose-services/api
+build moongate-demo-web:e2e examples/compose-services/web
+
+for t in e2e/*_test.sh; do
+    export PROJECT="mge2e$$$(basename "$t" _test.sh | tr -cd 'a-z0-9')"
+    echo "=== $t"
+    . "$t"
+done
+
+echo "$E2E_PASSED passed, $E2E_FAILED failed"
+[ "$E2E_FAILED" -eq 0 ]
