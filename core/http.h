@@ -136,6 +136,7 @@ struct mg_req {
     uint8_t resp_started; /* response head went to the client */
     uint8_t resp_chunked, resp_close_delimited, resp_done;
     uint8_t resp_interim;
+    uint8_t head_pending; /* final response head in uhead, not written yet */
     uint8_t in_trailers;
     uint8_t finished;
     uint16_t status;

@@ -27,6 +27,7 @@ static const char default_page[] =
 static void proxy_try(mg_req *r);
 static void proxy_fail(mg_req *r, int status, const char *why);
 static void retry_or_fail(mg_req *r, int mark_down, int safe, const char *what, int err);
+static int chunk_line(char out[24], size_t n);
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -440,6 +441,12 @@ static void proxy_fail(mg_req *r, int status, const char *why)
 {
     mg_conn *c = r->c;
     detach_upstream(r, 0);
+    if (r->resp_started && r->head_pending) {
+        /* the head was held back and nothing went out: an honest 502 is
+         * still possible */
+        r->resp_started = 0;
+        r->head_pending = 0;
+    }
     if (r->resp_started) {
         /* a response is half sent: the only honest signal left is closing */
         MG_LOG(MG_LOG_WARN, c->w->id, c->id, "upstream failed mid-response: %s", why);
@@ -550,7 +557,7 @@ void mg_proxy_body(mg_req *r, const char *p, size_t n)
     r->body_started = 1;
     if (r->body_chunked) {
         char line[24];
-        int l = snprintf(line, sizeof(line), "%zx\r\n", n);
+        int l = chunk_line(line, n);
         uv_buf_t b[3] = {uv_buf_init(line, (unsigned)l), uv_buf_init((char *)p, (unsigned)n),
                          uv_buf_init("\r\n", 2)};
         up_send_checked(r, b, 3);
@@ -660,10 +667,43 @@ static int resp_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* Formats n as a chunk-size line ("1f4\r\n"); returns its length. */
+static int chunk_line(char out[24], size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char tmp[20];
+    int k = 0, len = 0;
+    do {
+        tmp[k++] = hex[n & 15];
+        n >>= 4;
+    } while (n);
+    while (k) out[len++] = tmp[--k];
+    out[len++] = '\r';
+    out[len++] = '\n';
+    return len;
+}
+
+/* Sends bufs to the client, preceded by the response head while it is held
+ * back: a final head waits for the first body bytes, so that head and body
+ * leave in one writev (one system call per response instead of two). */
+static void client_send(mg_req *r, const uv_buf_t *bufs, unsigned n)
+{
+    uv_buf_t all[6];
+    unsigned k = 0;
+    if (r->head_pending) {
+        all[k++] = uv_buf_init(r->uhead.p, (unsigned)r->uhead.len);
+        r->head_pending = 0;
+    }
+    for (unsigned i = 0; i < n && k < 6; i++) all[k++] = bufs[i];
+    if (k) mg_conn_write(r->c, all, k);
+}
+
 static void write_response_head(mg_req *r, int status, int interim)
 {
     mg_conn *c = r->c;
-    mg_buf *b = &c->w->scratch;
+    /* No retry is possible once a response arrived, so the upstream head's
+     * buffer is free to hold the client head. */
+    mg_buf *b = &r->uhead;
     mg_headers *h = &r->out;
     b->len = 0;
     mg_buf_printf(b, "HTTP/1.%d %d %s\r\n", r->http_minor ? 1 : 0, status,
@@ -689,8 +729,12 @@ static void write_response_head(mg_req *r, int status, int interim)
             mg_buf_append(b, "Connection: keep-alive\r\n", 24);
     }
     mg_buf_append(b, "\r\n", 2);
-    uv_buf_t buf = uv_buf_init(b->p, (unsigned)b->len);
-    mg_conn_write(c, &buf, 1);
+    if (interim || status == 101) {
+        uv_buf_t buf = uv_buf_init(b->p, (unsigned)b->len);
+        mg_conn_write(c, &buf, 1);
+    } else {
+        r->head_pending = 1;
+    }
 }
 
 static int resp_headers_complete(llhttp_t *p)
@@ -756,15 +800,15 @@ static int resp_body(llhttp_t *p, const char *at, size_t n)
     r->bytes_out += n;
     if (r->resp_chunked) {
         char line[24];
-        int l = snprintf(line, sizeof(line), "%zx\r\n", n);
+        int l = chunk_line(line, n);
         uv_buf_t b[3] = {uv_buf_init(line, (unsigned)l), uv_buf_init((char *)at, (unsigned)n),
                          uv_buf_init("\r\n", 2)};
-        mg_conn_write(c, b, 3);
+        client_send(r, b, 3);
     } else {
         uv_buf_t b = uv_buf_init((char *)at, (unsigned)n);
-        mg_conn_write(c, &b, 1);
+        client_send(r, &b, 1);
     }
-    if (c->tcp.write_queue_size) mg_up_read_stop(u); /* back-pressure */
+    if (u->req && c->tcp.write_queue_size) mg_up_read_stop(u); /* back-pressure */
     return 0;
 }
 
@@ -797,8 +841,11 @@ static int resp_message_complete(llhttp_t *p)
             if (!is_hop_header(&r->out, i)) buf_hdr(b, &r->out, i);
         mg_buf_append(b, "\r\n", 2);
         uv_buf_t buf = uv_buf_init(b->p, (unsigned)b->len);
-        mg_conn_write(r->c, &buf, 1);
+        client_send(r, &buf, 1);
+    } else {
+        client_send(r, NULL, 0);
     }
+    if (!u->req) return HPE_USER; /* the write failed and closed the client */
     r->resp_done = 1;
     u->reusable = llhttp_should_keep_alive(p) && !r->resp_close_delimited && r->body_done;
     return HPE_PAUSED; /* anything after the response is not ours to parse */
@@ -854,6 +901,10 @@ void mg_proxy_up_data(mg_upconn *u, const char *p, size_t n)
     /* A callback may have closed the client, which detaches (and recycles)
      * the request; u itself lives until its close callback. */
     if (u->req != r) return;
+    if (r->head_pending && e == HPE_OK) {
+        client_send(r, NULL, 0); /* the body comes in a later read */
+        if (u->req != r) return;
+    }
     if (e == HPE_OK) return;
     if (e == HPE_PAUSED_UPGRADE && r->status == 101) {
         size_t used = (size_t)(llhttp_get_error_pos(&u->parser) - p);

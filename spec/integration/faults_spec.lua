@@ -60,16 +60,13 @@ describe("faults", function()
         end)
     end
 
-    it("cuts the client off when a backend's body framing breaks after the head", function()
+    it("answers 502 when a backend's chunk framing breaks in the first body bytes", function()
+        -- the head is held back until body bytes arrive, so nothing has been
+        -- sent to the client yet when the framing error shows
         local b = h.start_raw_backend({ close = true,
             response = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n" })
         local gw = h.start_gateway({ config = route_all({ b.address }) })
-        local c = h.connect(gw.port)
-        c:send_request({})
-        local data, closed = c:read_all(3)
-        assert.truthy(data:match("^HTTP/1%.1 200"))
-        assert.is_nil(data:find("0\r\n\r\n", 1, true)) -- never a complete chunked body
-        assert.is_true(closed)
+        assert.equal(502, h.request(gw.port, {}).status)
         gw:wait_log("invalid response")
     end)
 
