@@ -85,6 +85,20 @@ static int named_by_connection(const mg_headers *h, uint32_t i)
     return 0;
 }
 
+/* Appends "Name: value\r\n" without printf (this runs on every request). */
+static void buf_kv(mg_buf *b, const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    if (mg_buf_reserve(b, nlen + vlen + 4)) return;
+    memcpy(b->p + b->len, name, nlen);
+    b->p[b->len + nlen] = ':';
+    b->p[b->len + nlen + 1] = ' ';
+    memcpy(b->p + b->len + nlen + 2, v, vlen);
+    b->p[b->len + nlen + 2 + vlen] = '\r';
+    b->p[b->len + nlen + 3 + vlen] = '\n';
+    b->len += nlen + vlen + 4;
+}
+#define BUF_KV(b, lit, v, vlen) buf_kv(b, lit, sizeof(lit) - 1, v, vlen)
+
 static void buf_hdr(mg_buf *b, const mg_headers *h, uint32_t i)
 {
     mg_buf_append(b, mg_hname(h, i), h->h[i].nlen);
@@ -216,8 +230,9 @@ static void build_upstream_head(mg_req *r)
     mg_buf_append(b, " HTTP/1.1\r\n", 11);
     int xff = -1, xfp = -1, xfh = -1, has_host = 0;
     uint32_t end = h->ntrailer_start < h->n ? h->ntrailer_start : h->n;
+    int has_conn = mg_headers_find(h, "connection", 10) >= 0;
     for (uint32_t i = 0; i < end; i++) {
-        if (is_hop_header(h, i) || named_by_connection(h, i)) continue;
+        if (is_hop_header(h, i) || (has_conn && named_by_connection(h, i))) continue;
         if (mg_hname_is(h, i, "x-forwarded-for", 15)) {
             if (xff < 0) xff = (int)i;
             continue;
@@ -234,7 +249,7 @@ static void build_upstream_head(mg_req *r)
         if (mg_hname_is(h, i, "host", 4)) {
             has_host = 1;
             if (authority.len) {
-                mg_buf_printf(b, "Host: %.*s\r\n", (int)authority.len, authority.p);
+                BUF_KV(b, "Host", authority.p, authority.len);
                 continue;
             }
         }
@@ -242,18 +257,20 @@ static void build_upstream_head(mg_req *r)
     }
     if (!has_host) {
         if (authority.len)
-            mg_buf_printf(b, "Host: %.*s\r\n", (int)authority.len, authority.p);
-        else
-            mg_buf_printf(b, "Host: %s\r\n", r->snap->services[r->svc].targets[0].address);
+            BUF_KV(b, "Host", authority.p, authority.len);
+        else {
+            const char *a = r->snap->services[r->svc].targets[0].address;
+            BUF_KV(b, "Host", a, strlen(a));
+        }
     }
     char ip[INET6_ADDRSTRLEN] = "";
     client_ip(c, ip, sizeof(ip));
     /* X-Forwarded-* from an untrusted peer are replaced, never extended. */
     if (c->trusted && xff >= 0)
         mg_buf_printf(b, "X-Forwarded-For: %.*s, %s\r\n", (int)h->h[xff].vlen, mg_hvalue(h, xff),
-                      ip);
+                      ip); /* rare: only behind a trusted proxy */
     else
-        mg_buf_printf(b, "X-Forwarded-For: %s\r\n", ip);
+        BUF_KV(b, "X-Forwarded-For", ip, strlen(ip));
     if (c->trusted && xfp >= 0)
         buf_hdr(b, h, (uint32_t)xfp);
     else
@@ -261,13 +278,15 @@ static void build_upstream_head(mg_req *r)
     if (c->trusted && xfh >= 0)
         buf_hdr(b, h, (uint32_t)xfh);
     else if (r->host_lc[0])
-        mg_buf_printf(b, "X-Forwarded-Host: %s\r\n", r->host_lc);
-    mg_buf_printf(b, "X-Real-IP: %s\r\n", ip);
+        BUF_KV(b, "X-Forwarded-Host", r->host_lc, strlen(r->host_lc));
+    BUF_KV(b, "X-Real-IP", ip, strlen(ip));
     if (r->body_chunked)
         mg_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
-    else if (r->c->parser.flags & F_CONTENT_LENGTH)
-        mg_buf_printf(b, "Content-Length: %llu\r\n",
-                      (unsigned long long)r->c->parser.content_length);
+    else if (r->c->parser.flags & F_CONTENT_LENGTH) {
+        char num[24];
+        int l = snprintf(num, sizeof(num), "%llu", (unsigned long long)r->c->parser.content_length);
+        BUF_KV(b, "Content-Length", num, (size_t)l);
+    }
     if (r->upgrade) {
         int u = mg_headers_find(h, "upgrade", 7);
         mg_buf_append(b, "Connection: upgrade\r\n", 21);
@@ -677,7 +696,8 @@ static int chunk_line(char out[24], size_t n)
         tmp[k++] = hex[n & 15];
         n >>= 4;
     } while (n);
-    while (k) out[len++] = tmp[--k];
+    while (k)
+        out[len++] = tmp[--k];
     out[len++] = '\r';
     out[len++] = '\n';
     return len;
@@ -694,7 +714,8 @@ static void client_send(mg_req *r, const uv_buf_t *bufs, unsigned n)
         all[k++] = uv_buf_init(r->uhead.p, (unsigned)r->uhead.len);
         r->head_pending = 0;
     }
-    for (unsigned i = 0; i < n && k < 6; i++) all[k++] = bufs[i];
+    for (unsigned i = 0; i < n && k < 6; i++)
+        all[k++] = bufs[i];
     if (k) mg_conn_write(r->c, all, k);
 }
 
@@ -706,14 +727,30 @@ static void write_response_head(mg_req *r, int status, int interim)
     mg_buf *b = &r->uhead;
     mg_headers *h = &r->out;
     b->len = 0;
-    mg_buf_printf(b, "HTTP/1.%d %d %s\r\n", r->http_minor ? 1 : 0, status,
-                  mg_status_reason(status));
+    {
+        /* status line without printf: "HTTP/1.1 200 OK\r\n" */
+        const char *reason = mg_status_reason(status);
+        size_t rl = strlen(reason);
+        if (mg_buf_reserve(b, 15 + rl)) return;
+        char *o = b->p + b->len;
+        memcpy(o, "HTTP/1.1 ", 9);
+        if (!r->http_minor) o[7] = '0';
+        o[9] = (char)('0' + status / 100 % 10);
+        o[10] = (char)('0' + status / 10 % 10);
+        o[11] = (char)('0' + status % 10);
+        o[12] = ' ';
+        memcpy(o + 13, reason, rl);
+        o[13 + rl] = '\r';
+        o[14 + rl] = '\n';
+        b->len += 15 + rl;
+    }
+    int has_conn = mg_headers_find(h, "connection", 10) >= 0;
     for (uint32_t i = 0; i < h->n; i++) {
         if (mg_hname_is(h, i, "content-length", 14)) {
             if (!r->resp_chunked && !r->resp_close_delimited) buf_hdr(b, h, i);
             continue;
         }
-        if (is_hop_header(h, i) || named_by_connection(h, i)) continue;
+        if (is_hop_header(h, i) || (has_conn && named_by_connection(h, i))) continue;
         buf_hdr(b, h, i);
     }
     if (status == 101) {

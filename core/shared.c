@@ -28,10 +28,10 @@ out:
     return slot;
 }
 
-uint64_t mg_shared_counter_next(int slot)
+uint32_t mg_shared_counter_next(int slot)
 {
     if (slot < 0 || slot >= MG_SHARED_SLOTS) return 0;
-    return atomic_fetch_add_explicit(&counters[slot], 1, memory_order_relaxed);
+    return (uint32_t)atomic_fetch_add_explicit(&counters[slot], 1, memory_order_relaxed);
 }
 
 int mg_shared_inflight(uint32_t uid)

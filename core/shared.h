@@ -13,8 +13,9 @@
  * -1 when every slot is taken. */
 MG_EXPORT int mg_shared_counter_slot(const char *name);
 
-/* Returns the counter's value and adds one; lock-free. */
-MG_EXPORT uint64_t mg_shared_counter_next(int slot);
+/* Returns the counter's value (mod 2^32: a plain Lua number through the
+ * FFI, no boxed 64-bit cdata to collect) and adds one; lock-free. */
+MG_EXPORT uint32_t mg_shared_counter_next(int slot);
 
 /* Gateway-wide in-flight requests of a target uid (see snapshot.h). */
 MG_EXPORT int mg_shared_inflight(uint32_t uid);

@@ -8,7 +8,7 @@ local _M = { version = "0.1.0" }
 
 ffi.cdef([[
 int mg_shared_counter_slot(const char *name);
-uint64_t mg_shared_counter_next(int slot);
+uint32_t mg_shared_counter_next(int slot);
 int mg_shared_inflight(uint32_t uid);
 ]])
 
@@ -21,7 +21,7 @@ local Counter = {}
 Counter.__index = Counter
 
 function Counter:next()
-    if self.slot then return tonumber(C.mg_shared_counter_next(self.slot)) end
+    if self.slot then return C.mg_shared_counter_next(self.slot) end
     local v = self.value
     self.value = v + 1
     return v
