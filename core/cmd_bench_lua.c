@@ -2,6 +2,7 @@
  * Lua balancer for a target: one protected C -> Lua call of the runtime's
  * pick, which calls plugins/roundrobin.lua's pick, for a two-target service. */
 #include "cmd.h"
+#include "http.h"
 #include "lua_bridge.h"
 #include "router.h"
 
@@ -46,18 +47,25 @@ int mg_cmd_bench_lua(int argc, char **argv)
         return 1;
     }
     mg_snapshot *s = two_target_snapshot();
+    s->version = 1;
     mg_lua_adopt(&lua, s);
+    /* a request as the proxy would hand it over */
+    static mg_conn conn;
+    static mg_req req;
+    req.c = &conn;
+    req.snap = s;
+    req.svc = 0;
     long hits[2] = {0, 0};
-    for (long i = 0; i < 100000; i++) mg_lua_pick(&lua, 0, NULL, 0, 0); /* warm up the JIT */
+    for (long i = 0; i < 100000; i++) mg_lua_pick(&lua, &req, NULL, 0); /* warm up the JIT */
     uint64_t t0 = uv_hrtime();
     for (long i = 0; i < n; i++) {
-        int idx = mg_lua_pick(&lua, 0, NULL, 0, 0);
+        int idx = mg_lua_pick(&lua, &req, NULL, 0);
         if (idx >= 0 && idx < 2) hits[idx]++;
     }
     uint64_t t1 = uv_hrtime();
     int tried[1] = {0};
     uint64_t t2 = uv_hrtime();
-    for (long i = 0; i < n / 10; i++) mg_lua_pick(&lua, 0, tried, 1, 0);
+    for (long i = 0; i < n / 10; i++) mg_lua_pick(&lua, &req, tried, 1);
     uint64_t t3 = uv_hrtime();
     printf("balancer pick (roundrobin, 2 targets): %.1f ns per call over %ld calls "
            "(targets hit %ld/%ld)\n",

@@ -234,6 +234,10 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     snap->router = mg_router_new();
     lua_getfield(L, top, "routes");
     n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    snap->route_service = calloc(n ? (size_t)n : 1, sizeof(int));
+    snap->route_hooks = calloc(n ? (size_t)n : 1, 1);
+    snap->nroutes = n;
+    snap->plugins_literal = dup_field(L, top, "_plugins_literal", "{}");
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         int r = lua_gettop(L);
@@ -242,9 +246,11 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
         int prio = (int)num_field(L, r, "priority", -1);
         int line = (int)num_field(L, r, "line", 0);
         int sidx = mg_snapshot_service(snap, svc);
+        snap->route_service[i - 1] = sidx;
+        snap->route_hooks[i - 1] = (uint8_t)num_field(L, r, "_hooks", 0);
         char why[256] = "";
         int rc = sidx < 0 ? (snprintf(why, sizeof(why), "unknown service '%s'", svc), -1)
-                          : mg_router_add(snap->router, rule, prio, sidx, why, sizeof(why));
+                          : mg_router_add(snap->router, rule, prio, i - 1, why, sizeof(why));
         if (rc) snprintf(err, errlen, "%s:%d: routes[%d]: %s", cfg->source, line, i, why);
         free(rule);
         free(svc);
@@ -272,6 +278,9 @@ static const char *const load_chunk =
     "    cfg.source or '?', svc.line or 0, svc.name, perr) end\n"
     "  svc._opts_literal = plugins.serialize(svc.balancer_opts or {})\n"
     "end\n"
+    "local ok, lit = pcall(require('moongate.chains').build, cfg)\n"
+    "if not ok then return nil, lit end\n"
+    "cfg._plugins_literal = lit\n"
     "return cfg\n";
 
 int mg_config_load(const char *path, mg_config **out_cfg, mg_snapshot **out_snap, char *err,

@@ -147,6 +147,17 @@ struct mg_req {
     uint64_t bytes_out;
     uint64_t start_ns;
     char host_lc[256]; /* lowercased Host for X-Forwarded-Host */
+    uint32_t url_off, url_cur_len; /* current target in in.arena (set_path moves it) */
+    int route;                     /* matched route index, -1 before routing */
+    uint64_t id;                   /* per-worker request id (Lua ctx key) */
+    uint8_t hooks;                 /* middlewares run on this request */
+    uint8_t responded;             /* a plugin answered (req:respond) */
+    uint8_t in_resp_hook;          /* on_response is running: the head may change */
+    uint16_t local_status;
+    mg_buf local;      /* plugin answer: headers then body */
+    uint32_t local_hlen; /* length of the headers part of local */
+    mg_buf resp_extra; /* "Name: value\r\n" lines added to the response */
+    uint64_t try_start_ns;
 };
 
 /* http_conn.c */
@@ -157,6 +168,9 @@ void mg_conn_request_done(mg_conn *c); /* the response went out completely */
 void mg_conn_expire(mg_worker *w, uint64_t now);
 /* Sends a complete short response (error pages) and finishes the request. */
 void mg_conn_respond(mg_conn *c, int status, const char *body, int close_after);
+/* The same with extra header lines ("Name: v\r\n") and a body of any bytes. */
+void mg_conn_respond_full(mg_conn *c, int status, const char *headers, size_t hlen,
+                          const char *body, size_t blen, int close_after);
 void mg_conn_write(mg_conn *c, const uv_buf_t *bufs, unsigned n);
 void mg_conn_read_start(mg_conn *c);
 void mg_conn_read_stop(mg_conn *c);

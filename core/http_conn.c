@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define PEND_MAX (64 * 1024) /* stop reading a client that is this far ahead */
 
@@ -72,12 +73,14 @@ static mg_req *req_new(mg_conn *c)
         w->nreq_free--;
         /* keep the arenas' memory, clear everything else */
         mg_headers in = r->in, out = r->out;
-        mg_buf uhead = r->uhead, ups = r->upstreams;
+        mg_buf uhead = r->uhead, ups = r->upstreams, local = r->local, extra = r->resp_extra;
         memset(r, 0, sizeof(*r));
         r->in = in;
         r->out = out;
         r->uhead = uhead;
         r->upstreams = ups;
+        r->local = local;
+        r->resp_extra = extra;
     } else {
         r = calloc(1, sizeof(*r));
         if (!r) return NULL;
@@ -86,6 +89,10 @@ static mg_req *req_new(mg_conn *c)
     mg_headers_reset(&r->out);
     r->uhead.len = 0;
     r->upstreams.len = 0;
+    r->local.len = 0;
+    r->resp_extra.len = 0;
+    r->route = -1;
+    r->id = ++c->w->next_req_id;
     r->c = c;
     r->svc = -1;
     r->target = -1;
@@ -110,6 +117,8 @@ void mg_req_free(mg_req *r)
     mg_headers_free(&r->out);
     mg_buf_free(&r->uhead);
     mg_buf_free(&r->upstreams);
+    mg_buf_free(&r->local);
+    mg_buf_free(&r->resp_extra);
     free(r);
 }
 
@@ -351,21 +360,35 @@ static void conn_close_gracefully(mg_conn *c)
 
 /* ---- responses generated here --------------------------------------- */
 
-void mg_conn_respond(mg_conn *c, int status, const char *body, int close_after)
+void mg_conn_respond_full(mg_conn *c, int status, const char *headers, size_t hlen,
+                          const char *body, size_t blen, int close_after)
 {
     mg_req *r = c->req;
     char head[256];
-    size_t blen = strlen(body);
     if (close_after) c->close_after = 1;
     if (r && !r->client_keepalive) c->close_after = 1;
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nServer: moongate\r\nContent-Type: text/%s; "
-                     "charset=utf-8\r\nContent-Length: %zu\r\n%s\r\n",
-                     status, mg_status_reason(status), blen && body[0] == '<' ? "html" : "plain",
-                     blen, c->close_after ? "Connection: close\r\n" : "");
-    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init((char *)body, (unsigned)blen)};
-    int with_body = !(r && r->head_request);
-    mg_conn_write(c, bufs, with_body ? 2 : 1);
+    int has_type = 0;
+    for (size_t i = 0; headers && i + 13 <= hlen; i++) {
+        if ((i == 0 || headers[i - 1] == '\n') && strncasecmp(headers + i, "content-type:", 13) == 0)
+            has_type = 1;
+    }
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nServer: moongate\r\n%s%s%s", status,
+                     mg_status_reason(status), has_type ? "" : "Content-Type: text/",
+                     has_type ? "" : (blen && body[0] == '<' ? "html" : "plain"),
+                     has_type ? "" : "; charset=utf-8\r\n");
+    char tail[96];
+    int t = snprintf(tail, sizeof(tail), "Content-Length: %zu\r\n%s\r\n", blen,
+                     c->close_after ? "Connection: close\r\n" : "");
+    int extra = r && r->resp_extra.len;
+    uv_buf_t bufs[5];
+    unsigned k = 0;
+    bufs[k++] = uv_buf_init(head, (unsigned)n);
+    if (hlen) bufs[k++] = uv_buf_init((char *)headers, (unsigned)hlen);
+    if (extra) bufs[k++] = uv_buf_init(r->resp_extra.p, (unsigned)r->resp_extra.len);
+    bufs[k++] = uv_buf_init(tail, (unsigned)t);
+    int with_body = !(r && r->head_request) && blen;
+    if (with_body) bufs[k++] = uv_buf_init((char *)body, (unsigned)blen);
+    mg_conn_write(c, bufs, k);
     if (r) {
         r->status = (uint16_t)status;
         r->bytes_out = with_body ? blen : 0;
@@ -373,6 +396,11 @@ void mg_conn_respond(mg_conn *c, int status, const char *body, int close_after)
         r->resp_done = 1;
     }
     mg_conn_request_done(c);
+}
+
+void mg_conn_respond(mg_conn *c, int status, const char *body, int close_after)
+{
+    mg_conn_respond_full(c, status, NULL, 0, body, strlen(body), close_after);
 }
 
 /* ---- the request cycle ---------------------------------------------- */

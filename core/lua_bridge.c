@@ -1,13 +1,23 @@
-/* Calls from a worker into its Lua state. Every call is protected by
- * lua_pcall with debug.traceback as the message handler, so an error in a
- * plugin is logged with its traceback and never unwinds through C. */
+/* Calls from a worker into its Lua state. Every call goes through lua_pcall
+ * with debug.traceback as the message handler, so an error in a plugin is
+ * logged with its traceback and never unwinds through C. mg_ffi_current
+ * names the request for the FFI functions during the call. */
 #include "lua_bridge.h"
+#include "http.h"
 #include "log.h"
 #include "lua_env.h"
+#include "lua_ffi.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+static int field_ref(lua_State *L, int module, const char *name)
+{
+    lua_getfield(L, module, name);
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
 
 int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, char *err, size_t errlen)
 {
@@ -26,12 +36,17 @@ int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, char *err, 
     lua_getglobal(L, "require");
     lua_pushstring(L, "moongate.runtime");
     if (lua_pcall(L, 1, 1, 0)) goto fail;
-    lua_getfield(L, -1, "init");
+    int m = lua_gettop(L);
+    lua_getfield(L, m, "init");
     lua_pushinteger(L, worker_id);
     lua_pushstring(L, plugins_dir);
     if (lua_pcall(L, 2, 0, 0)) goto fail;
-    lua_getfield(L, -1, "pick");
-    lua->ref_pick = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua->ref_pick = field_ref(L, m, "pick");
+    lua->ref_report = field_ref(L, m, "report");
+    lua->ref_on_request = field_ref(L, m, "on_request");
+    lua->ref_on_response = field_ref(L, m, "on_response");
+    lua->ref_on_log = field_ref(L, m, "on_log");
+    lua->ref_tick = field_ref(L, m, "tick");
     lua->ref_runtime = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 fail:
@@ -45,6 +60,25 @@ void mg_lua_close(mg_lua *lua)
 {
     if (lua->L) lua_close(lua->L);
     lua->L = NULL;
+    free(lua->has_report);
+    lua->has_report = NULL;
+}
+
+/* Calls the function under ref with nargs pushed after it (the function
+ * and the handler are pushed here). Returns 0 or -1 with the error logged. */
+static int protected_call(mg_lua *lua, int nargs, int nres, uint64_t conn, const char *what)
+{
+    lua_State *L = lua->L;
+    int base = lua_gettop(L) - nargs; /* the function's slot */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_traceback);
+    lua_insert(L, base);
+    if (lua_pcall(L, nargs, nres, base)) {
+        mg_log(MG_LOG_ERROR, lua->worker_id, conn, "%s: %s", what, lua_tostring(L, -1));
+        lua_settop(L, base - 1);
+        return -1;
+    }
+    lua_remove(L, base);
+    return 0;
 }
 
 static void push_target(lua_State *L, const mg_target *t)
@@ -74,14 +108,14 @@ static void push_target(lua_State *L, const mg_target *t)
 void mg_lua_adopt(mg_lua *lua, const mg_snapshot *s)
 {
     lua_State *L = lua->L;
-    int base = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_traceback);
-    int tb = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_runtime);
-    int rt = lua_gettop(L);
+    int top = lua_gettop(L);
+    uint8_t *rep = calloc(s->nservices ? (size_t)s->nservices : 1, 1);
     for (int i = 0; i < s->nservices; i++) {
         const mg_service *svc = &s->services[i];
-        lua_getfield(L, rt, "set_service");
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_runtime);
+        lua_getfield(L, -1, "set_service");
+        lua_remove(L, -2);
+        lua_pushnumber(L, (lua_Number)s->version);
         lua_pushinteger(L, i);
         lua_pushstring(L, svc->name);
         lua_pushstring(L, svc->balancer);
@@ -91,31 +125,53 @@ void mg_lua_adopt(mg_lua *lua, const mg_snapshot *s)
             push_target(L, &svc->targets[k]);
             lua_rawseti(L, -2, k + 1);
         }
-        if (lua_pcall(L, 5, 0, tb)) {
-            mg_log(MG_LOG_ERROR, lua->worker_id, 0,
-                   "service %s: balancer %s failed to start, using round robin: %s", svc->name,
-                   svc->balancer, lua_tostring(L, -1));
+        char what[200];
+        snprintf(what, sizeof(what), "service %s: balancer %s failed to start, using round robin",
+                 svc->name, svc->balancer);
+        if (protected_call(lua, 6, 1, 0, what) == 0) {
+            if (rep) rep[i] = (uint8_t)lua_toboolean(L, -1);
             lua_pop(L, 1);
         }
     }
-    lua_getfield(L, rt, "clear_from");
-    lua_pushinteger(L, s->nservices);
-    if (lua_pcall(L, 1, 0, tb)) lua_pop(L, 1);
-    lua_settop(L, base);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_runtime);
+    lua_getfield(L, -1, "set_chains");
+    lua_remove(L, -2);
+    lua_pushnumber(L, (lua_Number)s->version);
+    lua_pushstring(L, s->plugins_literal ? s->plugins_literal : "{}");
+    protected_call(lua, 2, 0, 0, "middlewares failed to start");
+    lua_settop(L, top);
+    free(lua->has_report);
+    lua->has_report = rep;
+    lua->nreport = rep ? s->nservices : 0;
+    lua->report_version = s->version;
 }
 
-int mg_lua_pick(mg_lua *lua, int svc, const int *tried, int ntried, uint64_t conn)
+void mg_lua_new_generation(mg_lua *lua, const char *plugins_dir)
+{
+    lua_State *L = lua->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_runtime);
+    lua_getfield(L, -1, "new_generation");
+    lua_remove(L, -2);
+    lua_pushstring(L, plugins_dir);
+    protected_call(lua, 1, 0, 0, "plugin reload");
+}
+
+int mg_lua_pick(mg_lua *lua, mg_req *r, const int *tried, int ntried)
 {
     lua_State *L = lua->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_traceback);
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_pick);
-    lua_pushinteger(L, svc);
+    lua_pushnumber(L, (lua_Number)r->snap->version);
+    lua_pushinteger(L, r->svc);
+    lua_pushnumber(L, (lua_Number)r->id);
     lua_pushinteger(L, ntried);
     if (ntried && !lua_checkstack(L, ntried)) ntried = 0;
-    for (int i = 0; i < ntried; i++)
-        lua_pushinteger(L, tried[i]);
-    if (mg_unlikely(lua_pcall(L, 2 + ntried, 1, -(4 + ntried)))) {
-        mg_log(MG_LOG_ERROR, lua->worker_id, conn, "balancer error, using round robin: %s",
+    for (int i = 0; i < ntried; i++) lua_pushinteger(L, tried[i]);
+    mg_ffi_current = r;
+    int rc = lua_pcall(L, 4 + ntried, 1, -(6 + ntried));
+    mg_ffi_current = NULL;
+    if (mg_unlikely(rc)) {
+        mg_log(MG_LOG_ERROR, lua->worker_id, r->c->id, "balancer error, using round robin: %s",
                lua_tostring(L, -1));
         lua_pop(L, 2);
         return -2;
@@ -123,4 +179,64 @@ int mg_lua_pick(mg_lua *lua, int svc, const int *tried, int ntried, uint64_t con
     int idx = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : -2;
     lua_pop(L, 2);
     return idx;
+}
+
+void mg_lua_report(mg_lua *lua, mg_req *r, int status, double latency, const char *err)
+{
+    if (r->svc < 0 || r->target < 0 || !r->snap || r->snap->version != lua->report_version ||
+        r->svc >= lua->nreport || !lua->has_report[r->svc])
+        return;
+    lua_State *L = lua->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_report);
+    lua_pushnumber(L, (lua_Number)r->snap->version);
+    lua_pushinteger(L, r->svc);
+    lua_pushinteger(L, r->target);
+    lua_pushinteger(L, status);
+    lua_pushnumber(L, latency);
+    if (err)
+        lua_pushstring(L, err);
+    else
+        lua_pushnil(L);
+    mg_ffi_current = r;
+    protected_call(lua, 6, 0, r->c->id, "balancer report failed");
+    mg_ffi_current = NULL;
+}
+
+int mg_lua_on_request(mg_lua *lua, mg_req *r)
+{
+    lua_State *L = lua->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_on_request);
+    lua_pushnumber(L, (lua_Number)r->snap->version);
+    lua_pushinteger(L, r->route);
+    lua_pushnumber(L, (lua_Number)r->id);
+    mg_ffi_current = r;
+    int rc = protected_call(lua, 3, 0, r->c->id, "on_request failed, answering 500");
+    mg_ffi_current = NULL;
+    return rc;
+}
+
+void mg_lua_on_response(mg_lua *lua, mg_req *r)
+{
+    lua_State *L = lua->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_on_response);
+    lua_pushnumber(L, (lua_Number)r->id);
+    mg_ffi_current = r;
+    protected_call(lua, 1, 0, r->c->id, "on_response failed");
+    mg_ffi_current = NULL;
+}
+
+void mg_lua_on_log(mg_lua *lua, mg_req *r)
+{
+    lua_State *L = lua->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_on_log);
+    lua_pushnumber(L, (lua_Number)r->id);
+    mg_ffi_current = r;
+    protected_call(lua, 1, 0, r->c->id, "on_log failed");
+    mg_ffi_current = NULL;
+}
+
+void mg_lua_tick(mg_lua *lua)
+{
+    lua_rawgeti(lua->L, LUA_REGISTRYINDEX, lua->ref_tick);
+    protected_call(lua, 0, 0, 0, "timer");
 }

@@ -1,5 +1,7 @@
-/* The one bridge between a worker and its Lua state: load balancers for a
- * snapshot, and call their pick on the request path. */
+/* The one bridge between a worker and its Lua state: balancers and
+ * middleware chains for each adopted snapshot, and the calls the request
+ * path makes into them. Every call is protected; errors are logged with a
+ * traceback and reported to the caller, which decides the fallback. */
 #ifndef MG_LUA_BRIDGE_H
 #define MG_LUA_BRIDGE_H
 
@@ -7,12 +9,17 @@
 
 #include <lua.h>
 
+struct mg_req;
+
 typedef struct mg_lua {
     lua_State *L;
-    int ref_pick;      /* runtime.pick */
+    int ref_pick, ref_report, ref_on_request, ref_on_response, ref_on_log, ref_tick;
     int ref_traceback; /* debug.traceback, the message handler */
     int ref_runtime;   /* the moongate.runtime module */
     int worker_id;
+    uint8_t *has_report; /* per service of the current snapshot */
+    int nreport;
+    uint64_t report_version;
 } mg_lua;
 
 /* Creates the worker's Lua state and loads lua/moongate/runtime.lua.
@@ -20,13 +27,28 @@ typedef struct mg_lua {
 int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, char *err, size_t errlen);
 void mg_lua_close(mg_lua *lua);
 
-/* Runs each service's balancer `new` for snapshot s. Errors are logged and
- * leave that service on the built-in round robin. */
+/* Runs each service's balancer `new` and builds the middleware chains for
+ * snapshot s. A balancer that fails leaves its service on round robin. */
 void mg_lua_adopt(mg_lua *lua, const mg_snapshot *s);
 
-/* Calls the service's balancer pick. tried holds the target indexes already
- * tried. Returns a target index, or -1 when pick returned nothing, or -2 on
- * an error (logged with a traceback, with conn as the connection id). */
-int mg_lua_pick(mg_lua *lua, int svc, const int *tried, int ntried, uint64_t conn);
+/* Starts a new plugin generation: modules are loaded afresh next time. */
+void mg_lua_new_generation(mg_lua *lua, const char *plugins_dir);
+
+/* Calls the service's balancer pick for request r (tried: target indexes
+ * already tried). Returns a target index, -1 when pick returned nothing,
+ * -2 on an error (logged) or a service without a working balancer. */
+int mg_lua_pick(mg_lua *lua, struct mg_req *r, const int *tried, int ntried);
+
+/* Tells the balancer how a try went (only if it has report). */
+void mg_lua_report(mg_lua *lua, struct mg_req *r, int status, double latency, const char *err);
+
+/* Middleware hooks. on_request returns 0, or -1 after an error (logged):
+ * the caller answers 500. */
+int mg_lua_on_request(mg_lua *lua, struct mg_req *r);
+void mg_lua_on_response(mg_lua *lua, struct mg_req *r);
+void mg_lua_on_log(mg_lua *lua, struct mg_req *r);
+
+/* Runs due Lua timers (the worker's tick). */
+void mg_lua_tick(mg_lua *lua);
 
 #endif

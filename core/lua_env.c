@@ -1,6 +1,7 @@
 /* Lua states with the embedded library. Every Lua state moongate creates
  * (per worker, control, `moongate test`) starts here. */
 #include "lua_env.h"
+#include "lua_json.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -81,5 +82,6 @@ lua_State *mg_lua_env_new(void)
      * built-in plugins. */
     lua_pushcfunction(L, l_embedded_source);
     lua_setglobal(L, "__moongate_embedded");
+    mg_lua_json_open(L);
     return L;
 }

@@ -48,7 +48,7 @@ static inline const char *req_method(const mg_req *r)
 
 static inline const char *req_url(const mg_req *r)
 {
-    return r->in.arena.p + r->method_len;
+    return r->in.arena.p + r->url_off; /* set_path may have moved it */
 }
 
 static inline mg_target *req_target(const mg_req *r)
@@ -112,7 +112,7 @@ static void buf_hdr(mg_buf *b, const mg_headers *h, uint32_t i)
 static void split_url(const mg_req *r, mg_str *path, mg_str *query, mg_str *authority)
 {
     const char *u = req_url(r);
-    size_t n = r->url_len;
+    size_t n = r->url_cur_len;
     authority->p = NULL;
     authority->len = 0;
     /* absolute-form (RFC 9112 3.2.2): the authority replaces Host */
@@ -223,15 +223,16 @@ static void build_upstream_head(mg_req *r)
     mg_buf_append(b, " ", 1);
     if (authority.len) {
         /* forward origin-form */
-        mg_buf_append(b, path.p, (size_t)(req_url(r) + r->url_len - path.p));
+        mg_buf_append(b, path.p, (size_t)(req_url(r) + r->url_cur_len - path.p));
     } else {
-        mg_buf_append(b, req_url(r), r->url_len);
+        mg_buf_append(b, req_url(r), r->url_cur_len);
     }
     mg_buf_append(b, " HTTP/1.1\r\n", 11);
     int xff = -1, xfp = -1, xfh = -1, has_host = 0;
     uint32_t end = h->ntrailer_start < h->n ? h->ntrailer_start : h->n;
     int has_conn = mg_headers_find(h, "connection", 10) >= 0;
     for (uint32_t i = 0; i < end; i++) {
+        if (!h->h[i].nlen) continue; /* removed by a plugin */
         if (is_hop_header(h, i) || (has_conn && named_by_connection(h, i))) continue;
         if (mg_hname_is(h, i, "x-forwarded-for", 15)) {
             if (xff < 0) xff = (int)i;
@@ -321,12 +322,30 @@ void mg_proxy_start(mg_conn *c)
         mg_conn_respond(c, 503, default_page, r->has_body);
         return;
     }
-    int svc = route(r, w);
-    if (svc < 0) {
+    r->url_off = r->method_len;
+    r->url_cur_len = r->url_len;
+    int ri = route(r, w);
+    if (ri < 0) {
         mg_conn_respond(c, 404, "no route matches this request\n", r->has_body);
         return;
     }
-    r->svc = svc;
+    r->route = ri;
+    r->svc = r->snap->route_service[ri];
+    if (r->snap->route_hooks[ri]) {
+        r->hooks = 1;
+        if (mg_lua_on_request(&w->lua, r)) {
+            if (c->state == MG_C_CLOSING) return;
+            mg_conn_respond(c, 500, "Internal Server Error: a plugin failed\n", r->has_body);
+            return;
+        }
+        if (c->state == MG_C_CLOSING) return;
+        if (r->responded) {
+            mg_conn_respond_full(c, r->local_status, r->local.p, r->local_hlen,
+                                 r->local.p + r->local_hlen, r->local.len - r->local_hlen,
+                                 r->has_body);
+            return;
+        }
+    }
     build_upstream_head(r);
     proxy_try(r);
 }
@@ -367,7 +386,7 @@ static int pick_target(mg_req *r)
     int base = nexcl;
     uint64_t now = uv_now(&w->loop);
     for (int attempt = 0; attempt <= s->ntargets; attempt++) {
-        int idx = mg_lua_pick(&w->lua, r->svc, excl, nexcl, r->c->id);
+        int idx = mg_lua_pick(&w->lua, r, excl, nexcl);
         if (idx == -2 || (idx >= 0 && (idx >= s->ntargets || was_tried(r, idx)))) {
             if (idx >= 0)
                 MG_LOG(MG_LOG_WARN, w->id, r->c->id,
@@ -387,7 +406,7 @@ static int pick_target(mg_req *r)
         /* every untried target is resting: panic mode, try them anyway */
         MG_LOG(MG_LOG_WARN, w->id, r->c->id,
                "service %s: every target failed recently; trying them anyway", s->name);
-        int idx = mg_lua_pick(&w->lua, r->svc, excl, base, r->c->id);
+        int idx = mg_lua_pick(&w->lua, r, excl, base);
         if (idx < 0 || idx >= s->ntargets || was_tried(r, idx))
             idx = fallback_pick(r, w, excl, base);
         return idx;
@@ -425,6 +444,7 @@ static void proxy_try(mg_req *r)
         return;
     }
     r->target = idx;
+    r->try_start_ns = uv_hrtime();
     if (r->tries < (int)MG_ARRAY_SIZE(r->tried)) r->tried[r->tries] = idx;
     r->tries++;
     const mg_target *t = &s->targets[idx];
@@ -484,6 +504,8 @@ static void retry_or_fail(mg_req *r, int mark_down, int safe, const char *what, 
     mg_conn *c = r->c;
     mg_worker *w = c->w;
     const mg_target *t = req_target(r);
+    mg_lua_report(&w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9,
+                  mark_down ? "connect" : "reset");
     if (mark_down && t->uid < w->npools) w->down_until[t->uid] = uv_now(&w->loop) + PASSIVE_FAIL_MS;
     detach_upstream(r, 0);
     const mg_service *s = &r->snap->services[r->svc];
@@ -515,6 +537,7 @@ void mg_proxy_up_timeout(mg_req *r, int connecting)
         retry_or_fail(r, 1, 1, "connect timed out", 0);
         return;
     }
+    mg_lua_report(&r->c->w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9, "timeout");
     /* No retry after a response timeout: it would multiply the wait. */
     MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id,
            "upstream %s: no response in time (request body %s, %zu bytes queued upstream)",
@@ -594,7 +617,7 @@ void mg_proxy_body_done(mg_req *r)
         b->len = 0;
         mg_buf_append(b, "0\r\n", 3);
         for (uint32_t i = r->in.ntrailer_start; i < r->in.n; i++)
-            if (!is_hop_header(&r->in, i)) buf_hdr(b, &r->in, i);
+            if (r->in.h[i].nlen && !is_hop_header(&r->in, i)) buf_hdr(b, &r->in, i);
         mg_buf_append(b, "\r\n", 2);
         uv_buf_t buf = uv_buf_init(b->p, (unsigned)b->len);
         up_send_checked(r, &buf, 1);
@@ -746,6 +769,7 @@ static void write_response_head(mg_req *r, int status, int interim)
     }
     int has_conn = mg_headers_find(h, "connection", 10) >= 0;
     for (uint32_t i = 0; i < h->n; i++) {
+        if (!h->h[i].nlen) continue; /* removed by a plugin */
         if (mg_hname_is(h, i, "content-length", 14)) {
             if (!r->resp_chunked && !r->resp_close_delimited) buf_hdr(b, h, i);
             continue;
@@ -758,6 +782,7 @@ static void write_response_head(mg_req *r, int status, int interim)
         mg_buf_append(b, "Connection: upgrade\r\n", 21);
         if (up >= 0) buf_hdr(b, h, (uint32_t)up);
     } else if (!interim) {
+        if (r->resp_extra.len) mg_buf_append(b, r->resp_extra.p, r->resp_extra.len);
         if (r->resp_chunked && r->http_minor)
             mg_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
         if (c->close_after)
@@ -805,6 +830,15 @@ static int resp_headers_complete(llhttp_t *p)
         return 0;
     }
     r->status = (uint16_t)status;
+    mg_lua_report(&c->w->lua, r, status, (double)(uv_hrtime() - r->try_start_ns) / 1e9, NULL);
+    if (!u->req) return HPE_USER;
+    if (r->hooks) {
+        r->in_resp_hook = 1;
+        mg_lua_on_response(&c->w->lua, r);
+        r->in_resp_hook = 0;
+        if (!u->req) return HPE_USER;
+        status = r->status; /* a hook may have changed it */
+    }
     int no_body = r->head_request || status == 204 || status == 304;
     int has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
     int chunked = (p->flags & F_CHUNKED) != 0;
@@ -875,7 +909,7 @@ static int resp_message_complete(llhttp_t *p)
         b->len = 0;
         mg_buf_append(b, "0\r\n", 3);
         for (uint32_t i = r->out.ntrailer_start; i < r->out.n; i++)
-            if (!is_hop_header(&r->out, i)) buf_hdr(b, &r->out, i);
+            if (r->out.h[i].nlen && !is_hop_header(&r->out, i)) buf_hdr(b, &r->out, i);
         mg_buf_append(b, "\r\n", 2);
         uv_buf_t buf = uv_buf_init(b->p, (unsigned)b->len);
         client_send(r, &buf, 1);

@@ -101,6 +101,9 @@ void mg_snapshot_unref(mg_snapshot *s)
         free_service(&s->services[i]);
     free(s->services);
     if (s->router) mg_router_free(s->router);
+    free(s->route_service);
+    free(s->route_hooks);
+    free(s->plugins_literal);
     free(s);
 }
 

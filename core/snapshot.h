@@ -44,7 +44,11 @@ typedef struct mg_snapshot {
     atomic_int refs;
     mg_service *services;
     int nservices;
-    mg_router *router; /* route value = service index */
+    mg_router *router; /* route value = route index */
+    int *route_service; /* route index -> service index */
+    uint8_t *route_hooks; /* route index -> 1 if middlewares run on it */
+    int nroutes;
+    char *plugins_literal; /* middleware chains, a Lua literal for the workers */
 } mg_snapshot;
 
 /* Gateway-wide in-flight requests per target uid (incremented by workers). */

@@ -82,6 +82,7 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(&w->loop);
     mg_conn_expire(w, now);
     mg_up_expire(w, now);
+    mg_lua_tick(&w->lua);
     if (w->stopping && now >= w->stop_deadline) {
         /* grace period over: close whatever is still open */
         for (mg_conn *c = w->conns; c; c = c->next)
@@ -198,6 +199,8 @@ static void worker_free(mg_worker *w)
         mg_headers_free(&r->out);
         mg_buf_free(&r->uhead);
         mg_buf_free(&r->upstreams);
+        mg_buf_free(&r->local);
+        mg_buf_free(&r->resp_extra);
         free(r);
     }
     free(w->listeners);

@@ -46,6 +46,7 @@ typedef struct mg_worker {
     mg_conn *conns; /* every open client connection */
     int nconns;
     uint64_t next_conn_id;
+    uint64_t next_req_id;
 
     mg_pool *pools; /* indexed by target uid */
     uint32_t npools;

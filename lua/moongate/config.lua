@@ -381,6 +381,7 @@ function _M.load_string(src, chunkname, opts)
     end
     attach_lines(cfg, lines)
     cfg.source = chunkname
+    cfg._lines = lines
     return cfg
 end
 

@@ -1,7 +1,7 @@
 -- The plugin author's API: local mg = require("moongate")
--- Hot paths go through LuaJIT's FFI into the gateway binary; outside the
--- binary (plain luajit), the same functions work on local fallbacks so a
--- plugin's unit specs still run.
+-- Hot paths go through LuaJIT's FFI into the gateway binary. Outside the
+-- binary (plain luajit) the same functions work on local fallbacks, so a
+-- plugin's unit specs also run there.
 local ffi = require("ffi")
 
 local _M = { version = "0.1.0" }
@@ -10,11 +10,148 @@ ffi.cdef([[
 int mg_shared_counter_slot(const char *name);
 uint32_t mg_shared_counter_next(int slot);
 int mg_shared_inflight(uint32_t uid);
+void mg_ffi_log(int level, const char *msg, size_t len);
+double mg_ffi_now(void);
 ]])
 
 local C = ffi.C
 local in_gateway = pcall(function() return C.mg_shared_counter_slot end)
 _M.in_gateway = in_gateway
+
+-- ---- time -----------------------------------------------------------------
+
+local test_clock -- set by specs: time then only moves when they advance it
+
+-- Seconds, monotonic, as a float.
+function _M.now()
+    if test_clock then return test_clock end
+    if in_gateway then return C.mg_ffi_now() end
+    return os.clock()
+end
+
+-- ---- timers ---------------------------------------------------------------
+-- Timers run on the worker's loop (checked on its 100 ms tick, or at once
+-- when a spec advances the test clock). A timer belongs to the plugin that
+-- started it and is cancelled when that plugin is reloaded or unloaded.
+
+local timers = {}
+local Timer = {}
+Timer.__index = Timer
+
+function Timer:cancel() self.cancelled = true end
+
+local function add_timer(delay, fn, every)
+    if type(delay) ~= "number" or delay < 0 then error("timer delay must be a number >= 0", 3) end
+    if type(fn) ~= "function" then error("timer callback must be a function", 3) end
+    local t = setmetatable({ at = _M.now() + delay, fn = fn, every = every,
+                             owner = _M._plugin }, Timer)
+    timers[#timers + 1] = t
+    return t
+end
+
+_M.timer = {
+    after = function(delay, fn) return add_timer(delay, fn, nil) end,
+    every = function(interval, fn)
+        if type(interval) ~= "number" or interval <= 0 then error("interval must be > 0", 2) end
+        return add_timer(interval, fn, interval)
+    end,
+}
+
+-- Runs due timers; called by the runtime's tick and by advance().
+function _M._run_timers()
+    local now = _M.now()
+    local i = 1
+    while i <= #timers do
+        local t = timers[i]
+        if t.cancelled then
+            table.remove(timers, i)
+        elseif t.at <= now then
+            local saved = _M._plugin
+            _M._plugin = t.owner
+            local ok, err = pcall(t.fn)
+            _M._plugin = saved
+            if not ok then _M.log.err("timer of ", tostring(t.owner), " failed: ", tostring(err)) end
+            if t.every and not t.cancelled then
+                t.at = t.at + t.every
+                if t.at <= now then t.at = now + t.every end
+                i = i + 1
+            else
+                table.remove(timers, i)
+            end
+        else
+            i = i + 1
+        end
+    end
+end
+
+-- Cancels every timer started by plugin name (nil: all of them).
+function _M._cancel_timers(owner)
+    for _, t in ipairs(timers) do
+        if owner == nil or t.owner == owner then t.cancelled = true end
+    end
+end
+
+function _M._timer_count()
+    local n = 0
+    for _, t in ipairs(timers) do if not t.cancelled then n = n + 1 end end
+    return n
+end
+
+-- Specs: freeze time at `seconds`; mg.now() then only moves with advance().
+function _M.set_test_clock(seconds)
+    test_clock = seconds
+end
+
+-- Specs: moves the test clock forward and runs the timers that came due,
+-- in order, as the worker's tick would.
+function _M.advance(seconds)
+    if not test_clock then error("call mg.set_test_clock first", 2) end
+    local target = test_clock + seconds
+    while true do
+        local next_at
+        for _, t in ipairs(timers) do
+            if not t.cancelled and t.at <= target and (not next_at or t.at < next_at) then next_at = t.at end
+        end
+        if not next_at then break end
+        test_clock = next_at
+        _M._run_timers()
+    end
+    test_clock = target
+end
+
+-- ---- logging --------------------------------------------------------------
+
+local LEVELS = { debug = 0, info = 1, warn = 2, err = 3 }
+_M.log = {}
+for name, level in pairs(LEVELS) do
+    _M.log[name] = function(...)
+        local parts = { ... }
+        for i = 1, select("#", ...) do parts[i] = tostring(parts[i]) end
+        local msg = "[" .. (_M._plugin or "lua") .. "] " .. table.concat(parts)
+        if in_gateway then
+            C.mg_ffi_log(level, msg, #msg)
+        else
+            io.stderr:write(name, " ", msg, "\n")
+        end
+    end
+end
+
+-- ---- JSON (jansson in the gateway) ----------------------------------------
+
+local json_c = rawget(_G, "__moongate_json")
+_M.json = {
+    encode = function(v)
+        if not json_c then error("mg.json needs the moongate binary", 2) end
+        return json_c.encode(v)
+    end,
+    decode = function(s)
+        if not json_c then error("mg.json needs the moongate binary", 2) end
+        return json_c.decode(s)
+    end,
+    null = json_c and json_c.null or setmetatable({}, { __tostring = function() return "null" end }),
+}
+
+-- ---- shared state ---------------------------------------------------------
 
 -- Gateway-wide counters: every worker sees the same sequence.
 local Counter = {}

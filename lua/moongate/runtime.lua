@@ -1,13 +1,20 @@
 -- The worker side of the plugin runtime: holds each service's balancer
--- state for the current snapshot and answers the core's pick calls.
--- Called from C (core/lua_bridge.c) only.
+-- state and each route's middleware chain for the snapshots the worker has
+-- adopted, and answers the core's calls (core/lua_bridge.c). Plugins never
+-- call this module; they see require("moongate").
 local plugins = require("moongate.plugins")
+local request = require("moongate.request")
+local mg = require("moongate")
 
 local _M = {}
 
-local select, error = select, error
-local services = {}   -- C service index (0-based) -> { pick, state, targets, index_of }
-local loaded = {}     -- balancer name -> plugin table
+local select, error, pairs = select, error, pairs
+local req, res = request.req, request.res
+
+local KEEP_VERSIONS = 4   -- requests pin their snapshot; older balancer states are dropped
+local versions = {}       -- snapshot version -> { services = {...}, chains = {...} }
+local version_order = {}
+local loaded = {}         -- "kind:name" -> plugin table, for the current plugin generation
 local plugins_dir
 
 -- An empty, read-only `tried` shared by every first try.
@@ -15,48 +22,111 @@ local NONE = setmetatable({}, {
     __newindex = function() error("req.tried is read-only", 2) end,
 })
 
--- The request as a balancer sees it. One table per worker, valid only
--- during the pick call; the fields a balancer may read are documented in
--- docs/plugins.md.
-local req = { tried = NONE }
+local current_id = 0
+local ctxs = {}           -- request id -> ctx table
+local req_chain = {}      -- request id -> the chain it started with
+request.ctx_of = function()
+    local c = ctxs[current_id]
+    if not c then
+        c = {}
+        ctxs[current_id] = c
+    end
+    return c
+end
 
 function _M.init(worker_id, dir)
     _M.worker_id = worker_id
+    mg.worker_id = worker_id
     plugins_dir = dir
 end
 
-function _M.set_service(idx, name, balancer, opts_literal, targets)
-    local mod = loaded[balancer]
-    if not mod then
-        local err
-        mod, err = plugins.load(balancer, plugins_dir, "balancer")
-        if not mod then
-            services[idx] = nil
-            error(err, 0)
-        end
-        loaded[balancer] = mod
-    end
-    local index_of = {}
-    for i = 1, #targets do index_of[targets[i]] = i end
-    services[idx] = nil
-    local state = mod.new(targets, plugins.deserialize(opts_literal), { name = name })
-    services[idx] = {
-        name = name, mod = mod, pick = mod.pick, state = state,
-        targets = targets, index_of = index_of,
-    }
+-- A new plugin generation (a file changed): load modules afresh.
+function _M.new_generation(dir)
+    for _, mod in pairs(loaded) do mg._cancel_timers(mod.name) end
+    loaded = {}
+    if dir then plugins_dir = dir end
 end
 
-function _M.clear_from(n)
-    for k in pairs(services) do
-        if k >= n then services[k] = nil end
+local function load(name, kind)
+    local key = kind .. ":" .. name
+    local mod = loaded[key]
+    if mod then return mod end
+    local err
+    mod, err = plugins.load(name, plugins_dir, kind)
+    if not mod then error(err, 0) end
+    loaded[key] = mod
+    return mod
+end
+
+local function version_entry(v)
+    local e = versions[v]
+    if not e then
+        e = { services = {}, chains = {}, instances = {} }
+        versions[v] = e
+        version_order[#version_order + 1] = v
+        while #version_order > KEEP_VERSIONS do
+            local old = table.remove(version_order, 1)
+            for _, inst in ipairs(versions[old].instances) do
+                if inst.mod.destroy then pcall(inst.mod.destroy, inst.conf) end
+            end
+            versions[old] = nil
+        end
+    end
+    return e
+end
+
+-- Returns true when the balancer has a report function.
+function _M.set_service(version, idx, name, balancer, opts_literal, targets)
+    local e = version_entry(version)
+    e.services[idx] = nil
+    local mod = load(balancer, "balancer")
+    local index_of = {}
+    for i = 1, #targets do index_of[targets[i]] = i end
+    mg._plugin = mod.name
+    local state = mod.new(targets, plugins.deserialize(opts_literal), { name = name })
+    mg._plugin = nil
+    e.services[idx] = {
+        name = name, mod = mod, pick = mod.pick, report = mod.report, state = state,
+        targets = targets, index_of = index_of,
+    }
+    return mod.report ~= nil
+end
+
+-- chains literal: { [route index] = { { plugin = "headers", conf = {...}, name = "..." }, ... } }
+function _M.set_chains(version, literal)
+    local e = version_entry(version)
+    local spec = plugins.deserialize(literal)
+    for route, list in pairs(spec) do
+        local chain = {}
+        for i, m in ipairs(list) do
+            local mod = load(m.plugin, "middleware")
+            local conf = m.conf or {}
+            if mod.init then
+                mg._plugin = mod.name
+                local v = mod.init(conf)
+                mg._plugin = nil
+                if v ~= nil then conf = v end
+            end
+            local inst = { mod = mod, conf = conf, name = m.name or m.plugin, order = i,
+                           priority = mod.priority or 0 }
+            chain[#chain + 1] = inst
+            e.instances[#e.instances + 1] = inst
+        end
+        table.sort(chain, function(a, b)
+            if a.priority ~= b.priority then return a.priority > b.priority end
+            return a.order < b.order
+        end)
+        e.chains[route] = chain
     end
 end
 
 -- Returns the 0-based index of the picked target, -1 when the balancer
 -- returned nothing, -2 when the service has no working balancer.
-function _M.pick(idx, ntried, ...)
-    local s = services[idx]
+function _M.pick(version, idx, id, ntried, ...)
+    local e = versions[version]
+    local s = e and e.services[idx]
     if not s then return -2 end
+    current_id = id
     local tried = NONE
     if ntried > 0 then
         tried = {}
@@ -69,12 +139,84 @@ function _M.pick(idx, ntried, ...)
     end
     req.tried = tried
     local t = s.pick(s.state, req)
+    req.tried = NONE
     if t == nil then return -1 end
     local i = s.index_of[t]
     if not i then
         error("balancer '" .. s.mod.name .. "' returned a value that is not one of its targets", 0)
     end
     return i - 1
+end
+
+local outcome = {}
+function _M.report(version, idx, target, status, latency, err)
+    local e = versions[version]
+    local s = e and e.services[idx]
+    if not s or not s.report then return end
+    outcome.status = status > 0 and status or nil
+    outcome.latency = latency
+    outcome.error = err
+    s.report(s.state, s.targets[target + 1], outcome)
+end
+
+function _M.on_request(version, route, id)
+    local e = versions[version]
+    local chain = e and e.chains[route]
+    if not chain then return end
+    current_id = id
+    req_chain[id] = chain
+    request.responded = false
+    for i = 1, #chain do
+        local m = chain[i]
+        local f = m.mod.on_request
+        if f then
+            mg._plugin = m.mod.name
+            f(m.conf, req)
+            mg._plugin = nil
+            if request.responded then return end
+        end
+    end
+end
+
+function _M.on_response(id)
+    local chain = req_chain[id]
+    if not chain then return end
+    current_id = id
+    for i = 1, #chain do
+        local m = chain[i]
+        local f = m.mod.on_response
+        if f then
+            mg._plugin = m.mod.name
+            f(m.conf, req, res)
+            mg._plugin = nil
+        end
+    end
+end
+
+-- Runs on_log hooks (each protected: a failing logger does not stop the
+-- others) and forgets the request.
+function _M.on_log(id)
+    local chain = req_chain[id]
+    current_id = id
+    if chain then
+        for i = 1, #chain do
+            local m = chain[i]
+            local f = m.mod.on_log
+            if f then
+                mg._plugin = m.mod.name
+                local ok, err = pcall(f, m.conf, req, res)
+                mg._plugin = nil
+                if not ok then mg.log.err("on_log of ", m.name, " failed: ", tostring(err)) end
+            end
+        end
+    end
+    req_chain[id] = nil
+    ctxs[id] = nil
+end
+
+-- The worker's tick (every 100 ms): plugin timers.
+function _M.tick()
+    mg._run_timers()
 end
 
 return _M

@@ -1,0 +1,258 @@
+/* See lua_ffi.h. These run on the worker thread, inside a call into Lua,
+ * for the request in mg_ffi_current. */
+#include "lua_ffi.h"
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+__thread struct mg_req *mg_ffi_current;
+__thread int mg_lua_log_worker = -1;
+static __thread char ip_buf[INET6_ADDRSTRLEN];
+
+static void url_parts(const mg_req *r, mg_str *path, mg_str *query)
+{
+    const char *u = r->in.arena.p + r->url_off;
+    size_t n = r->url_cur_len;
+    if (n > 7 && (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0)) {
+        size_t s = u[4] == ':' ? 7 : 8;
+        while (s < n && u[s] != '/' && u[s] != '?') s++;
+        u += s;
+        n -= s;
+    }
+    const char *q = memchr(u, '?', n);
+    path->p = u;
+    path->len = q ? (size_t)(q - u) : n;
+    query->p = q ? q + 1 : "";
+    query->len = q ? n - path->len - 1 : 0;
+}
+
+int mg_ffi_req_field(int which, const char **p, size_t *len)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r) return -1;
+    mg_str path, query;
+    switch (which) {
+    case MG_FIELD_METHOD:
+        *p = r->in.arena.p;
+        *len = r->method_len;
+        return 0;
+    case MG_FIELD_PATH:
+    case MG_FIELD_QUERY:
+        url_parts(r, &path, &query);
+        *p = which == MG_FIELD_PATH ? path.p : query.p;
+        *len = which == MG_FIELD_PATH ? path.len : query.len;
+        return 0;
+    case MG_FIELD_HOST: {
+        /* without the port */
+        const char *h = r->host_lc;
+        size_t n = strlen(h);
+        const char *colon = h[0] == '[' ? strstr(h, "]:") : strchr(h, ':');
+        if (colon) n = (size_t)(colon - h) + (h[0] == '[' ? 1 : 0);
+        *p = h;
+        *len = n;
+        return 0;
+    }
+    case MG_FIELD_CLIENT_IP: {
+        const mg_conn *c = r->c;
+        ip_buf[0] = 0;
+        if (c->peer.sa.sa_family == AF_INET6) {
+            const struct in6_addr *a = &c->peer.in6.sin6_addr;
+            if (IN6_IS_ADDR_V4MAPPED(a))
+                inet_ntop(AF_INET, a->s6_addr + 12, ip_buf, sizeof(ip_buf));
+            else
+                inet_ntop(AF_INET6, a, ip_buf, sizeof(ip_buf));
+        } else {
+            inet_ntop(AF_INET, &c->peer.in.sin_addr, ip_buf, sizeof(ip_buf));
+        }
+        *p = ip_buf;
+        *len = strlen(ip_buf);
+        return 0;
+    }
+    case MG_FIELD_VERSION:
+        *p = r->http_minor ? "1.1" : "1.0";
+        *len = 3;
+        return 0;
+    case MG_FIELD_TARGET:
+        *p = r->in.arena.p + r->url_off;
+        *len = r->url_cur_len;
+        return 0;
+    case MG_FIELD_SERVICE:
+        if (r->svc < 0 || !r->snap) return -1;
+        *p = r->snap->services[r->svc].name;
+        *len = strlen(*p);
+        return 0;
+    }
+    return -1;
+}
+
+static int headers_get(const mg_headers *h, const char *name, size_t nlen, int nth,
+                       const char **v, size_t *vlen)
+{
+    uint32_t end = h->ntrailer_start < h->n ? h->ntrailer_start : h->n;
+    for (uint32_t i = 0; i < end; i++) {
+        if (!mg_hname_is(h, i, name, nlen)) continue;
+        if (nth-- > 0) continue;
+        *v = mg_hvalue(h, i);
+        *vlen = h->h[i].vlen;
+        return 1;
+    }
+    return 0;
+}
+
+/* Appends a complete header to a collected head (after parsing ended). */
+static int headers_append(mg_headers *h, const char *name, size_t nlen, const char *v,
+                          size_t vlen)
+{
+    h->in_field = 0;
+    if (mg_headers_field(h, name, nlen) || mg_headers_value(h, v, vlen)) return -1;
+    if (!vlen) h->in_field = 1; /* an empty value: value_done sets the offset */
+    mg_headers_value_done(h);
+    return 0;
+}
+
+static int headers_set(mg_headers *h, const char *name, size_t nlen, const char *v, size_t vlen,
+                       int mode)
+{
+    if (!mg_header_valid(name, nlen, v ? v : "", v ? vlen : 0)) return -1;
+    if (mode != 1) {
+        uint32_t end = h->ntrailer_start < h->n ? h->ntrailer_start : h->n;
+        for (uint32_t i = 0; i < end; i++)
+            if (mg_hname_is(h, i, name, nlen)) h->h[i].nlen = 0; /* removed */
+    }
+    if (mode == 2) return 0;
+    return headers_append(h, name, nlen, v, vlen);
+}
+
+int mg_ffi_req_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen)
+{
+    mg_req *r = mg_ffi_current;
+    return r ? headers_get(&r->in, name, nlen, nth, v, vlen) : 0;
+}
+
+int mg_ffi_req_header_count(void)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r) return 0;
+    return (int)(r->in.ntrailer_start < r->in.n ? r->in.ntrailer_start : r->in.n);
+}
+
+int mg_ffi_req_header_at(int i, const char **n, size_t *nlen, const char **v, size_t *vlen)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || i < 0 || (uint32_t)i >= r->in.n || !r->in.h[i].nlen) return 0;
+    *n = mg_hname(&r->in, (uint32_t)i);
+    *nlen = r->in.h[i].nlen;
+    *v = mg_hvalue(&r->in, (uint32_t)i);
+    *vlen = r->in.h[i].vlen;
+    return 1;
+}
+
+int mg_ffi_req_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || r->up) return -2; /* only before the request went upstream */
+    return headers_set(&r->in, name, nlen, v, vlen, mode);
+}
+
+int mg_ffi_req_set_path(const char *p, size_t len)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || r->up) return -2;
+    if (!len || p[0] != '/') return -1;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f) return -1;
+    mg_str path, query;
+    url_parts(r, &path, &query);
+    int keep_query = !memchr(p, '?', len) && query.len;
+    size_t qoff = keep_query ? (size_t)(query.p - r->in.arena.p) : 0, qlen = query.len;
+    /* the new target goes to the end of the arena; offsets stay valid */
+    size_t off = r->in.arena.len;
+    if (mg_buf_reserve(&r->in.arena, len + 1 + qlen)) return -1;
+    char *a = r->in.arena.p;
+    memcpy(a + off, p, len);
+    r->in.arena.len += len;
+    if (keep_query) {
+        a[r->in.arena.len++] = '?';
+        memcpy(a + r->in.arena.len, a + qoff, qlen);
+        r->in.arena.len += qlen;
+    }
+    r->url_off = (uint32_t)off;
+    r->url_cur_len = (uint32_t)(r->in.arena.len - off);
+    return 0;
+}
+
+int mg_ffi_req_set_service(const char *name)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || r->up || !r->snap) return -2;
+    int idx = mg_snapshot_service(r->snap, name);
+    if (idx < 0) return -1;
+    r->svc = idx;
+    return 0;
+}
+
+int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers,
+                       size_t hlen)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || r->resp_started || status < 200 || status > 999) return -1;
+    r->local.len = 0;
+    if (mg_buf_append(&r->local, headers, hlen) || mg_buf_append(&r->local, body, blen)) return -1;
+    r->local_hlen = (uint32_t)hlen;
+    r->local_status = (uint16_t)status;
+    r->responded = 1;
+    return 0;
+}
+
+int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || !mg_header_valid(name, nlen, v, vlen)) return -1;
+    mg_buf *b = &r->resp_extra;
+    if (mg_buf_append(b, name, nlen) || mg_buf_append(b, ": ", 2) || mg_buf_append(b, v, vlen) ||
+        mg_buf_append(b, "\r\n", 2))
+        return -1;
+    return 0;
+}
+
+int mg_ffi_resp_status(void)
+{
+    mg_req *r = mg_ffi_current;
+    return r ? r->status : 0;
+}
+
+int mg_ffi_resp_set_status(int status)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || status < 200 || status > 999 || !r->in_resp_hook) return -1;
+    r->status = (uint16_t)status;
+    return 0;
+}
+
+int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen)
+{
+    mg_req *r = mg_ffi_current;
+    return r ? headers_get(&r->out, name, nlen, nth, v, vlen) : 0;
+}
+
+int mg_ffi_resp_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || !r->in_resp_hook) return -2; /* only in on_response */
+    return headers_set(&r->out, name, nlen, v, vlen, mode);
+}
+
+void mg_ffi_log(int level, const char *msg, size_t len)
+{
+    mg_req *r = mg_ffi_current;
+    if (level < MG_LOG_DEBUG || level > MG_LOG_ERROR || !mg_log_enabled(level)) return;
+    int worker = r ? r->c->w->id : mg_lua_log_worker;
+    mg_log(level, worker, r ? r->c->id : 0, "%.*s", (int)(len > 1800 ? 1800 : len), msg);
+}
+
+double mg_ffi_now(void)
+{
+    return (double)uv_hrtime() / 1e9;
+}

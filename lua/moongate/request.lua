@@ -1,0 +1,183 @@
+-- The request and response objects plugins see. One object of each per
+-- worker: every field is read through the FFI from the request the core is
+-- handling right now, so nothing is copied unless a plugin asks for it.
+-- Valid only during a hook or pick call.
+local ffi = require("ffi")
+
+local _M = {}
+
+ffi.cdef([[
+int mg_ffi_req_field(int which, const char **p, size_t *len);
+int mg_ffi_req_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen);
+int mg_ffi_req_header_count(void);
+int mg_ffi_req_header_at(int i, const char **n, size_t *nlen, const char **v, size_t *vlen);
+int mg_ffi_req_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode);
+int mg_ffi_req_set_path(const char *p, size_t len);
+int mg_ffi_req_set_service(const char *name);
+int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen);
+int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *v, size_t vlen);
+int mg_ffi_resp_status(void);
+int mg_ffi_resp_set_status(int status);
+int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen);
+int mg_ffi_resp_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode);
+]])
+
+local C = ffi.C
+local ffi_string = ffi.string
+local pp = ffi.new("const char *[2]")
+local lp = ffi.new("size_t[2]")
+
+local FIELDS = { method = 0, path = 1, query = 2, host = 3, client_ip = 4, http_version = 5,
+                 target = 6, service = 7 }
+
+local function field(which)
+    if C.mg_ffi_req_field(which, pp, lp) ~= 0 then return nil end
+    return ffi_string(pp[0], lp[0])
+end
+
+local function check_value(v, what)
+    if type(v) ~= "string" then
+        if type(v) == "number" then return tostring(v) end
+        error(what .. " must be a string, got " .. type(v), 3)
+    end
+    if v:find("[\r\n%z]") then error(what .. " must not contain CR, LF or NUL", 3) end
+    return v
+end
+
+-- Per-request ctx tables live in the runtime, keyed by request id.
+_M.ctx_of = function() return nil end
+
+local Req = {}
+
+local req = setmetatable({}, {
+    __index = function(t, k)
+        local f = FIELDS[k]
+        if f then return field(f) end
+        if k == "ctx" then return _M.ctx_of() end
+        return Req[k]
+    end,
+})
+_M.req = req
+
+function Req:header(name)
+    if C.mg_ffi_req_header(name, #name, 0, pp, lp) == 1 then return ffi_string(pp[0], lp[0]) end
+    return nil
+end
+
+-- All values of a header, in order.
+function Req:header_values(name)
+    local out, i = {}, 0
+    while C.mg_ffi_req_header(name, #name, i, pp, lp) == 1 do
+        i = i + 1
+        out[i] = ffi_string(pp[0], lp[0])
+    end
+    return out
+end
+
+-- { {name, value}, ... } in arrival order.
+function Req:headers()
+    local out = {}
+    for i = 0, C.mg_ffi_req_header_count() - 1 do
+        if C.mg_ffi_req_header_at(i, pp, lp, pp + 1, lp + 1) == 1 then
+            out[#out + 1] = { ffi_string(pp[0], lp[0]), ffi_string(pp[1], lp[1]) }
+        end
+    end
+    return out
+end
+
+local function set_header(name, value, mode)
+    name = check_value(name, "header name")
+    if value ~= nil then value = check_value(value, "header value") end
+    local rc = C.mg_ffi_req_set_header(name, #name, value, value and #value or 0, mode)
+    if rc == -1 then error("invalid header name '" .. name .. "'", 3) end
+    if rc == -2 then error("request headers can only change in on_request", 3) end
+end
+
+function Req:set_header(name, value) set_header(name, value, 0) end
+function Req:add_header(name, value) set_header(name, value, 1) end
+function Req:remove_header(name) set_header(name, nil, 2) end
+
+function Req:cookie(name)
+    local all = self:header_values("cookie")
+    for _, line in ipairs(all) do
+        for k, v in line:gmatch("([^=;%s]+)=([^;]*)") do
+            if k == name then return v end
+        end
+    end
+    return nil
+end
+
+function Req:set_path(p)
+    if type(p) ~= "string" then error("path must be a string", 2) end
+    local rc = C.mg_ffi_req_set_path(p, #p)
+    if rc == -1 then error("invalid path '" .. p .. "' (must start with / and have no spaces)", 2) end
+    if rc == -2 then error("the path can only change in on_request", 2) end
+end
+
+function Req:set_service(name)
+    local rc = C.mg_ffi_req_set_service(tostring(name))
+    if rc == -1 then error("unknown service '" .. tostring(name) .. "'", 2) end
+    if rc == -2 then error("the service can only change in on_request", 2) end
+end
+
+-- Answers the request here; no upstream is contacted.
+function Req:respond(status, body, headers)
+    if type(status) ~= "number" or status < 200 or status > 999 then
+        error("status must be a number from 200 to 999", 2)
+    end
+    body = body == nil and "" or tostring(body)
+    local lines = {}
+    for k, v in pairs(headers or {}) do
+        k = check_value(k, "header name")
+        if k:find("[^%w!#$%%&'*+.^_`|~-]") then error("invalid header name '" .. k .. "'", 2) end
+        lines[#lines + 1] = k .. ": " .. check_value(v, "header value") .. "\r\n"
+    end
+    local h = table.concat(lines)
+    if C.mg_ffi_req_respond(status, body, #body, h, #h) ~= 0 then
+        error("cannot respond: a response is already on its way", 2)
+    end
+    _M.responded = true
+end
+
+function Req:add_response_header(name, value)
+    name = check_value(name, "header name")
+    value = check_value(value, "header value")
+    if C.mg_ffi_resp_add_header(name, #name, value, #value) ~= 0 then
+        error("invalid header name '" .. name .. "'", 2)
+    end
+end
+
+-- The response, in on_response (read and change) and on_log (read).
+local Res = {}
+local res = setmetatable({}, {
+    __index = function(t, k)
+        if k == "status" then return C.mg_ffi_resp_status() end
+        return Res[k]
+    end,
+})
+_M.res = res
+
+function Res:header(name)
+    if C.mg_ffi_resp_header(name, #name, 0, pp, lp) == 1 then return ffi_string(pp[0], lp[0]) end
+    return nil
+end
+
+local function set_resp_header(name, value, mode)
+    name = check_value(name, "header name")
+    if value ~= nil then value = check_value(value, "header value") end
+    local rc = C.mg_ffi_resp_set_header(name, #name, value, value and #value or 0, mode)
+    if rc == -1 then error("invalid header name '" .. name .. "'", 3) end
+    if rc == -2 then error("response headers can only change in on_response", 3) end
+end
+
+function Res:set_header(name, value) set_resp_header(name, value, 0) end
+function Res:add_header(name, value) set_resp_header(name, value, 1) end
+function Res:remove_header(name) set_resp_header(name, nil, 2) end
+
+function Res:set_status(status)
+    if C.mg_ffi_resp_set_status(tonumber(status) or 0) ~= 0 then
+        error("the status can only change in on_response, to 200..999", 2)
+    end
+end
+
+return _M

@@ -1,0 +1,174 @@
+-- The plugin runtime through the real gateway: middleware hooks, the
+-- request API, isolation of failing plugins.
+local h = require("spec.helpers")
+
+local function config(b, route_mw, extra)
+    local cfg = {
+        services = { api = { targets = { b.address } } },
+        routes = { { rule = "PathPrefix(`/`)", service = "api", middlewares = route_mw } },
+    }
+    for k, v in pairs(extra or {}) do cfg[k] = v end
+    return cfg
+end
+
+describe("plugins", function()
+    after_each(h.cleanup)
+
+    it("headers sets request and response headers", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({ config = config(b, { { plugin = "headers",
+            request = { set = { ["X-Added"] = "yes" }, remove = { "X-Drop" } },
+            response = { set = { ["Cache-Control"] = "no-store" } } } }) })
+        local r = h.request(gw.port, { headers = { ["X-Drop"] = "1" } })
+        local info = h.json(r)
+        assert.equal("yes", info.headers["x-added"])
+        assert.is_nil(info.headers["x-drop"])
+        assert.equal("no-store", r.headers["cache-control"])
+    end)
+
+    it("strip_prefix removes the prefix and keeps the query", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({ config = config(b, { { plugin = "strip_prefix", prefixes = { "/api" } } }) })
+        local info = h.json(h.request(gw.port, { path = "/api/users?x=1" }))
+        assert.equal("/users", info.path)
+        assert.equal("x=1", info.query)
+        assert.equal("/api", info.headers["x-forwarded-prefix"])
+    end)
+
+    it("redirect answers without contacting the backend", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({ config = config(b, { { plugin = "redirect", to = "https://example.test", status = 301 } }) })
+        local r = h.request(gw.port, { path = "/a?b=1" })
+        assert.equal(301, r.status)
+        assert.equal("https://example.test/a?b=1", r.headers["location"])
+        assert.equal(1, h.json(h.request(b.port, { path = "/stats" })).requests)
+    end)
+
+    it("basic_auth refuses without credentials and passes the user on", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({ config = config(b, { "auth" }, {
+            middlewares = { auth = { plugin = "basic_auth", users = { alice = "s3cret" } } } }) })
+        local denied = h.request(gw.port, {})
+        assert.equal(401, denied.status)
+        assert.truthy(denied.headers["www-authenticate"]:find("Basic", 1, true))
+        assert.equal(401, h.request(gw.port, { headers = { Authorization = "Basic YWxpY2U6d3Jvbmc=" } }).status)
+        local ok = h.request(gw.port, { headers = { Authorization = "Basic YWxpY2U6czNjcmV0" } })
+        assert.equal(200, ok.status)
+        local info = h.json(ok)
+        assert.equal("alice", info.headers["x-authenticated-user"])
+        assert.is_nil(info.headers["authorization"])
+    end)
+
+    it("rate_limit answers 429 past the burst", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({ config = config(b, { { plugin = "rate_limit", rate = 0.5, burst = 2 } }) })
+        assert.equal(200, h.request(gw.port, {}).status)
+        assert.equal(200, h.request(gw.port, {}).status)
+        local r = h.request(gw.port, {})
+        assert.equal(429, r.status)
+        assert.truthy(tonumber(r.headers["retry-after"]))
+    end)
+
+    it("shares ctx between hooks of one request and can pick a service", function()
+        local b1, b2 = h.start_backend({ name = "one" }), h.start_backend({ name = "two" })
+        local gw = h.start_gateway({
+            config = {
+                services = { a = { targets = { b1.address } }, b = { targets = { b2.address } } },
+                routes = { { rule = "PathPrefix(`/`)", service = "a", middlewares = { { plugin = "pickservice" } } } },
+            },
+            plugins = { pickservice = [[
+                local mg = require("moongate")
+                return {
+                    type = "middleware",
+                    on_request = function(conf, req)
+                        req.ctx.started = req.method .. " " .. req.path
+                        if req:header("X-Service") then req:set_service(req:header("X-Service")) end
+                    end,
+                    on_response = function(conf, req, res)
+                        res:set_header("X-Seen", req.ctx.started)
+                    end,
+                }
+            ]] },
+        })
+        local r = h.request(gw.port, { path = "/p", headers = { ["X-Service"] = "b" } })
+        assert.equal("two", r.headers["x-backend"])
+        assert.equal("GET /p", r.headers["x-seen"])
+        assert.equal("one", h.request(gw.port, {}).headers["x-backend"])
+    end)
+
+    it("answers 500 to the one request whose plugin fails, with a traceback", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({
+            config = config(b, { { plugin = "flaky" } }),
+            plugins = { flaky = [[
+                return {
+                    type = "middleware",
+                    on_request = function(conf, req)
+                        if req.path == "/boom" then error("kaboom") end
+                    end,
+                }
+            ]] },
+        })
+        assert.equal(500, h.request(gw.port, { path = "/boom" }).status)
+        assert.equal(200, h.request(gw.port, { path = "/fine" }).status)
+        gw:wait_log("flaky%.lua:4: kaboom")
+        gw:wait_log("stack traceback")
+    end)
+
+    it("refuses header values with CR or LF", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({
+            config = config(b, { { plugin = "inject" } }),
+            plugins = { inject = [[
+                return {
+                    type = "middleware",
+                    on_request = function(conf, req) req:set_header("X-Evil", "a\r\nX-Injected: 1") end,
+                }
+            ]] },
+        })
+        assert.equal(500, h.request(gw.port, {}).status)
+        gw:wait_log("must not contain CR, LF or NUL")
+        assert.equal(0, h.json(h.request(b.port, { path = "/stats" })).requests - 1)
+    end)
+
+    it("falls back to round robin when a balancer errors", function()
+        local b1, b2 = h.start_backend({ name = "one" }), h.start_backend({ name = "two" })
+        local gw = h.start_gateway({
+            config = {
+                services = { api = { balancer = "broken", targets = { b1.address, b2.address } } },
+                routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+            },
+            plugins = { broken = [[
+                return {
+                    type = "balancer",
+                    new = function(targets) return targets end,
+                    pick = function(state, req) error("no idea") end,
+                }
+            ]] },
+        })
+        local seen = {}
+        for _ = 1, 4 do
+            local r = h.request(gw.port, {})
+            assert.equal(200, r.status)
+            seen[r.headers["x-backend"]] = true
+        end
+        assert.truthy(seen.one and seen.two)
+        gw:wait_log("balancer error, using round robin")
+    end)
+
+    it("checks middleware options against the plugin's schema at load", function()
+        local dir = h.tmpdir()
+        h.write_file(dir .. "/moongate.lua", [[
+return {
+  services = { api = { targets = { "127.0.0.1:9" } } },
+  routes = {
+    { rule = "PathPrefix(`/`)", service = "api",
+      middlewares = { { plugin = "rate_limit", rate = "fast" } } },
+  },
+}]])
+        local f = io.popen(h.bin .. " check -c " .. dir .. "/moongate.lua 2>&1")
+        local out = f:read("*a")
+        f:close()
+        assert.truthy(out:find(dir .. "/moongate.lua:5: routes[1].middlewares[1]: rate: expected number", 1, true), out)
+    end)
+end)
