@@ -56,7 +56,8 @@ int mg_cmd_bench_lua(int argc, char **argv)
     req.snap = s;
     req.svc = 0;
     long hits[2] = {0, 0};
-    for (long i = 0; i < 100000; i++) mg_lua_pick(&lua, &req, NULL, 0); /* warm up the JIT */
+    for (long i = 0; i < 100000; i++)
+        mg_lua_pick(&lua, &req, NULL, 0); /* warm up the JIT */
     uint64_t t0 = uv_hrtime();
     for (long i = 0; i < n; i++) {
         int idx = mg_lua_pick(&lua, &req, NULL, 0);
@@ -65,7 +66,8 @@ int mg_cmd_bench_lua(int argc, char **argv)
     uint64_t t1 = uv_hrtime();
     int tried[1] = {0};
     uint64_t t2 = uv_hrtime();
-    for (long i = 0; i < n / 10; i++) mg_lua_pick(&lua, &req, tried, 1);
+    for (long i = 0; i < n / 10; i++)
+        mg_lua_pick(&lua, &req, tried, 1);
     uint64_t t3 = uv_hrtime();
     printf("balancer pick (roundrobin, 2 targets): %.1f ns per call over %ld calls "
            "(targets hit %ld/%ld)\n",

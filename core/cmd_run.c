@@ -3,6 +3,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "log.h"
+#include "reload.h"
 #include "worker.h"
 
 #include <signal.h>
@@ -78,15 +79,19 @@ int mg_cmd_run(const char *config_path)
         mg_log(MG_LOG_INFO, -1, 0, "listening on %s:%d (%d worker%s, config %s)",
                cfg->listen[i].host, cfg->listen[i].port, cfg->workers, cfg->workers == 1 ? "" : "s",
                cfg->source);
+    mg_reloader rl;
+    int nworkers = cfg->workers;
+    mg_reload_start(&rl, loop, config_path, cfg, snap->version, ws, nworkers);
+    mg_snapshot_unref(snap); /* each worker holds its own reference */
     uv_run(loop, UV_RUN_DEFAULT);
-    mg_workers_stop(ws, cfg->workers);
-    mg_workers_join(ws, cfg->workers);
+    mg_workers_stop(ws, nworkers);
+    mg_workers_join(ws, nworkers);
+    mg_reload_stop(&rl);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
+    mg_reload_free(&rl);
     mg_log(MG_LOG_INFO, -1, 0, "stopped");
-    mg_snapshot_unref(snap);
-    mg_config_free(cfg);
     return 0;
 }

@@ -146,7 +146,7 @@ struct mg_req {
     mg_buf upstreams; /* "a,b" for the access log */
     uint64_t bytes_out;
     uint64_t start_ns;
-    char host_lc[256]; /* lowercased Host for X-Forwarded-Host */
+    char host_lc[256];             /* lowercased Host for X-Forwarded-Host */
     uint32_t url_off, url_cur_len; /* current target in in.arena (set_path moves it) */
     int route;                     /* matched route index, -1 before routing */
     uint64_t id;                   /* per-worker request id (Lua ctx key) */
@@ -154,9 +154,9 @@ struct mg_req {
     uint8_t responded;             /* a plugin answered (req:respond) */
     uint8_t in_resp_hook;          /* on_response is running: the head may change */
     uint16_t local_status;
-    mg_buf local;      /* plugin answer: headers then body */
+    mg_buf local;        /* plugin answer: headers then body */
     uint32_t local_hlen; /* length of the headers part of local */
-    mg_buf resp_extra; /* "Name: value\r\n" lines added to the response */
+    mg_buf resp_extra;   /* "Name: value\r\n" lines added to the response */
     uint64_t try_start_ns;
 };
 

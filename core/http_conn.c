@@ -369,7 +369,8 @@ void mg_conn_respond_full(mg_conn *c, int status, const char *headers, size_t hl
     if (r && !r->client_keepalive) c->close_after = 1;
     int has_type = 0;
     for (size_t i = 0; headers && i + 13 <= hlen; i++) {
-        if ((i == 0 || headers[i - 1] == '\n') && strncasecmp(headers + i, "content-type:", 13) == 0)
+        if ((i == 0 || headers[i - 1] == '\n') &&
+            strncasecmp(headers + i, "content-type:", 13) == 0)
             has_type = 1;
     }
     int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nServer: moongate\r\n%s%s%s", status,

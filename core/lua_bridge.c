@@ -166,7 +166,8 @@ int mg_lua_pick(mg_lua *lua, mg_req *r, const int *tried, int ntried)
     lua_pushnumber(L, (lua_Number)r->id);
     lua_pushinteger(L, ntried);
     if (ntried && !lua_checkstack(L, ntried)) ntried = 0;
-    for (int i = 0; i < ntried; i++) lua_pushinteger(L, tried[i]);
+    for (int i = 0; i < ntried; i++)
+        lua_pushinteger(L, tried[i]);
     mg_ffi_current = r;
     int rc = lua_pcall(L, 4 + ntried, 1, -(6 + ntried));
     mg_ffi_current = NULL;

@@ -17,7 +17,8 @@ static void url_parts(const mg_req *r, mg_str *path, mg_str *query)
     size_t n = r->url_cur_len;
     if (n > 7 && (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0)) {
         size_t s = u[4] == ':' ? 7 : 8;
-        while (s < n && u[s] != '/' && u[s] != '?') s++;
+        while (s < n && u[s] != '/' && u[s] != '?')
+            s++;
         u += s;
         n -= s;
     }
@@ -87,8 +88,8 @@ int mg_ffi_req_field(int which, const char **p, size_t *len)
     return -1;
 }
 
-static int headers_get(const mg_headers *h, const char *name, size_t nlen, int nth,
-                       const char **v, size_t *vlen)
+static int headers_get(const mg_headers *h, const char *name, size_t nlen, int nth, const char **v,
+                       size_t *vlen)
 {
     uint32_t end = h->ntrailer_start < h->n ? h->ntrailer_start : h->n;
     for (uint32_t i = 0; i < end; i++) {
@@ -102,8 +103,7 @@ static int headers_get(const mg_headers *h, const char *name, size_t nlen, int n
 }
 
 /* Appends a complete header to a collected head (after parsing ended). */
-static int headers_append(mg_headers *h, const char *name, size_t nlen, const char *v,
-                          size_t vlen)
+static int headers_append(mg_headers *h, const char *name, size_t nlen, const char *v, size_t vlen)
 {
     h->in_field = 0;
     if (mg_headers_field(h, name, nlen) || mg_headers_value(h, v, vlen)) return -1;
@@ -193,8 +193,7 @@ int mg_ffi_req_set_service(const char *name)
     return 0;
 }
 
-int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers,
-                       size_t hlen)
+int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen)
 {
     mg_req *r = mg_ffi_current;
     if (!r || r->resp_started || status < 200 || status > 999) return -1;

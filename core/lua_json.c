@@ -19,8 +19,10 @@ static json_t *to_json(lua_State *L, int idx, int depth, const char **err)
     }
     idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: return json_null();
-    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNIL:
+        return json_null();
+    case LUA_TBOOLEAN:
+        return json_boolean(lua_toboolean(L, idx));
     case LUA_TNUMBER: {
         double d = lua_tonumber(L, idx);
         if (!isfinite(d)) {
@@ -43,7 +45,8 @@ static json_t *to_json(lua_State *L, int idx, int depth, const char **err)
     case LUA_TTABLE: {
         size_t n = lua_objlen(L, idx);
         int count = 0;
-        for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1)) count++;
+        for (lua_pushnil(L); lua_next(L, idx); lua_pop(L, 1))
+            count++;
         if (n > 0 && (size_t)count == n) {
             json_t *arr = json_array();
             for (size_t i = 1; i <= n; i++) {
@@ -79,7 +82,8 @@ static json_t *to_json(lua_State *L, int idx, int depth, const char **err)
         }
         return obj;
     }
-    default: break;
+    default:
+        break;
     }
     *err = "cannot encode this Lua type";
     return NULL;
@@ -110,12 +114,24 @@ static void push_json(lua_State *L, json_t *j)
         }
         break;
     }
-    case JSON_STRING: lua_pushlstring(L, json_string_value(j), json_string_length(j)); break;
-    case JSON_INTEGER: lua_pushnumber(L, (lua_Number)json_integer_value(j)); break;
-    case JSON_REAL: lua_pushnumber(L, json_real_value(j)); break;
-    case JSON_TRUE: lua_pushboolean(L, 1); break;
-    case JSON_FALSE: lua_pushboolean(L, 0); break;
-    case JSON_NULL: lua_pushlightuserdata(L, (void *)&null_key); break;
+    case JSON_STRING:
+        lua_pushlstring(L, json_string_value(j), json_string_length(j));
+        break;
+    case JSON_INTEGER:
+        lua_pushnumber(L, (lua_Number)json_integer_value(j));
+        break;
+    case JSON_REAL:
+        lua_pushnumber(L, json_real_value(j));
+        break;
+    case JSON_TRUE:
+        lua_pushboolean(L, 1);
+        break;
+    case JSON_FALSE:
+        lua_pushboolean(L, 0);
+        break;
+    case JSON_NULL:
+        lua_pushlightuserdata(L, (void *)&null_key);
+        break;
     }
 }
 

@@ -9,11 +9,11 @@
 #include <sys/socket.h>
 
 typedef struct mg_route_input {
-    mg_str method;                 /* "GET" */
-    mg_str host;                   /* Host header as received (may carry ":port") */
-    mg_str path;                   /* request-target path, without the query */
-    mg_str query;                  /* raw query without '?', may be empty */
-    const mg_hdr *headers;         /* request headers, in arrival order */
+    mg_str method;         /* "GET" */
+    mg_str host;           /* Host header as received (may carry ":port") */
+    mg_str path;           /* request-target path, without the query */
+    mg_str query;          /* raw query without '?', may be empty */
+    const mg_hdr *headers; /* request headers, in arrival order */
     size_t nheaders;
     const struct sockaddr *client; /* AF_INET or AF_INET6 peer address */
 } mg_route_input;

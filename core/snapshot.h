@@ -44,8 +44,8 @@ typedef struct mg_snapshot {
     atomic_int refs;
     mg_service *services;
     int nservices;
-    mg_router *router; /* route value = route index */
-    int *route_service; /* route index -> service index */
+    mg_router *router;    /* route value = route index */
+    int *route_service;   /* route index -> service index */
     uint8_t *route_hooks; /* route index -> 1 if middlewares run on it */
     int nroutes;
     char *plugins_literal; /* middleware chains, a Lua literal for the workers */

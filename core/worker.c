@@ -76,10 +76,13 @@ static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *
     return 0;
 }
 
+static void adopt_pending(mg_worker *w);
+
 static void on_tick(uv_timer_t *t)
 {
     mg_worker *w = t->data;
     uint64_t now = uv_now(&w->loop);
+    adopt_pending(w); /* in case a wake-up was coalesced away: versions, not events */
     mg_conn_expire(w, now);
     mg_up_expire(w, now);
     mg_lua_tick(&w->lua);
@@ -104,9 +107,44 @@ static void close_listeners(mg_worker *w)
             uv_close((uv_handle_t *)&w->listeners[i], NULL);
 }
 
+/* Takes a snapshot the main thread published, if any. Requests in flight
+ * keep the snapshot they pinned; new ones get this one. */
+static void adopt_pending(mg_worker *w)
+{
+    mg_snapshot *s = atomic_exchange(&w->pending_snap, NULL);
+    if (!s) return;
+    const mg_config *cfg = atomic_load(&w->pending_cfg);
+    if (cfg && cfg != w->cfg) {
+        w->cfg = cfg;
+        w->q_client_idle.timeout_ms = cfg->client_idle_ms;
+        w->q_client_header.timeout_ms = cfg->client_header_ms;
+        w->q_client_io.timeout_ms = cfg->client_idle_ms;
+        w->q_up_connect.timeout_ms = cfg->upstream_connect_ms;
+        w->q_up_response.timeout_ms = cfg->upstream_response_ms;
+        w->q_up_idle.timeout_ms = cfg->keepalive_timeout_ms;
+    }
+    mg_lua_new_generation(&w->lua, w->cfg->plugins_dir);
+    mg_lua_adopt(&w->lua, s);
+    mg_snapshot_unref(w->snap);
+    w->snap = s;
+    MG_LOG(MG_LOG_DEBUG, w->id, 0, "adopted snapshot version %llu", (unsigned long long)s->version);
+}
+
+void mg_workers_publish(mg_worker *ws, int n, const mg_config *cfg, mg_snapshot *snap)
+{
+    for (int i = 0; i < n; i++) {
+        mg_snapshot_ref(snap);
+        atomic_store(&ws[i].pending_cfg, cfg);
+        mg_snapshot *old = atomic_exchange(&ws[i].pending_snap, snap);
+        if (old) mg_snapshot_unref(old); /* superseded before the worker took it */
+        uv_async_send(&ws[i].wake);
+    }
+}
+
 static void on_wake(uv_async_t *a)
 {
     mg_worker *w = a->data;
+    adopt_pending(w);
     if (atomic_load(&w->stop_requested) && !w->stopping) {
         w->stopping = 1;
         w->stop_deadline = uv_now(&w->loop) + w->cfg->grace_ms;
@@ -188,6 +226,8 @@ static int worker_init(mg_worker *w, int id, const mg_config *cfg, mg_snapshot *
 
 static void worker_free(mg_worker *w)
 {
+    mg_snapshot *pending = atomic_exchange(&w->pending_snap, NULL);
+    if (pending) mg_snapshot_unref(pending);
     uv_loop_close(&w->loop);
     mg_lua_close(&w->lua);
     if (w->snap) mg_snapshot_unref(w->snap);
