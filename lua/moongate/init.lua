@@ -151,6 +151,35 @@ _M.json = {
     null = json_c and json_c.null or setmetatable({}, { __tostring = function() return "null" end }),
 }
 
+-- ---- hashing ---------------------------------------------------------------
+
+local bit = require("bit")
+local bxor, lshift, rshift, band, tobit = bit.bxor, bit.lshift, bit.rshift, bit.band, bit.tobit
+
+-- (a * b) mod 2^32 for 32-bit values, exact in doubles: split b in halves.
+local function mul32(a, b)
+    local lo = band(b, 0xffff)
+    local hi = rshift(b, 16)
+    return tobit(tobit(a * lo) + lshift(tobit(a * hi), 16))
+end
+
+-- FNV-1a over the bytes, then murmur3's finalizer so that similar keys
+-- ("t1#1", "t1#2") spread over the whole range; a number in [0, 2^32),
+-- stable across workers and restarts (consistent hashing, sticky cookies).
+function _M.hash(s)
+    local h = tobit(2166136261)
+    for i = 1, #s do
+        h = bxor(h, s:byte(i))
+        h = tobit(lshift(h, 24) + h * 403) -- * 16777619 (2^24 + 403)
+    end
+    h = bxor(h, rshift(h, 16))
+    h = mul32(h, tobit(0x85ebca6b))
+    h = bxor(h, rshift(h, 13))
+    h = mul32(h, tobit(0xc2b2ae35))
+    h = bxor(h, rshift(h, 16))
+    return h % 4294967296
+end
+
 -- ---- shared state ---------------------------------------------------------
 
 -- Gateway-wide counters: every worker sees the same sequence.
