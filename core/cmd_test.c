@@ -8,6 +8,40 @@
 #include <stdio.h>
 #include <string.h>
 
+/* `moongate FILE.lua [args]` or `moongate /usr/bin/busted ...`: runs a Lua
+ * script in the gateway's LuaJIT, so tools that re-exec themselves under a
+ * chosen interpreter (busted's `lua` option in .busted) run inside moongate. */
+int mg_cmd_script(const char *path, int argc, char **argv)
+{
+    lua_State *L = mg_lua_env_new();
+    if (!L) return 1;
+    lua_createtable(L, argc, 1);
+    lua_pushstring(L, path);
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+    const char *boot = "package.path = './lua/?.lua;./lua/?/init.lua;./?.lua;' .. package.path\n"
+                       "local f = io.open('lua/moongate/init.lua')\n"
+                       "if f then f:close(); table.insert(package.loaders, table.remove(package.loaders, 2)) end\n";
+    int rc = 0;
+    if (luaL_loadbuffer(L, boot, strlen(boot), "=moongate") || lua_pcall(L, 0, 0, 0) ||
+        luaL_loadfile(L, path)) {
+        fprintf(stderr, "moongate: %s\n", lua_tostring(L, -1));
+        rc = 1;
+    } else {
+        for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
+        if (lua_pcall(L, argc, 0, 0)) {
+            fprintf(stderr, "moongate: %s\n", lua_tostring(L, -1));
+            rc = 1;
+        }
+    }
+    lua_close(L);
+    return rc;
+}
+
 int mg_cmd_test(int argc, char **argv)
 {
     lua_State *L = mg_lua_env_new();

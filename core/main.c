@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *out)
 {
@@ -52,6 +53,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "test") == 0) return mg_cmd_test(argc - 2, argv + 2);
     if (strcmp(cmd, "bench-lua") == 0) return mg_cmd_bench_lua(argc - 2, argv + 2);
+    if (cmd[0] && cmd[0] != '-' && strchr(cmd, '/') && access(cmd, R_OK) == 0)
+        return mg_cmd_script(cmd, argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0) {
         if (parse_config_flag(argc - 2, argv + 2, &config)) return 2;
         return mg_cmd_check(config);
