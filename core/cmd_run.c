@@ -4,12 +4,14 @@
 #include "config.h"
 #include "log.h"
 #include "reload.h"
+#include "watchdog.h"
 #include "worker.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <uv.h>
 
 int mg_cmd_check(const char *config_path)
@@ -40,6 +42,11 @@ static void raise_fd_limit(void)
 }
 
 static int stop_signals;
+
+static uint64_t cfg_grace_ms(const mg_reloader *rl)
+{
+    return rl->cfg->grace_ms;
+}
 
 static void on_signal(uv_signal_t *s, int signum)
 {
@@ -82,10 +89,17 @@ int mg_cmd_run(const char *config_path)
     mg_reloader rl;
     int nworkers = cfg->workers;
     mg_reload_start(&rl, loop, config_path, cfg, snap->version, ws, nworkers);
+    mg_watchdog wd;
+    mg_watchdog_start(&wd, loop, ws, nworkers);
     mg_snapshot_unref(snap); /* each worker holds its own reference */
     uv_run(loop, UV_RUN_DEFAULT);
+    mg_watchdog_stop(&wd); /* before the workers it watches are freed */
     mg_workers_stop(ws, nworkers);
-    mg_workers_join(ws, nworkers);
+    if (mg_workers_join(ws, nworkers, cfg_grace_ms(&rl) + 3000)) {
+        mg_log(MG_LOG_ERROR, -1, 0, "a worker did not stop (a plugin is stuck in a loop); exiting");
+        fflush(stdout);
+        _exit(1);
+    }
     mg_reload_stop(&rl);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);

@@ -25,14 +25,16 @@ int mg_cmd_script(const char *path, int argc, char **argv)
     lua_setglobal(L, "arg");
     const char *boot = "package.path = './lua/?.lua;./lua/?/init.lua;./?.lua;' .. package.path\n"
                        "local f = io.open('lua/moongate/init.lua')\n"
-                       "if f then f:close(); table.insert(package.loaders, table.remove(package.loaders, 2)) end\n";
+                       "if f then f:close(); table.insert(package.loaders, "
+                       "table.remove(package.loaders, 2)) end\n";
     int rc = 0;
     if (luaL_loadbuffer(L, boot, strlen(boot), "=moongate") || lua_pcall(L, 0, 0, 0) ||
         luaL_loadfile(L, path)) {
         fprintf(stderr, "moongate: %s\n", lua_tostring(L, -1));
         rc = 1;
     } else {
-        for (int i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
+        for (int i = 0; i < argc; i++)
+            lua_pushstring(L, argv[i]);
         if (lua_pcall(L, argc, 0, 0)) {
             fprintf(stderr, "moongate: %s\n", lua_tostring(L, -1));
             rc = 1;
@@ -60,10 +62,11 @@ int mg_cmd_test(int argc, char **argv)
     lua_setglobal(L, "arg");
     /* In a source tree, lua/ on disk wins over the embedded copy, so specs
      * see edits without a rebuild. */
-    const char *boot = "package.path = './lua/?.lua;./lua/?/init.lua;./?.lua;' .. package.path\n"
-                       "local f = io.open('lua/moongate/init.lua')\n"
-                       "if f then f:close(); table.insert(package.loaders, table.remove(package.loaders, 2)) end\n"
-                       "require('busted.runner')({ standalone = false })\n";
+    const char *boot =
+        "package.path = './lua/?.lua;./lua/?/init.lua;./?.lua;' .. package.path\n"
+        "local f = io.open('lua/moongate/init.lua')\n"
+        "if f then f:close(); table.insert(package.loaders, table.remove(package.loaders, 2)) end\n"
+        "require('busted.runner')({ standalone = false })\n";
     if (luaL_loadbuffer(L, boot, strlen(boot), "=moongate test") || lua_pcall(L, 0, 0, 0)) {
         fprintf(stderr, "moongate test: %s\n", lua_tostring(L, -1));
         lua_close(L);

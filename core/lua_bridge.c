@@ -9,6 +9,7 @@
 #include "lua_ffi.h"
 
 #include <lauxlib.h>
+#include <uv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,45 @@ void mg_lua_close(mg_lua *lua)
     lua->has_report = NULL;
 }
 
+__thread mg_lua *mg_lua_self;
+
+/* Called by the runtime before each plugin hook: the watchdog's report
+ * names the plugin. A torn read of this buffer by the watchdog only garbles
+ * a diagnostic, so it takes no lock. */
+MG_EXPORT void mg_ffi_busy_plugin(const char *name, size_t len)
+{
+    mg_lua *lua = mg_lua_self;
+    if (!lua) return;
+    if (len >= sizeof(lua->busy_plugin)) len = sizeof(lua->busy_plugin) - 1;
+    memcpy(lua->busy_plugin, name, len);
+    lua->busy_plugin[len] = 0;
+}
+
+static inline void busy(mg_lua *lua, const char *what)
+{
+    atomic_store_explicit(&lua->busy_what, what, memory_order_relaxed);
+    atomic_store_explicit(&lua->busy_since, uv_hrtime(), memory_order_release);
+}
+
+static inline void idle(mg_lua *lua)
+{
+    atomic_store_explicit(&lua->busy_since, 0, memory_order_release);
+}
+
+static void watchdog_hook(lua_State *L, lua_Debug *ar)
+{
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted by the watchdog: the plugin ran too long");
+}
+
+void mg_lua_interrupt(mg_lua *lua)
+{
+    /* lua_sethook may be called asynchronously (Lua's own interpreter does
+     * it from a signal handler). Code LuaJIT compiled does not check hooks:
+     * such a loop cannot be interrupted, only reported. */
+    lua_sethook(lua->L, watchdog_hook, LUA_MASKCOUNT, 1000);
+}
+
 /* Calls the function under ref with nargs pushed after it (the function
  * and the handler are pushed here). Returns 0 or -1 with the error logged. */
 static int protected_call(mg_lua *lua, int nargs, int nres, uint64_t conn, const char *what)
@@ -72,7 +112,10 @@ static int protected_call(mg_lua *lua, int nargs, int nres, uint64_t conn, const
     int base = lua_gettop(L) - nargs; /* the function's slot */
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_traceback);
     lua_insert(L, base);
-    if (lua_pcall(L, nargs, nres, base)) {
+    busy(lua, what);
+    int rc = lua_pcall(L, nargs, nres, base);
+    idle(lua);
+    if (rc) {
         mg_log(MG_LOG_ERROR, lua->worker_id, conn, "%s: %s", what, lua_tostring(L, -1));
         lua_settop(L, base - 1);
         return -1;
@@ -169,7 +212,9 @@ int mg_lua_pick(mg_lua *lua, mg_req *r, const int *tried, int ntried)
     for (int i = 0; i < ntried; i++)
         lua_pushinteger(L, tried[i]);
     mg_ffi_current = r;
+    busy(lua, "balancer pick");
     int rc = lua_pcall(L, 4 + ntried, 1, -(6 + ntried));
+    idle(lua);
     mg_ffi_current = NULL;
     if (mg_unlikely(rc)) {
         mg_log(MG_LOG_ERROR, lua->worker_id, r->c->id, "balancer error, using round robin: %s",
@@ -199,7 +244,7 @@ void mg_lua_report(mg_lua *lua, mg_req *r, int status, double latency, const cha
     else
         lua_pushnil(L);
     mg_ffi_current = r;
-    protected_call(lua, 6, 0, r->c->id, "balancer report failed");
+    protected_call(lua, 6, 0, r->c->id, "balancer report");
     mg_ffi_current = NULL;
 }
 
@@ -211,7 +256,7 @@ int mg_lua_on_request(mg_lua *lua, mg_req *r)
     lua_pushinteger(L, r->route);
     lua_pushnumber(L, (lua_Number)r->id);
     mg_ffi_current = r;
-    int rc = protected_call(lua, 3, 0, r->c->id, "on_request failed, answering 500");
+    int rc = protected_call(lua, 3, 0, r->c->id, "on_request");
     mg_ffi_current = NULL;
     return rc;
 }
@@ -222,7 +267,7 @@ void mg_lua_on_response(mg_lua *lua, mg_req *r)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_on_response);
     lua_pushnumber(L, (lua_Number)r->id);
     mg_ffi_current = r;
-    protected_call(lua, 1, 0, r->c->id, "on_response failed");
+    protected_call(lua, 1, 0, r->c->id, "on_response");
     mg_ffi_current = NULL;
 }
 
@@ -232,12 +277,12 @@ void mg_lua_on_log(mg_lua *lua, mg_req *r)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_on_log);
     lua_pushnumber(L, (lua_Number)r->id);
     mg_ffi_current = r;
-    protected_call(lua, 1, 0, r->c->id, "on_log failed");
+    protected_call(lua, 1, 0, r->c->id, "on_log");
     mg_ffi_current = NULL;
 }
 
 void mg_lua_tick(mg_lua *lua)
 {
     lua_rawgeti(lua->L, LUA_REGISTRYINDEX, lua->ref_tick);
-    protected_call(lua, 0, 0, 0, "timer");
+    protected_call(lua, 0, 0, 0, "a timer");
 }

@@ -8,6 +8,7 @@
 #include "snapshot.h"
 
 #include <lua.h>
+#include <stdatomic.h>
 
 struct mg_req;
 
@@ -20,7 +21,15 @@ typedef struct mg_lua {
     uint8_t *has_report; /* per service of the current snapshot */
     int nreport;
     uint64_t report_version;
+    /* For the watchdog (another thread): when the current call into Lua
+     * started (0: not in Lua) and what it is. */
+    _Atomic uint64_t busy_since;
+    _Atomic(const char *) busy_what;
+    char busy_plugin[64]; /* the plugin running, as the runtime last said */
 } mg_lua;
+
+/* The worker's Lua bridge, for FFI calls made on the worker's thread. */
+extern __thread mg_lua *mg_lua_self;
 
 /* Creates the worker's Lua state and loads lua/moongate/runtime.lua.
  * Returns 0, or -1 with err set. */
@@ -47,6 +56,10 @@ void mg_lua_report(mg_lua *lua, struct mg_req *r, int status, double latency, co
 int mg_lua_on_request(mg_lua *lua, struct mg_req *r);
 void mg_lua_on_response(mg_lua *lua, struct mg_req *r);
 void mg_lua_on_log(mg_lua *lua, struct mg_req *r);
+
+/* Called from the watchdog thread when a call has run too long: arms a hook
+ * that raises an error at the next Lua instruction count check. */
+void mg_lua_interrupt(mg_lua *lua);
 
 /* Runs due Lua timers (the worker's tick). */
 void mg_lua_tick(mg_lua *lua);

@@ -176,6 +176,7 @@ static void close_walk(uv_handle_t *h, void *arg)
 static void worker_main(void *arg)
 {
     mg_worker *w = arg;
+    mg_lua_self = &w->lua;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* drain: close every remaining handle and let their callbacks run */
     for (mg_conn *c = w->conns; c; c = c->next)
@@ -187,6 +188,7 @@ static void worker_main(void *arg)
     uv_walk(&w->loop, close_walk, w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (w->access.len) mg_buf_flush_fd(&w->access, 1);
+    atomic_store(&w->exited, 1);
 }
 
 static int worker_init(mg_worker *w, int id, const mg_config *cfg, mg_snapshot *snap, char *err,
@@ -284,11 +286,19 @@ void mg_workers_stop(mg_worker *ws, int n)
     }
 }
 
-void mg_workers_join(mg_worker *ws, int n)
+int mg_workers_join(mg_worker *ws, int n, uint64_t timeout_ms)
 {
+    uint64_t deadline = uv_hrtime() + timeout_ms * 1000000;
+    for (int i = 0; i < n; i++) {
+        while (!atomic_load(&ws[i].exited)) {
+            if (uv_hrtime() > deadline) return -1;
+            uv_sleep(10);
+        }
+    }
     for (int i = 0; i < n; i++) {
         uv_thread_join(&ws[i].thread);
         worker_free(&ws[i]);
     }
     free(ws);
+    return 0;
 }

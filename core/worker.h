@@ -36,6 +36,7 @@ typedef struct mg_worker {
     mg_snapshot *snap; /* one reference held */
     mg_lua lua;
     atomic_int stop_requested; /* set by the main thread */
+    atomic_int exited;         /* the thread's loop has ended */
     /* A newer snapshot (and config) handed over by the main thread; the
      * worker takes it at its next loop turn (wake-up) or tick. */
     _Atomic(mg_snapshot *) pending_snap;
@@ -85,8 +86,10 @@ void mg_workers_publish(mg_worker *ws, int n, const mg_config *cfg, mg_snapshot 
 /* Asks every worker to stop accepting and finish in-flight requests. */
 void mg_workers_stop(mg_worker *ws, int n);
 
-/* Waits for every worker thread to end and frees the array. */
-void mg_workers_join(mg_worker *ws, int n);
+/* Waits for every worker thread to end and frees the array. Returns -1
+ * (without joining or freeing) if some worker is still running after
+ * timeout_ms: a plugin stuck in a loop. */
+int mg_workers_join(mg_worker *ws, int n, uint64_t timeout_ms);
 
 /* Worker-internal helpers shared by the HTTP files. */
 mg_pool *mg_worker_pool(mg_worker *w, uint32_t uid);

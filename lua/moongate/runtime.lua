@@ -8,6 +8,10 @@ local mg = require("moongate")
 
 local _M = {}
 
+local ffi = require("ffi")
+ffi.cdef("void mg_ffi_busy_plugin(const char *name, size_t len);")
+local busy_plugin = mg.in_gateway and ffi.C.mg_ffi_busy_plugin or function() end
+
 local select, error, pairs = select, error, pairs
 local req, res = request.req, request.res
 
@@ -171,6 +175,7 @@ function _M.on_request(version, route, id)
         local f = m.mod.on_request
         if f then
             mg._plugin = m.mod.name
+            busy_plugin(m.name, #m.name)
             f(m.conf, req)
             mg._plugin = nil
             if request.responded then return end
@@ -187,6 +192,7 @@ function _M.on_response(id)
         local f = m.mod.on_response
         if f then
             mg._plugin = m.mod.name
+            busy_plugin(m.name, #m.name)
             f(m.conf, req, res)
             mg._plugin = nil
         end

@@ -172,3 +172,34 @@ return {
         assert.truthy(out:find(dir .. "/moongate.lua:5: routes[1].middlewares[1]: rate: expected number", 1, true), out)
     end)
 end)
+
+describe("the watchdog", function()
+    after_each(h.cleanup)
+
+    it("reports a plugin that does not return, interrupts it, and the worker recovers", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({
+            config = {
+                services = { api = { targets = { b.address } } },
+                routes = { { rule = "PathPrefix(`/`)", service = "api", middlewares = { { plugin = "spin" } } } },
+            },
+            plugins = { spin = [[
+                -- LuaJIT cannot interrupt a loop it compiled (see
+                -- docs/plugins.md); this one runs interpreted
+                local function spin() while true do end end
+                jit.off(spin)
+                return {
+                    type = "middleware",
+                    on_request = function(conf, req)
+                        if req.path == "/spin" then spin() end
+                    end,
+                }
+            ]] },
+        })
+        local r = h.request(gw.port, { path = "/spin" })
+        assert.equal(500, r.status)
+        gw:wait_log("watchdog: plugin spin %(on_request%) has not returned")
+        gw:wait_log("interrupted by the watchdog")
+        assert.equal(200, h.request(gw.port, { path = "/fine" }).status)
+    end)
+end)
