@@ -64,8 +64,8 @@ for n in 1 2; do
 done
 
 # ---- proxy configs -----------------------------------------------------
-P_MG=$(free_port); P_NG=$(free_port); P_NL=$(free_port); P_HA=$(free_port)
-mkdir -p "$TMP/mg" "$TMP/ng" "$TMP/nl" "$TMP/ha"
+P_MG=$(free_port); P_MW=$(free_port); P_NG=$(free_port); P_NL=$(free_port); P_HA=$(free_port)
+mkdir -p "$TMP/mg" "$TMP/mw" "$TMP/ng" "$TMP/nl" "$TMP/ha"
 cat > "$TMP/mg/moongate.lua" <<CONF
 return {
     listen = "127.0.0.1:$P_MG",
@@ -74,6 +74,21 @@ return {
     upstream = { keepalive = 64 },
     services = { pair = { balancer = "roundrobin", targets = { "127.0.0.1:$B1", "127.0.0.1:$B2" } } },
     routes = { { rule = "PathPrefix(\`/\`)", service = "pair" } },
+}
+CONF
+# the same with three middlewares on the route
+cat > "$TMP/mw/moongate.lua" <<CONF
+return {
+    listen = "127.0.0.1:$P_MW",
+    workers = 1,
+    access_log = false,
+    upstream = { keepalive = 64 },
+    services = { pair = { balancer = "roundrobin", targets = { "127.0.0.1:$B1", "127.0.0.1:$B2" } } },
+    routes = { { rule = "PathPrefix(\`/\`)", service = "pair", middlewares = {
+        { plugin = "headers", request = { set = { ["X-Bench"] = "1" } }, response = { set = { ["X-Served-By"] = "moongate" } } },
+        { plugin = "strip_prefix", prefixes = { "/api" } },
+        { plugin = "rate_limit", rate = 1000000000, burst = 1000000000 },
+    } } },
 }
 CONF
 { nginx_common "$TMP/ng"; cat <<CONF
@@ -125,6 +140,7 @@ CONF
 start_proxy() { # name -> sets PROXY_PIDS, PORT
     case $1 in
     moongate) $PIN_PROXY "$BIN" -c "$TMP/mg/moongate.lua" >/dev/null 2>"$TMP/mg/error.log" & PORT=$P_MG ;;
+    moongate+3mw) $PIN_PROXY "$BIN" -c "$TMP/mw/moongate.lua" >/dev/null 2>"$TMP/mw/error.log" & PORT=$P_MW ;;
     nginx) $PIN_PROXY nginx -p "$TMP/ng" -c "$TMP/ng/nginx.conf" 2>/dev/null & PORT=$P_NG ;;
     nginx-lua) $PIN_PROXY nginx -p "$TMP/nl" -c "$TMP/nl/nginx.conf" 2>/dev/null & PORT=$P_NL ;;
     haproxy) $PIN_PROXY haproxy -f "$TMP/ha/haproxy.cfg" -db 2>/dev/null & PORT=$P_HA ;;
@@ -139,7 +155,7 @@ start_proxy() { # name -> sets PROXY_PIDS, PORT
 
 results="$TMP/results"
 : > "$results"
-for proxy in direct moongate nginx nginx-lua haproxy; do
+for proxy in direct moongate moongate+3mw nginx nginx-lua haproxy; do
     if ! start_proxy $proxy; then
         echo "$proxy failed to start" >&2
         echo "$proxy fail" >> "$results"
@@ -151,7 +167,7 @@ for proxy in direct moongate nginx nginx-lua haproxy; do
     line=$($PIN_LOAD wrk -t1 -c50 -d"${D}s" -s "$HERE/report.lua" "http://127.0.0.1:$PORT/" 2>&1 | grep '^WRK')
     cpu1=0; [ -n "$PROXY_PIDS" ] && cpu1=$(python3 "$HERE/proc_stats.py" cpu $PROXY_PIDS)
     idle_b=0
-    if [ -n "$PROXY_PIDS" ] && [ "$IDLE" -gt 0 ]; then
+    if [ -n "$PROXY_PIDS" ] && [ "$IDLE" -gt 0 ] && [ "$proxy" != "moongate+3mw" ]; then
         before=$(python3 "$HERE/proc_stats.py" rss $PROXY_PIDS)
         mkfifo "$TMP/fifo.$proxy"
         python3 "$HERE/idle_conns.py" "$PORT" "$IDLE" < "$TMP/fifo.$proxy" > "$TMP/idle.$proxy" &
@@ -186,13 +202,13 @@ for line in open(sys.argv[1]):
         "cpu_us_per_req": float(kv["cpu"]) / req * 1e6 if float(kv["cpu"]) > 0 else None,
         "rss_mib": int(float(kv["rss"])) / 1048576.0, "idle_conn_bytes": int(kv["idle"]),
     }
-print("%-10s %10s %9s %12s %9s %15s %7s" % ("proxy", "req/s", "p99(ms)", "cpu/req(us)", "rss(MiB)", "idle-conn(B)", "errors"))
+print("%-13s %10s %9s %12s %9s %15s %7s" % ("proxy", "req/s", "p99(ms)", "cpu/req(us)", "rss(MiB)", "idle-conn(B)", "errors"))
 for name, r in rows.items():
     if r is None:
-        print("%-10s failed to start" % name)
+        print("%-13s failed to start" % name)
         continue
     cpu = "%.2f" % r["cpu_us_per_req"] if r["cpu_us_per_req"] else "-"
-    print("%-10s %10.0f %9.2f %12s %9.1f %15d %7d" % (name, r["rps"], r["p99_ms"], cpu, r["rss_mib"], r["idle_conn_bytes"], r["errors"]))
+    print("%-13s %10.0f %9.2f %12s %9.1f %15d %7d" % (name, r["rps"], r["p99_ms"], cpu, r["rss_mib"], r["idle_conn_bytes"], r["errors"]))
 mg = rows.get("moongate")
 ratios = {}
 if mg:
@@ -209,5 +225,9 @@ if mg:
         r = ratios[peer]
         fmt = lambda v: "%.2f" % v if v is not None else "-"
         print("moongate/%-8s req/s %s  cpu/req %s  p99 %s  idle-conn bytes %s" % (peer, fmt(r["rps"]), fmt(r["cpu_per_req"]), fmt(r["p99"]), fmt(r["idle_bytes"])))
+mw = rows.get("moongate+3mw")
+if mg and mw:
+    ratios["middlewares"] = {"rps_cost": 1 - mw["rps"] / mg["rps"]}
+    print("3 middlewares cost %.1f%% of moongate's throughput" % (100 * ratios["middlewares"]["rps_cost"]))
 json.dump({"rows": rows, "ratios": ratios}, open(sys.argv[2], "w"), indent=2)
 PY

@@ -61,7 +61,7 @@ void mg_req_log(mg_req *r)
 {
     mg_conn *c = r->c;
     mg_worker *w = c->w;
-    if (r->hooks) mg_lua_on_log(&w->lua, r);
+    if (r->hook_flags & 2) mg_lua_on_log(&w->lua, r);
     if (w->cfg->access_log == MG_ACCESS_LOG_OFF) return;
     mg_worker_refresh_time(w);
     char ip[INET6_ADDRSTRLEN];

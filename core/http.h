@@ -151,6 +151,7 @@ struct mg_req {
     int route;                     /* matched route index, -1 before routing */
     uint64_t id;                   /* per-worker request id (Lua ctx key) */
     uint8_t hooks;                 /* middlewares run on this request */
+    uint8_t hook_flags;            /* 1: call on_response, 2: call on_log */
     uint8_t responded;             /* a plugin answered (req:respond) */
     uint8_t in_resp_hook;          /* on_response is running: the head may change */
     uint16_t local_status;

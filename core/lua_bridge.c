@@ -256,8 +256,14 @@ int mg_lua_on_request(mg_lua *lua, mg_req *r)
     lua_pushinteger(L, r->route);
     lua_pushnumber(L, (lua_Number)r->id);
     mg_ffi_current = r;
-    int rc = protected_call(lua, 3, 0, r->c->id, "on_request");
+    int rc = protected_call(lua, 3, 1, r->c->id, "on_request");
     mg_ffi_current = NULL;
+    if (rc == 0) {
+        r->hook_flags = (uint8_t)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    } else {
+        r->hook_flags = 2; /* forget whatever the failed chain left behind */
+    }
     return rc;
 }
 

@@ -832,7 +832,7 @@ static int resp_headers_complete(llhttp_t *p)
     r->status = (uint16_t)status;
     mg_lua_report(&c->w->lua, r, status, (double)(uv_hrtime() - r->try_start_ns) / 1e9, NULL);
     if (!u->req) return HPE_USER;
-    if (r->hooks) {
+    if (r->hook_flags & 1) {
         r->in_resp_hook = 1;
         mg_lua_on_response(&c->w->lua, r);
         r->in_resp_hook = 0;

@@ -35,14 +35,17 @@ local function field(which)
     return ffi_string(pp[0], lp[0])
 end
 
+-- Type check only: the C side refuses CR, LF and NUL (one check, in one
+-- place, and no Lua pattern matching on the hot path).
 local function check_value(v, what)
     if type(v) ~= "string" then
         if type(v) == "number" then return tostring(v) end
         error(what .. " must be a string, got " .. type(v), 3)
     end
-    if v:find("[\r\n%z]") then error(what .. " must not contain CR, LF or NUL", 3) end
     return v
 end
+
+local BAD_VALUE = "invalid header: names are tokens, values must not contain CR, LF or NUL"
 
 -- Per-request ctx tables live in the runtime, keyed by request id.
 _M.ctx_of = function() return nil end
@@ -89,7 +92,7 @@ local function set_header(name, value, mode)
     name = check_value(name, "header name")
     if value ~= nil then value = check_value(value, "header value") end
     local rc = C.mg_ffi_req_set_header(name, #name, value, value and #value or 0, mode)
-    if rc == -1 then error("invalid header name '" .. name .. "'", 3) end
+    if rc == -1 then error(BAD_VALUE .. " ('" .. name .. "')", 3) end
     if rc == -2 then error("request headers can only change in on_request", 3) end
 end
 
@@ -129,8 +132,11 @@ function Req:respond(status, body, headers)
     local lines = {}
     for k, v in pairs(headers or {}) do
         k = check_value(k, "header name")
-        if k:find("[^%w!#$%%&'*+.^_`|~-]") then error("invalid header name '" .. k .. "'", 2) end
-        lines[#lines + 1] = k .. ": " .. check_value(v, "header value") .. "\r\n"
+        v = check_value(v, "header value")
+        if k:find("[^%w!#$%%&'*+.^_`|~-]") or v:find("[\r\n%z]") then
+            error(BAD_VALUE .. " ('" .. k .. "')", 2)
+        end
+        lines[#lines + 1] = k .. ": " .. v .. "\r\n"
     end
     local h = table.concat(lines)
     if C.mg_ffi_req_respond(status, body, #body, h, #h) ~= 0 then
@@ -143,7 +149,7 @@ function Req:add_response_header(name, value)
     name = check_value(name, "header name")
     value = check_value(value, "header value")
     if C.mg_ffi_resp_add_header(name, #name, value, #value) ~= 0 then
-        error("invalid header name '" .. name .. "'", 2)
+        error(BAD_VALUE .. " ('" .. name .. "')", 2)
     end
 end
 
@@ -166,7 +172,7 @@ local function set_resp_header(name, value, mode)
     name = check_value(name, "header name")
     if value ~= nil then value = check_value(value, "header value") end
     local rc = C.mg_ffi_resp_set_header(name, #name, value, value and #value or 0, mode)
-    if rc == -1 then error("invalid header name '" .. name .. "'", 3) end
+    if rc == -1 then error(BAD_VALUE .. " ('" .. name .. "')", 3) end
     if rc == -2 then error("response headers can only change in on_response", 3) end
 end
 

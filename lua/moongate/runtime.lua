@@ -120,6 +120,10 @@ function _M.set_chains(version, literal)
             if a.priority ~= b.priority then return a.priority > b.priority end
             return a.order < b.order
         end)
+        for _, inst in ipairs(chain) do
+            if inst.mod.on_response then chain.has_response = true end
+            if inst.mod.on_log then chain.has_log = true end
+        end
         e.chains[route] = chain
     end
 end
@@ -163,12 +167,13 @@ function _M.report(version, idx, target, status, latency, err)
     s.report(s.state, s.targets[target + 1], outcome)
 end
 
+-- Returns what the core must call later for this request: 1 = on_response,
+-- 2 = on_log (also forgets the request's ctx). 0 saves both calls.
 function _M.on_request(version, route, id)
     local e = versions[version]
     local chain = e and e.chains[route]
-    if not chain then return end
+    if not chain then return 0 end
     current_id = id
-    req_chain[id] = chain
     request.responded = false
     for i = 1, #chain do
         local m = chain[i]
@@ -178,9 +183,12 @@ function _M.on_request(version, route, id)
             busy_plugin(m.name, #m.name)
             f(m.conf, req)
             mg._plugin = nil
-            if request.responded then return end
+            if request.responded then break end
         end
     end
+    local flags = (chain.has_response and 1 or 0) + ((chain.has_log or ctxs[id]) and 2 or 0)
+    if flags ~= 0 then req_chain[id] = chain end
+    return flags
 end
 
 function _M.on_response(id)

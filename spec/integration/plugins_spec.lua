@@ -127,7 +127,7 @@ describe("plugins", function()
             ]] },
         })
         assert.equal(500, h.request(gw.port, {}).status)
-        gw:wait_log("must not contain CR, LF or NUL")
+        gw:wait_log("values must not contain CR, LF or NUL")
         assert.equal(0, h.json(h.request(b.port, { path = "/stats" })).requests - 1)
     end)
 
