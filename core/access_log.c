@@ -1,6 +1,7 @@
 /* One access log line per request, appended to the worker's buffer and
  * written to stdout once per loop turn. */
 #include "http.h"
+#include "stats.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -62,6 +63,16 @@ void mg_req_log(mg_req *r)
     mg_conn *c = r->c;
     mg_worker *w = c->w;
     if (r->hook_flags & 2) mg_lua_on_log(&w->lua, r);
+    if (r->svc >= 0 && r->target >= 0 && r->snap) {
+        mg_stats_request(r->snap->services[r->svc].targets[r->target].uid, r->status,
+                         (double)(uv_hrtime() - r->start_ns) / 1e9);
+    } else {
+        atomic_fetch_add_explicit(&mg_stats.requests, 1, memory_order_relaxed);
+        if (r->responded || r->svc >= 0)
+            atomic_fetch_add_explicit(&mg_stats.local_answers, 1, memory_order_relaxed);
+        else if (r->method_len)
+            atomic_fetch_add_explicit(&mg_stats.no_route, 1, memory_order_relaxed);
+    }
     if (w->cfg->access_log == MG_ACCESS_LOG_OFF) return;
     mg_worker_refresh_time(w);
     char ip[INET6_ADDRSTRLEN];

@@ -88,7 +88,7 @@ int mg_cmd_run(const char *config_path)
                cfg->source);
     mg_reloader rl;
     int nworkers = cfg->workers;
-    mg_reload_start(&rl, loop, config_path, cfg, snap->version, ws, nworkers);
+    mg_reload_start(&rl, loop, config_path, cfg, snap, ws, nworkers);
     mg_watchdog wd;
     mg_watchdog_start(&wd, loop, ws, nworkers);
     mg_snapshot_unref(snap); /* each worker holds its own reference */

@@ -203,6 +203,17 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     cfg->retries = (int)num_field(L, lua_gettop(L), "retries", 2);
     lua_pop(L, 1);
 
+    lua_getfield(L, top, "admin");
+    if (lua_istable(L, -1)) {
+        int a = lua_gettop(L);
+        char *h = dup_field(L, a, "host", "127.0.0.1");
+        snprintf(cfg->admin_host, sizeof(cfg->admin_host), "%s", h);
+        free(h);
+        cfg->admin_port = (int)num_field(L, a, "port", 8081);
+        cfg->admin_token = dup_field(L, a, "token", NULL);
+    }
+    lua_pop(L, 1);
+
     lua_getfield(L, top, "trusted_proxies");
     n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     cfg->trusted = calloc(n ? (size_t)n : 1, sizeof(mg_cidr));
@@ -236,6 +247,8 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     snap->route_service = calloc(n ? (size_t)n : 1, sizeof(int));
     snap->route_hooks = calloc(n ? (size_t)n : 1, 1);
+    snap->route_rule = calloc(n ? (size_t)n : 1, sizeof(char *));
+    snap->route_priority = calloc(n ? (size_t)n : 1, sizeof(int));
     snap->nroutes = n;
     snap->plugins_literal = dup_field(L, top, "_plugins_literal", "{}");
     for (int i = 1; i <= n; i++) {
@@ -247,6 +260,8 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
         int line = (int)num_field(L, r, "line", 0);
         int sidx = mg_snapshot_service(snap, svc);
         snap->route_service[i - 1] = sidx;
+        snap->route_rule[i - 1] = strdup(rule);
+        snap->route_priority[i - 1] = prio >= 0 ? prio : (int)strlen(rule);
         snap->route_hooks[i - 1] = (uint8_t)num_field(L, r, "_hooks", 0);
         char why[256] = "";
         int rc = sidx < 0 ? (snprintf(why, sizeof(why), "unknown service '%s'", svc), -1)
@@ -337,5 +352,6 @@ void mg_config_free(mg_config *cfg)
     free(cfg->listen);
     free(cfg->plugins_dir);
     free(cfg->trusted);
+    free(cfg->admin_token);
     free(cfg);
 }

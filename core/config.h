@@ -38,6 +38,9 @@ typedef struct mg_config {
     int retries;
     mg_cidr *trusted;
     int ntrusted;
+    char admin_host[64]; /* admin API listener; admin_port 0 = off */
+    int admin_port;
+    char *admin_token; /* NULL: no token required */
 } mg_config;
 
 /* Loads and validates a config file (path NULL: ./moongate.lua if present,

@@ -2,6 +2,7 @@
  * limits and timeouts, answer errors, and keep connections alive between
  * requests. The relay to a backend lives in proxy.c. */
 #include "http.h"
+#include "stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,6 +303,7 @@ static void on_conn_closed(uv_handle_t *h)
         w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     w->nconns--;
+    atomic_fetch_sub_explicit(&mg_stats.open_connections, 1, memory_order_relaxed);
     free(c->pend);
     free(c);
 }
@@ -655,6 +657,7 @@ void mg_conn_accept(uv_stream_t *server, int status)
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    atomic_fetch_add_explicit(&mg_stats.open_connections, 1, memory_order_relaxed);
     if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
         c->state = MG_C_CLOSING;
         uv_close((uv_handle_t *)&c->tcp, on_conn_closed);

@@ -3,6 +3,7 @@
  * back-pressure, retry where it is safe, and relay the response. */
 #include "http.h"
 #include "lua_bridge.h"
+#include "stats.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -506,6 +507,8 @@ static void retry_or_fail(mg_req *r, int mark_down, int safe, const char *what, 
     const mg_target *t = req_target(r);
     mg_lua_report(&w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9,
                   mark_down ? "connect" : "reset");
+    mg_target_stats *ts = mg_target_stats_of(t->uid);
+    if (ts) atomic_fetch_add_explicit(&ts->connect_errors, 1, memory_order_relaxed);
     if (mark_down && t->uid < w->npools) w->down_until[t->uid] = uv_now(&w->loop) + PASSIVE_FAIL_MS;
     detach_upstream(r, 0);
     const mg_service *s = &r->snap->services[r->svc];
@@ -513,6 +516,7 @@ static void retry_or_fail(mg_req *r, int mark_down, int safe, const char *what, 
     MG_LOG(MG_LOG_WARN, w->id, c->id, "upstream %s (service %s): %s %s%s", t->address, s->name,
            what, err ? uv_strerror(err) : "", can ? ", trying another target" : "");
     if (can) {
+        if (ts) atomic_fetch_add_explicit(&ts->retries, 1, memory_order_relaxed);
         if (c->state == MG_C_BODY) c->state = MG_C_WAIT;
         proxy_try(r);
     } else {
@@ -538,6 +542,8 @@ void mg_proxy_up_timeout(mg_req *r, int connecting)
         return;
     }
     mg_lua_report(&r->c->w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9, "timeout");
+    mg_target_stats *ts = mg_target_stats_of(req_target(r)->uid);
+    if (ts) atomic_fetch_add_explicit(&ts->timeouts, 1, memory_order_relaxed);
     /* No retry after a response timeout: it would multiply the wait. */
     MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id,
            "upstream %s: no response in time (request body %s, %zu bytes queued upstream)",

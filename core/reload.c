@@ -2,12 +2,14 @@
  * chmods), so they arm a short debounce timer and one reload follows. */
 #include "reload.h"
 #include "log.h"
+#include "stats.h"
 #include "lua_env.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEBOUNCE_MS 60
 
@@ -68,9 +70,12 @@ int mg_reload_now(mg_reloader *rl)
     mg_config *cfg = NULL;
     mg_snapshot *snap = NULL;
     uint64_t t0 = uv_hrtime();
+    rl->last_reload = (double)time(NULL);
     if (check_plugins(rl->cfg->plugins_dir, err, sizeof(err)) ||
         mg_config_load(rl->config_path, &cfg, &snap, err, sizeof(err))) {
         rl->failures++;
+        snprintf(rl->last_error, sizeof(rl->last_error), "%s", err);
+        atomic_fetch_add(&mg_stats.reloads_failed, 1);
         mg_log(MG_LOG_ERROR, -1, 0, "reload failed, the last good version keeps serving: %s", err);
         return -1;
     }
@@ -93,8 +98,12 @@ int mg_reload_now(mg_reloader *rl)
     }
     rl->cfg = cfg;
     mg_workers_publish(rl->ws, rl->nworkers, cfg, snap);
-    mg_snapshot_unref(snap); /* the workers hold their own references */
+    mg_snapshot_unref(rl->snap);
+    rl->snap = snap; /* ours; the workers hold their own references */
     rl->reloads++;
+    rl->last_error[0] = 0;
+    atomic_fetch_add(&mg_stats.reloads_ok, 1);
+    atomic_store(&mg_stats.snapshot_version, rl->version);
     mg_log(MG_LOG_INFO, -1, 0, "reloaded %s (snapshot version %llu, checked in %.1f ms)",
            cfg->source, (unsigned long long)rl->version, (double)(uv_hrtime() - t0) / 1e6);
     return 0;
@@ -122,12 +131,15 @@ static void on_sighup(uv_signal_t *s, int signum)
 }
 
 void mg_reload_start(mg_reloader *rl, uv_loop_t *loop, const char *config_path, mg_config *cfg,
-                     uint64_t version, mg_worker *ws, int nworkers)
+                     mg_snapshot *snap, mg_worker *ws, int nworkers)
 {
     memset(rl, 0, sizeof(*rl));
     rl->loop = loop;
     rl->cfg = cfg;
-    rl->version = version;
+    rl->version = snap->version;
+    rl->snap = snap;
+    mg_snapshot_ref(snap);
+    atomic_store(&mg_stats.snapshot_version, snap->version);
     rl->ws = ws;
     rl->nworkers = nworkers;
     if (!config_path && strcmp(cfg->source, "(embedded default)") != 0) config_path = cfg->source;
@@ -176,6 +188,7 @@ void mg_reload_free(mg_reloader *rl)
         mg_config_free(rl->retired[i]);
     free(rl->retired);
     mg_config_free(rl->cfg);
+    mg_snapshot_unref(rl->snap);
     free(rl->config_path);
     free(rl->config_name);
 }

@@ -24,13 +24,16 @@ typedef struct mg_reloader {
     mg_worker *ws;
     int nworkers;
     int reloads, failures;
+    mg_snapshot *snap;     /* the newest published snapshot (one reference) */
+    char last_error[1024]; /* of the last failed reload, "" after a success */
+    double last_reload;    /* wall-clock time of the last attempt, 0: none */
     int watching_config, watching_plugins;
 } mg_reloader;
 
 /* Starts watching. cfg and the first snapshot's version come from startup;
  * the reloader owns cfg from here on. */
 void mg_reload_start(mg_reloader *rl, uv_loop_t *loop, const char *config_path, mg_config *cfg,
-                     uint64_t version, mg_worker *ws, int nworkers);
+                     mg_snapshot *snap, mg_worker *ws, int nworkers);
 
 /* Validates and applies the config and plugins now. Returns 0 or -1. */
 int mg_reload_now(mg_reloader *rl);

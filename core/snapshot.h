@@ -47,6 +47,8 @@ typedef struct mg_snapshot {
     mg_router *router;    /* route value = route index */
     int *route_service;   /* route index -> service index */
     uint8_t *route_hooks; /* route index -> 1 if middlewares run on it */
+    char **route_rule;    /* route index -> rule text (admin API) */
+    int *route_priority;
     int nroutes;
     char *plugins_literal; /* middleware chains, a Lua literal for the workers */
 } mg_snapshot;

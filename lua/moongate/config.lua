@@ -171,9 +171,8 @@ end
 local function normalize(t, opts)
     if type(t) ~= "table" then fail("", "a config must return a table, got %s", describe(t)) end
     check_keys(t, TOP_KEYS, "")
-    local cfg = { admin = t.admin, providers = t.providers, health = t.health,
-                  middlewares = t.middlewares }
-    for _, k in ipairs({ "admin", "providers", "health", "middlewares" }) do
+    local cfg = { providers = t.providers, health = t.health, middlewares = t.middlewares }
+    for _, k in ipairs({ "providers", "health", "middlewares" }) do
         if t[k] ~= nil and type(t[k]) ~= "table" then fail(k, "expected a table, got %s", describe(t[k])) end
     end
 
@@ -192,6 +191,20 @@ local function normalize(t, opts)
         if seen[key] then fail(path, "address %s is listed twice", l) end
         seen[key] = true
         cfg.listen[i] = { host = host, port = port, path = path }
+    end
+
+    -- admin API: its own listener, loopback unless configured otherwise
+    local admin = t.admin == nil and {} or t.admin
+    if admin == false then
+        cfg.admin = false
+    else
+        if type(admin) ~= "table" then fail("admin", "expected a table or false, got %s", describe(admin)) end
+        check_keys(admin, { "listen", "token" }, "admin")
+        local host, port = parse_hostport(admin.listen or "127.0.0.1:8081", "admin.listen", "listen")
+        if admin.token ~= nil and (type(admin.token) ~= "string" or #admin.token < 8) then
+            fail("admin.token", "expected a string of at least 8 characters")
+        end
+        cfg.admin = { host = host, port = port, token = admin.token }
     end
 
     -- workers
