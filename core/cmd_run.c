@@ -3,6 +3,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "log.h"
+#include "admin.h"
 #include "reload.h"
 #include "watchdog.h"
 #include "worker.h"
@@ -91,16 +92,27 @@ int mg_cmd_run(const char *config_path)
     mg_reload_start(&rl, loop, config_path, cfg, snap, ws, nworkers);
     mg_watchdog wd;
     mg_watchdog_start(&wd, loop, ws, nworkers);
+    mg_admin admin;
+    mg_admin_start(&admin, loop, &rl);
     mg_snapshot_unref(snap); /* each worker holds its own reference */
     uv_run(loop, UV_RUN_DEFAULT);
-    mg_watchdog_stop(&wd); /* before the workers it watches are freed */
+    mg_admin_stopping(&admin); /* /ping says 503 while in-flight requests finish */
+    mg_watchdog_stop(&wd);     /* before the workers it watches are freed */
     mg_workers_stop(ws, nworkers);
-    if (mg_workers_join(ws, nworkers, cfg_grace_ms(&rl) + 3000)) {
+    /* Keep the main loop turning while workers drain, so the admin API
+     * answers (/ping: 503) during the grace period. */
+    uint64_t drain_deadline = uv_hrtime() + (cfg_grace_ms(&rl) + 3000) * 1000000ULL;
+    while (!mg_workers_all_exited(ws, nworkers) && uv_hrtime() < drain_deadline) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        uv_sleep(10);
+    }
+    if (mg_workers_join(ws, nworkers, 100)) {
         mg_log(MG_LOG_ERROR, -1, 0, "a worker did not stop (a plugin is stuck in a loop); exiting");
         fflush(stdout);
         _exit(1);
     }
     mg_reload_stop(&rl);
+    mg_admin_stop(&admin);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -286,6 +286,13 @@ void mg_workers_stop(mg_worker *ws, int n)
     }
 }
 
+int mg_workers_all_exited(mg_worker *ws, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!atomic_load(&ws[i].exited)) return 0;
+    return 1;
+}
+
 int mg_workers_join(mg_worker *ws, int n, uint64_t timeout_ms)
 {
     uint64_t deadline = uv_hrtime() + timeout_ms * 1000000;

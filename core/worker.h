@@ -86,6 +86,9 @@ void mg_workers_publish(mg_worker *ws, int n, const mg_config *cfg, mg_snapshot 
 /* Asks every worker to stop accepting and finish in-flight requests. */
 void mg_workers_stop(mg_worker *ws, int n);
 
+/* 1 when every worker's loop has ended. */
+int mg_workers_all_exited(mg_worker *ws, int n);
+
 /* Waits for every worker thread to end and frees the array. Returns -1
  * (without joining or freeing) if some worker is still running after
  * timeout_ms: a plugin stuck in a loop. */

@@ -211,9 +211,16 @@ function _M.start_gateway(opts)
     local dir = _M.tmpdir()
     local port
     local src = opts.config
+    local admin_port
     if type(src) == "table" then
         src.listen = src.listen or ("127.0.0.1:" .. _M.free_port())
         src.workers = src.workers or 1
+        if src.admin == nil then
+            admin_port = _M.free_port()
+            src.admin = { listen = "127.0.0.1:" .. admin_port }
+        elseif type(src.admin) == "table" and src.admin.listen then
+            admin_port = tonumber(src.admin.listen:match(":(%d+)$"))
+        end
         port = tonumber(tostring(type(src.listen) == "table" and src.listen[1] or src.listen):match(":(%d+)$"))
         src = "return " .. serialize(src) .. "\n"
     else
@@ -222,7 +229,7 @@ function _M.start_gateway(opts)
     stat.mkdir(dir .. "/plugins")
     for name, code in pairs(opts.plugins or {}) do write_file(dir .. "/plugins/" .. name .. ".lua", code) end
     write_file(dir .. "/moongate.lua", src)
-    local gw = { dir = dir, port = port, config_path = dir .. "/moongate.lua",
+    local gw = { dir = dir, port = port, admin_port = admin_port, config_path = dir .. "/moongate.lua",
                  out = dir .. "/access.log", err = dir .. "/error.log" }
     local bin = _M.bin
     if bin:sub(1, 1) ~= "/" then bin = unistd.getcwd() .. "/" .. bin end
