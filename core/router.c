@@ -32,8 +32,9 @@
 
 #define MAX_ARGS  255 /* arguments of one matcher */
 #define MAX_DEPTH 64  /* nesting of '!' and '(' */
-/* Decoded paths and query values longer than this never match a regex. */
-#define DECODE_MAX 4096
+/* Regex subjects are copied to the stack, NUL-terminated, up to this size
+ * (see re_any). Decoded subjects longer than this never match. */
+#define RE_COPY_MAX 8192
 
 enum kind {
     K_AND,
@@ -155,26 +156,40 @@ static int dec_eq(const char *s, size_t n, const lit *l, int plus, int prefix)
     return j == l->len;
 }
 
-static int re_match(const regex_t *re, const char *s, size_t n)
+/* Whether any of the regexes matches s[0, n), percent-decoded first when
+ * `decode` (2: '+' as a space too). The subject is copied to a NUL-terminated
+ * stack buffer, because ASan's regexec interceptor strlen()s the subject even
+ * with REG_STARTEND, and header bytes are not NUL-terminated. REG_STARTEND
+ * still bounds the match, so a decoded "%00" is an ordinary byte. A raw
+ * subject too long for the buffer is matched in place: glibc honours
+ * REG_STARTEND, only the sanitizer's interceptor would read past it.
+ * noinline: the buffer must not be part of every recursive eval() frame. */
+static __attribute__((noinline)) int re_any(regex_t *const *res, int nre, const char *s, size_t n,
+                                            int decode)
 {
-    /* REG_STARTEND: glibc reads exactly [0, n), no NUL needed, no copy. */
-    regmatch_t m = {.rm_so = 0, .rm_eo = (regoff_t)n};
-    return regexec(re, s ? s : "", 1, &m, REG_STARTEND) == 0;
-}
-
-/* Decodes into a stack buffer, then runs the regexes. Kept out of eval()
- * so the buffer is not part of every recursive frame. */
-static __attribute__((noinline)) int re_match_decoded(regex_t *const *res, int nre, const char *s,
-                                                      size_t n, int plus)
-{
-    char buf[DECODE_MAX];
-    size_t i = 0, o = 0;
-    while (i < n) {
-        if (o == sizeof(buf)) return 0;
-        buf[o++] = (char)dec_byte(s, n, &i, plus);
+    char buf[RE_COPY_MAX];
+    size_t o = 0;
+    if (!s) s = "";
+    if (decode) {
+        for (size_t i = 0; i < n;) {
+            if (o == sizeof(buf) - 1) return 0;
+            buf[o++] = (char)dec_byte(s, n, &i, decode == 2);
+        }
+    } else if (n < sizeof(buf)) {
+        memcpy(buf, s, n);
+        o = n;
     }
-    for (int k = 0; k < nre; k++)
-        if (re_match(res[k], buf, o)) return 1;
+    const char *subject = buf;
+    if (!decode && n >= sizeof(buf)) {
+        subject = s;
+        o = n;
+    } else {
+        buf[o] = 0;
+    }
+    for (int k = 0; k < nre; k++) {
+        regmatch_t m = {.rm_so = 0, .rm_eo = (regoff_t)o};
+        if (regexec(res[k], subject, 1, &m, REG_STARTEND) == 0) return 1;
+    }
     return 0;
 }
 
@@ -204,7 +219,7 @@ static int header_match(const prog *pg, const node *n, const mg_route_input *in)
         const mg_hdr *h = &in->headers[i];
         if (h->name_len != name->len || !ieq_lc(h->name, name->p, name->len)) continue;
         if (n->kind == K_HEADER_RE) {
-            if (re_match(pg->res[n->aux], h->value, h->value_len)) return 1;
+            if (re_any(&pg->res[n->aux], 1, h->value, h->value_len, 0)) return 1;
         } else {
             const lit *v = &pg->lits[n->first + 1];
             if (v->wild || (h->value_len == v->len && memcmp(h->value, v->p, v->len) == 0))
@@ -234,9 +249,7 @@ static int query_match(const prog *pg, const node *n, mg_str q)
         const char *v = eq ? eq + 1 : "";
         size_t vlen = eq ? plen - klen - 1 : 0;
         if (n->kind == K_QUERY_RE) {
-            int hit = needs_decoding(v, vlen, 1) ? re_match_decoded(&pg->res[n->aux], 1, v, vlen, 1)
-                                                 : re_match(pg->res[n->aux], v, vlen);
-            if (hit) return 1;
+            if (re_any(&pg->res[n->aux], 1, v, vlen, needs_decoding(v, vlen, 1) ? 2 : 0)) return 1;
         } else {
             const lit *want = &pg->lits[n->first + 1];
             if (want->wild || dec_eq(v, vlen, want, 1, 0)) return 1;
@@ -281,20 +294,14 @@ static int eval(const prog *pg, int32_t idx, const req *rq)
             if (host_match(&l[i], rq->host)) return 1;
         return 0;
     case K_HOST_RE:
-        for (int i = 0; i < n->n; i++)
-            if (re_match(pg->res[n->aux + i], rq->host.p, rq->host.len)) return 1;
-        return 0;
+        return re_any(&pg->res[n->aux], n->n, rq->host.p, rq->host.len, 0);
     case K_PATH:
     case K_PATH_PREFIX:
         for (int i = 0; i < n->n; i++)
             if (path_match(&l[i], rq, n->kind == K_PATH_PREFIX)) return 1;
         return 0;
     case K_PATH_RE:
-        if (rq->path_escaped)
-            return re_match_decoded(&pg->res[n->aux], n->n, rq->path.p, rq->path.len, 0);
-        for (int i = 0; i < n->n; i++)
-            if (re_match(pg->res[n->aux + i], rq->path.p, rq->path.len)) return 1;
-        return 0;
+        return re_any(&pg->res[n->aux], n->n, rq->path.p, rq->path.len, rq->path_escaped);
     case K_METHOD:
         for (int i = 0; i < n->n; i++)
             if (rq->in->method.len == l[i].len && memcmp(rq->in->method.p, l[i].p, l[i].len) == 0)
@@ -483,51 +490,23 @@ static char *parse_string(parser *ps)
             *o++ = *c;
             continue;
         }
-        const char *esc = c++;
-        switch (*c) {
-        case '"':
-            *o++ = '"';
-            break;
-        case '\\':
-            *o++ = '\\';
-            break;
-        case 'n':
-            *o++ = '\n';
-            break;
-        case 't':
-            *o++ = '\t';
-            break;
-        case 'r':
-            *o++ = '\r';
-            break;
-        case 'a':
-            *o++ = '\a';
-            break;
-        case 'b':
-            *o++ = '\b';
-            break;
-        case 'f':
-            *o++ = '\f';
-            break;
-        case 'v':
-            *o++ = '\v';
-            break;
-        case 'x': {
-            int h = c + 2 < e ? hexval((unsigned char)c[1]) : -1;
-            int l = h >= 0 ? hexval((unsigned char)c[2]) : -1;
-            if (l < 0 || !(h | l)) goto bad_escape; /* no NUL inside a string */
+        static const char from[] = "\"\\ntrabfv", to[] = "\"\\\n\t\r\a\b\f\v";
+        const char *esc = c++, *k = *c ? strchr(from, *c) : NULL;
+        if (k) {
+            *o++ = to[k - from];
+            continue;
+        }
+        int h = *c == 'x' && c + 2 < e ? hexval((unsigned char)c[1]) : -1;
+        int l = h >= 0 ? hexval((unsigned char)c[2]) : -1;
+        if (l >= 0 && (h | l)) { /* \xHH, but no NUL inside a string */
             *o++ = (char)(h * 16 + l);
             c += 2;
-            break;
+            continue;
         }
-        default:
-        bad_escape:
-            free(out);
-            fail_at(ps, esc,
-                    "invalid escape '\\%c' in a double-quoted string (use backticks for regexes)",
-                    *c);
-            return NULL;
-        }
+        free(out);
+        fail_at(ps, esc,
+                "invalid escape '\\%c' in a double-quoted string (use backticks for regexes)", *c);
+        return NULL;
     }
     *o = 0;
     ps->p = e + 1;
@@ -540,9 +519,10 @@ static char *parse_string(parser *ps)
  * to POSIX ERE as is; what does not, we translate: \d \w \s (and their
  * negations) outside and inside brackets, escaped punctuation inside
  * brackets (POSIX takes a backslash there literally), (?:...) groups and a
- * leading (?i). Anything else Go-only is refused with a reason rather than
- * silently meaning something else. Non-greedy `*?` needs no translation:
- * only whether a regex matches is asked, never where. */
+ * leading (?i). Non-greedy marks are dropped (glibc would read `a+?` as
+ * `(a+)?`): only whether a regex matches is asked, never where. Anything
+ * else Go-only is refused with a reason rather than silently meaning
+ * something else. */
 
 typedef struct sbuf {
     char *p;
@@ -569,8 +549,43 @@ static int sb_puts(sbuf *b, const char *s)
     return sb_put(b, s, strlen(s));
 }
 
+static int is_alnum(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Go escapes and what they become in POSIX ERE, outside and inside brackets
+ * (NULL: not valid there). Other escaped punctuation is the character. */
+static const struct re_escape {
+    char c;
+    const char *outside, *inside;
+} re_escapes[] = {
+    {'d', "[0-9]", "0-9"},
+    {'D', "[^0-9]", NULL},
+    {'w', "[[:alnum:]_]", "[:alnum:]_"},
+    {'W', "[^[:alnum:]_]", NULL},
+    {'s', "[[:space:]]", "[:space:]"},
+    {'S', "[^[:space:]]", NULL},
+    {'b', "\\b", NULL},
+    {'B', "\\B", NULL},
+    {'A', "^", NULL},
+    {'z', "$", NULL},
+    {'n', "\n", "\n"},
+    {'t', "\t", "\t"},
+    {'r', "\r", "\r"},
+};
+
+static const struct re_escape *find_escape(char c)
+{
+    for (size_t i = 0; i < MG_ARRAY_SIZE(re_escapes); i++)
+        if (re_escapes[i].c == c) return &re_escapes[i];
+    return NULL;
+}
+
 /* One bracket expression starting at s ('['); returns the end, or NULL
- * with *why set. */
+ * with *why set. POSIX takes a backslash inside brackets literally, so Go's
+ * escapes are resolved here; ']' must come first, '^' anywhere but first
+ * and '-' last, so those three are collected and placed at the end. */
 static const char *bracket_to_ere(const char *s, sbuf *out, const char **why)
 {
     sbuf body = {0};
@@ -584,53 +599,31 @@ static const char *bracket_to_ere(const char *s, sbuf *out, const char **why)
         rb = 1;
         s++;
     }
-    while (*s && *s != ']' && !rc) {
+    *why = NULL;
+    while (*s && *s != ']' && !rc && !*why) {
         if (s[0] == '[' && s[1] == ':') {
             const char *e = strstr(s + 2, ":]");
             if (!e) break;
             rc = sb_put(&body, s, (size_t)(e + 2 - s));
             s = e + 2;
         } else if (*s == '\\') {
-            char c = s[1], ch[2] = {c, 0};
-            switch (c) {
-            case 'd':
-                rc = sb_puts(&body, "0-9");
-                break;
-            case 'w':
-                rc = sb_puts(&body, "[:alnum:]_");
-                break;
-            case 's':
-                rc = sb_puts(&body, "[:space:]");
-                break;
-            case ']':
+            char c = s[1];
+            const struct re_escape *esc = find_escape(c);
+            if (c == ']')
                 rb = 1;
-                break;
-            case '-':
+            else if (c == '-')
                 dash = 1;
-                break;
-            case '^':
+            else if (c == '^')
                 caret = 1;
-                break;
-            case 'n':
-                rc = sb_puts(&body, "\n");
-                break;
-            case 't':
-                rc = sb_puts(&body, "\t");
-                break;
-            case 'r':
-                rc = sb_puts(&body, "\r");
-                break;
-            case 0:
+            else if (!c)
                 *why = "trailing backslash";
-                goto bad;
-            default:
-                if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-                    *why = "unsupported escape inside brackets (POSIX regex)";
-                    goto bad;
-                }
-                rc = sb_put(&body, ch, 1);
-            }
-            s += 2;
+            else if (esc && esc->inside)
+                rc = sb_puts(&body, esc->inside);
+            else if (esc || is_alnum(c))
+                *why = "unsupported escape inside brackets (POSIX regex)";
+            else
+                rc = sb_put(&body, &s[1], 1);
+            s += c ? 2 : 1;
         } else if (*s == '^') {
             caret = 1;
             s++;
@@ -641,38 +634,40 @@ static const char *bracket_to_ere(const char *s, sbuf *out, const char **why)
             rc = sb_put(&body, s++, 1);
         }
     }
-    if (rc) {
-        *why = "out of memory";
-        goto bad;
-    }
-    if (*s != ']') {
-        *why = "missing ']'";
-        goto bad;
-    }
-    /* POSIX: ']' first, '^' anywhere but first, '-' last. */
-    if (!neg && !rb && !body.len && caret && !dash) {
-        rc = sb_puts(out, "\\^");
-    } else {
-        rc |= sb_puts(out, neg ? "[^" : "[");
-        if (rb) rc |= sb_puts(out, "]");
-        if (!neg && !rb && !body.len && caret) { /* "[-^]", never "[^" */
-            rc |= sb_puts(out, "-^");
-            dash = caret = 0;
+    if (!*why && !rc && *s != ']') *why = "missing ']'";
+    if (!*why && !rc) {
+        if (!neg && !rb && !body.len && caret && !dash) {
+            rc = sb_puts(out, "\\^");
+        } else {
+            rc |= sb_puts(out, neg ? "[^" : "[");
+            if (rb) rc |= sb_puts(out, "]");
+            if (!neg && !rb && !body.len && caret) { /* "[-^]", never "[^" */
+                rc |= sb_puts(out, "-^");
+                dash = caret = 0;
+            }
+            if (body.len) rc |= sb_put(out, body.p, body.len);
+            if (caret) rc |= sb_puts(out, "^");
+            if (dash) rc |= sb_puts(out, "-");
+            rc |= sb_puts(out, "]");
         }
-        if (body.len) rc |= sb_put(out, body.p, body.len);
-        if (caret) rc |= sb_puts(out, "^");
-        if (dash) rc |= sb_puts(out, "-");
-        rc |= sb_puts(out, "]");
     }
     free(body.p);
-    if (rc) {
-        *why = "out of memory";
-        return NULL;
-    }
-    return s + 1;
-bad:
-    free(body.p);
-    return NULL;
+    if (rc) *why = "out of memory";
+    return *why ? NULL : s + 1;
+}
+
+/* Length of a "{m}", "{m,}" or "{m,n}" repetition at s, else 0 (Go then
+ * reads the brace literally). */
+static size_t interval_len(const char *s)
+{
+    const char *p = s + 1;
+    if (*p < '0' || *p > '9') return 0;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (*p == ',')
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            ;
+    return *p == '}' ? (size_t)(p + 1 - s) : 0;
 }
 
 /* Appends the translation of src to out; *icase set by a leading (?i).
@@ -680,65 +675,27 @@ bad:
 static int re2_to_ere(const char *src, sbuf *out, int *icase, const char **why)
 {
     const char *s = src;
-    int rc = 0;
+    int rc = 0, quantified = 0; /* the last token was a repetition */
     if (icase && strncmp(s, "(?i)", 4) == 0) {
         *icase = 1;
         s += 4;
     }
     while (*s && !rc) {
+        int was_quantified = quantified;
+        quantified = 0;
+        size_t ilen;
         if (*s == '\\') {
             char c = s[1];
-            const char *rep = NULL;
-            switch (c) {
-            case 'd':
-                rep = "[0-9]";
-                break;
-            case 'D':
-                rep = "[^0-9]";
-                break;
-            case 'w':
-                rep = "[[:alnum:]_]";
-                break;
-            case 'W':
-                rep = "[^[:alnum:]_]";
-                break;
-            case 's':
-                rep = "[[:space:]]";
-                break;
-            case 'S':
-                rep = "[^[:space:]]";
-                break;
-            case 'b':
-                rep = "\\b";
-                break;
-            case 'B':
-                rep = "\\B";
-                break;
-            case 'A':
-                rep = "^";
-                break;
-            case 'z':
-                rep = "$";
-                break;
-            case 'n':
-                rep = "\n";
-                break;
-            case 't':
-                rep = "\t";
-                break;
-            case 'r':
-                rep = "\r";
-                break;
-            case 0:
+            const struct re_escape *esc = find_escape(c);
+            if (!c) {
                 *why = "trailing backslash";
                 return -1;
-            default:
-                if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-                    *why = "unsupported escape (POSIX regex)";
-                    return -1;
-                }
             }
-            rc = rep ? sb_puts(out, rep) : sb_put(out, s, 2);
+            if (!esc && is_alnum(c)) {
+                *why = "unsupported escape (POSIX regex)";
+                return -1;
+            }
+            rc = esc ? sb_puts(out, esc->outside) : sb_put(out, s, 2);
             s += 2;
         } else if (*s == '[') {
             s = bracket_to_ere(s, out, why);
@@ -750,6 +707,17 @@ static int re2_to_ere(const char *src, sbuf *out, int *icase, const char **why)
             }
             rc = sb_puts(out, "(");
             s += 3;
+        } else if (*s == '?' && was_quantified) {
+            s++; /* non-greedy: where the match ends is never asked, drop it */
+        } else if (*s == '*' || *s == '+' || *s == '?') {
+            rc = sb_put(out, s++, 1);
+            quantified = 1;
+        } else if (*s == '{' && (ilen = interval_len(s))) {
+            rc = sb_put(out, s, ilen);
+            s += ilen;
+            quantified = 1;
+        } else if (*s == '{' || *s == '}') {
+            rc = sb_puts(out, *s++ == '{' ? "\\{" : "\\}");
         } else {
             rc = sb_put(out, s++, 1);
         }

@@ -1,21 +1,27 @@
-/* Routing rules in Traefik's language, compiled once into matchers.
+/* Routing rules in Traefik's language (v3 and v2 forms), compiled once into
+ * matcher trees. docs/routing.md is the user's reference.
  *
  * A router is built by the control thread, then shared read-only by every
- * worker: mg_router_match() neither allocates nor takes a lock. */
+ * worker: mg_router_match() neither allocates nor takes a lock (except
+ * inside glibc's regexec, for *Regexp rules only). */
 #ifndef MG_ROUTER_H
 #define MG_ROUTER_H
 
 #include "common.h"
 #include <sys/socket.h>
 
+/* The request as the router sees it. Nothing needs to be NUL-terminated
+ * and every string is taken as received: the router strips the port from
+ * host and percent-decodes path (as Go's URL.Path, which Traefik matches)
+ * and query keys and values itself, so callers must not decode first. */
 typedef struct mg_route_input {
     mg_str method;         /* "GET" */
     mg_str host;           /* Host header as received (may carry ":port") */
-    mg_str path;           /* request-target path, without the query */
+    mg_str path;           /* raw request-target path, without the query; empty = "/" */
     mg_str query;          /* raw query without '?', may be empty */
     const mg_hdr *headers; /* request headers, in arrival order */
     size_t nheaders;
-    const struct sockaddr *client; /* AF_INET or AF_INET6 peer address */
+    const struct sockaddr *client; /* AF_INET or AF_INET6 peer, or NULL */
 } mg_route_input;
 
 typedef struct mg_router mg_router;
