@@ -10,7 +10,7 @@ BUSTED    ?= busted
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 DEPS_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libluajit2-5.1-dev luajit2 \
-             lua-busted lua-socket lua-posix node-llhttp python3 curl clang-format
+             lua-busted lua-socket lua-posix lua-cjson node-llhttp python3 curl clang-format chromium
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT       ?= -O2 -g

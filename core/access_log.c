@@ -64,7 +64,7 @@ void mg_req_log(mg_req *r)
     mg_worker *w = c->w;
     if (r->hook_flags & 2) mg_lua_on_log(&w->lua, r);
     if (r->svc >= 0 && r->target >= 0 && r->snap) {
-        mg_stats_request(r->snap->services[r->svc].targets[r->target].uid, r->status,
+        mg_stats_request(r->snap->services[r->svc].targets[r->target].suid, r->status,
                          (double)(uv_hrtime() - r->start_ns) / 1e9);
     } else {
         atomic_fetch_add_explicit(&mg_stats.requests, 1, memory_order_relaxed);

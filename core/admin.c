@@ -95,7 +95,7 @@ static uint64_t ld(atomic_uint_fast64_t *v)
 
 static json_t *target_json(const mg_target *t, uint64_t now_ms_unused)
 {
-    mg_target_stats *s = mg_target_stats_of(t->uid);
+    mg_target_stats *s = mg_target_stats_of(t->suid);
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(t->id));
     json_object_set_new(o, "address", json_string(t->address));
@@ -216,7 +216,7 @@ static void metrics(admin_conn *c)
     for (int i = 0; i < snap->nservices; i++)
         for (int k = 0; k < snap->services[i].ntargets; k++) {
             const mg_target *t = &snap->services[i].targets[k];
-            mg_target_stats *s = mg_target_stats_of(t->uid);
+            mg_target_stats *s = mg_target_stats_of(t->suid);
             for (int x = 0; s && x < 6; x++)
                 mg_buf_printf(
                     &b, "moongate_requests_total{service=\"%s\",target=\"%s\",code=\"%s\"} %llu\n",
@@ -229,7 +229,7 @@ static void metrics(admin_conn *c)
     for (int i = 0; i < snap->nservices; i++)
         for (int k = 0; k < snap->services[i].ntargets; k++) {
             const mg_target *t = &snap->services[i].targets[k];
-            mg_target_stats *s = mg_target_stats_of(t->uid);
+            mg_target_stats *s = mg_target_stats_of(t->suid);
             if (!s) continue;
             uint64_t cum = 0;
             for (int x = 0; x < MG_LAT_BUCKETS; x++) {
@@ -270,7 +270,7 @@ static void metrics(admin_conn *c)
         for (int i = 0; i < snap->nservices; i++)
             for (int k = 0; k < snap->services[i].ntargets; k++) {
                 const mg_target *t = &snap->services[i].targets[k];
-                mg_target_stats *s = mg_target_stats_of(t->uid);
+                mg_target_stats *s = mg_target_stats_of(t->suid);
                 if (!s) continue;
                 mg_buf_printf(
                     &b, "%s{service=\"%s\",target=\"%s\"} %llu\n", counters[m].name,

@@ -127,7 +127,12 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
             snprintf(key, sizeof(key), "unresolved|%s|%u", t->host, t->port);
         }
         t->uid = mg_target_uid(key);
-        if (t->uid == UINT32_MAX) {
+        {
+            char skey[400];
+            snprintf(skey, sizeof(skey), "%s@%s", svc->name, key);
+            t->suid = mg_target_uid(skey);
+        }
+        if (t->uid == UINT32_MAX || t->suid == UINT32_MAX) {
             snprintf(err, errlen, "%s:%d: too many distinct targets", source, line);
             return -1;
         }

@@ -507,7 +507,7 @@ static void retry_or_fail(mg_req *r, int mark_down, int safe, const char *what, 
     const mg_target *t = req_target(r);
     mg_lua_report(&w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9,
                   mark_down ? "connect" : "reset");
-    mg_target_stats *ts = mg_target_stats_of(t->uid);
+    mg_target_stats *ts = mg_target_stats_of(t->suid);
     if (ts) atomic_fetch_add_explicit(&ts->connect_errors, 1, memory_order_relaxed);
     if (mark_down && t->uid < w->npools) w->down_until[t->uid] = uv_now(&w->loop) + PASSIVE_FAIL_MS;
     detach_upstream(r, 0);
@@ -542,7 +542,7 @@ void mg_proxy_up_timeout(mg_req *r, int connecting)
         return;
     }
     mg_lua_report(&r->c->w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9, "timeout");
-    mg_target_stats *ts = mg_target_stats_of(req_target(r)->uid);
+    mg_target_stats *ts = mg_target_stats_of(req_target(r)->suid);
     if (ts) atomic_fetch_add_explicit(&ts->timeouts, 1, memory_order_relaxed);
     /* No retry after a response timeout: it would multiply the wait. */
     MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id,

@@ -24,7 +24,8 @@ typedef struct mg_target {
     char *address; /* "host:port", for logs */
     uint16_t port;
     int weight;
-    uint32_t uid;
+    uint32_t uid;  /* the address: pools, passive marks, in-flight counts */
+    uint32_t suid; /* the (service, address) pair: request statistics */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char **labels; /* key, value, key, value, ..., NULL */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 const double mg_lat_bounds[MG_LAT_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                               0.5,   1,    2.5,   5,    10,  1e300};
+                                              0.5,   1,    2.5,   5,    10,  1e300};
 
 mg_global_stats mg_stats;
 static mg_target_stats target_stats[MG_MAX_TARGET_UIDS];
@@ -23,7 +23,8 @@ void mg_stats_request(uint32_t uid, int status, double seconds)
     int cls = status >= 100 && status < 600 ? status / 100 : 0;
     atomic_fetch_add_explicit(&s->status[cls], 1, memory_order_relaxed);
     int b = 0;
-    while (b < MG_LAT_BUCKETS - 1 && seconds > mg_lat_bounds[b]) b++;
+    while (b < MG_LAT_BUCKETS - 1 && seconds > mg_lat_bounds[b])
+        b++;
     atomic_fetch_add_explicit(&s->lat[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->lat_sum_us, (uint64_t)(seconds * 1e6), memory_order_relaxed);
 }

@@ -72,7 +72,12 @@ describe("admin API", function()
         local gw, b1, b2 = start()
         for _ = 1, 6 do h.request(gw.port, {}) end
         h.request(gw.port, { path = "/status/503" })
-        local services = cjson.decode(admin(gw, "/api/services").body)
+        -- a worker counts a request right after its last byte went out
+        local services
+        h.wait_until(function()
+            services = cjson.decode(admin(gw, "/api/services").body)
+            return services[1].requests == 7
+        end, 2, "7 requests counted")
         assert.equal(1, #services)
         local s = services[1]
         assert.equal("api", s.name)
@@ -111,6 +116,9 @@ describe("admin API", function()
     it("serves Prometheus metrics that parse and count what happened", function()
         local gw, b1 = start()
         for _ = 1, 4 do h.request(gw.port, {}) end
+        h.wait_until(function()
+            return cjson.decode(admin(gw, "/api/services").body)[1].requests == 4
+        end, 2, "4 requests counted")
         local r = admin(gw, "/metrics")
         assert.equal(200, r.status)
         assert.truthy(r.headers["content-type"]:find("text/plain", 1, true))
