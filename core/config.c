@@ -66,26 +66,92 @@ int mg_cidr_match(const mg_cidr *list, int n, const struct sockaddr *sa)
     return 0;
 }
 
-static int resolve_target(mg_target *t, char *err, size_t errlen)
+#define MAX_ADDRS_PER_NAME 64
+
+/* Resolves host:port to up to max addresses of one family (IPv4 when there
+ * are any: a backend on 127.0.0.1 is not also on ::1). A name with several
+ * records (Docker's DNS for a scaled Compose service) gives several. */
+static int resolve_all(const char *host, uint16_t port_num, struct sockaddr_storage *out,
+                       socklen_t *lens, int max, char *err, size_t errlen)
 {
     struct addrinfo hints = {0}, *res = NULL;
     char port[8];
-    snprintf(port, sizeof(port), "%u", t->port);
+    snprintf(port, sizeof(port), "%u", port_num);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    int rc = getaddrinfo(t->host, port, &hints, &res);
-    if (rc == EAI_BADFLAGS || (rc && strcmp(t->host, "localhost") == 0)) {
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc == EAI_BADFLAGS || (rc && strcmp(host, "localhost") == 0)) {
         hints.ai_flags = 0;
-        rc = getaddrinfo(t->host, port, &hints, &res);
+        rc = getaddrinfo(host, port, &hints, &res);
     }
     if (rc || !res) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", t->host, gai_strerror(rc));
-        return -1;
+        snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return 0;
     }
-    memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
-    t->addrlen = res->ai_addrlen;
+    int family = AF_INET6;
+    for (struct addrinfo *a = res; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) family = AF_INET;
+    int n = 0;
+    for (struct addrinfo *a = res; a && n < max; a = a->ai_next) {
+        if (a->ai_family != family) continue;
+        int dup = 0;
+        for (int k = 0; k < n; k++)
+            if (lens[k] == a->ai_addrlen && memcmp(&out[k], a->ai_addr, a->ai_addrlen) == 0) dup = 1;
+        if (dup) continue;
+        memcpy(&out[n], a->ai_addr, a->ai_addrlen);
+        lens[n++] = a->ai_addrlen;
+    }
     freeaddrinfo(res);
-    return 0;
+    /* a stable order, so round robin sequences survive a re-resolve */
+    for (int i = 1; i < n; i++)
+        for (int k = i; k > 0 && memcmp(&out[k - 1], &out[k], sizeof(out[k])) > 0; k--) {
+            struct sockaddr_storage t = out[k];
+            socklen_t tl = lens[k];
+            out[k] = out[k - 1];
+            lens[k] = lens[k - 1];
+            out[k - 1] = t;
+            lens[k - 1] = tl;
+        }
+    return n;
+}
+
+static char **read_labels(lua_State *L, int t_idx)
+{
+    char **labels = NULL;
+    lua_getfield(L, t_idx, "labels");
+    if (lua_istable(L, -1)) {
+        int nl = 0;
+        for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) nl++;
+        labels = calloc((size_t)nl * 2 + 1, sizeof(char *));
+        int k = 0;
+        for (lua_pushnil(L); labels && lua_next(L, -2); lua_pop(L, 1)) {
+            if (!lua_isstring(L, -2) || !lua_isstring(L, -1)) continue;
+            lua_pushvalue(L, -2);
+            labels[k++] = strdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+            labels[k++] = strdup(lua_tostring(L, -1));
+        }
+    }
+    lua_pop(L, 1);
+    return labels;
+}
+
+static char **copy_labels(char **l)
+{
+    if (!l) return NULL;
+    int n = 0;
+    while (l[n]) n++;
+    char **c = calloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; c && i < n; i++) c[i] = strdup(l[i]);
+    return c;
+}
+
+static void ip_string(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    const void *a = ss->ss_family == AF_INET
+                        ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+                        : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+    inet_ntop(ss->ss_family, a, out, (socklen_t)len);
 }
 
 /* Reads services[i] at the top of the stack into svc. */
@@ -98,60 +164,80 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     svc->balancer_opts = dup_field(L, idx, "_opts_literal", "{}");
     lua_getfield(L, idx, "targets");
     int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
-    svc->targets = calloc(n ? (size_t)n : 1, sizeof(mg_target));
+    int cap = n ? n : 1;
+    svc->targets = calloc((size_t)cap, sizeof(mg_target));
     if (!svc->targets) return -1;
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         int t_idx = lua_gettop(L);
-        mg_target *t = &svc->targets[svc->ntargets++];
-        t->id = dup_field(L, t_idx, "id", "?");
-        t->host = dup_field(L, t_idx, "host", "?");
-        t->address = dup_field(L, t_idx, "address", "?");
-        t->port = (uint16_t)num_field(L, t_idx, "port", 0);
-        t->weight = (int)num_field(L, t_idx, "weight", 1);
+        char *host = dup_field(L, t_idx, "host", "?");
+        char *id = dup_field(L, t_idx, "id", "?");
+        char *address = dup_field(L, t_idx, "address", "?");
+        uint16_t port = (uint16_t)num_field(L, t_idx, "port", 0);
+        int weight = (int)num_field(L, t_idx, "weight", 1);
         int line = (int)num_field(L, t_idx, "line", svc->line);
-        char key[300], why[200];
-        if (resolve_target(t, why, sizeof(why)) == 0) {
-            char host[INET6_ADDRSTRLEN];
-            const void *a = t->addr.ss_family == AF_INET
-                                ? (const void *)&((struct sockaddr_in *)&t->addr)->sin_addr
-                                : (const void *)&((struct sockaddr_in6 *)&t->addr)->sin6_addr;
-            inet_ntop(t->addr.ss_family, a, host, sizeof(host));
-            snprintf(key, sizeof(key), "%s|%u", host, t->port);
-        } else {
+        char **labels = read_labels(L, t_idx);
+        struct sockaddr_storage addrs[MAX_ADDRS_PER_NAME];
+        socklen_t lens[MAX_ADDRS_PER_NAME];
+        char why[200];
+        int na = resolve_all(host, port, addrs, lens, MAX_ADDRS_PER_NAME, why, sizeof(why));
+        if (!na)
             /* Not fatal: in a container world a name may appear later. The
              * target fails its connects (and rests) until a reload. */
             mg_log(MG_LOG_WARN, -1, 0, "%s:%d: services.%s.targets[%d]: %s", source, line,
                    svc->name, i, why);
-            t->addr.ss_family = AF_UNSPEC;
-            snprintf(key, sizeof(key), "unresolved|%s|%u", t->host, t->port);
+        int count = na ? na : 1;
+        if (svc->ntargets + count > cap) {
+            cap = (svc->ntargets + count) * 2;
+            mg_target *nt = realloc(svc->targets, (size_t)cap * sizeof(mg_target));
+            if (!nt) return -1;
+            memset(nt + svc->ntargets, 0, (size_t)(cap - svc->ntargets) * sizeof(mg_target));
+            svc->targets = nt;
         }
-        t->uid = mg_target_uid(key);
-        {
+        for (int k = 0; k < count; k++) {
+            mg_target *t = &svc->targets[svc->ntargets++];
+            char key[300], ip[INET6_ADDRSTRLEN] = "";
+            t->host = strdup(host);
+            t->port = port;
+            t->weight = weight;
+            t->labels = k == 0 ? labels : copy_labels(labels);
+            if (na) {
+                memcpy(&t->addr, &addrs[k], lens[k]);
+                t->addrlen = lens[k];
+                ip_string(&addrs[k], ip, sizeof(ip));
+                snprintf(key, sizeof(key), "%s|%u", ip, port);
+            } else {
+                t->addr.ss_family = AF_UNSPEC;
+                snprintf(key, sizeof(key), "unresolved|%s|%u", host, port);
+            }
+            if (na > 1) {
+                /* one name, several instances: each is its own target */
+                char a[300];
+                snprintf(a, sizeof(a), addrs[k].ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+                         port);
+                t->address = strdup(a);
+                t->id = strdup(a);
+            } else {
+                t->address = strdup(address);
+                t->id = strdup(id);
+            }
+            t->uid = mg_target_uid(key);
             char skey[400];
             snprintf(skey, sizeof(skey), "%s@%s", svc->name, key);
             t->suid = mg_target_uid(skey);
-        }
-        if (t->uid == UINT32_MAX || t->suid == UINT32_MAX) {
-            snprintf(err, errlen, "%s:%d: too many distinct targets", source, line);
-            return -1;
-        }
-        lua_getfield(L, t_idx, "labels");
-        if (lua_istable(L, -1)) {
-            int nl = 0;
-            for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
-                nl++;
-            t->labels = calloc((size_t)nl * 2 + 1, sizeof(char *));
-            int k = 0;
-            for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) {
-                if (!lua_isstring(L, -2) || !lua_isstring(L, -1)) continue;
-                lua_pushvalue(L, -2);
-                t->labels[k++] = strdup(lua_tostring(L, -1));
+            if (t->uid == UINT32_MAX || t->suid == UINT32_MAX) {
+                snprintf(err, errlen, "%s:%d: too many distinct targets", source, line);
+                free(host);
+                free(id);
+                free(address);
                 lua_pop(L, 1);
-                t->labels[k++] = strdup(lua_tostring(L, -1));
+                return -1;
             }
         }
-        lua_pop(L, 2);
+        free(host);
+        free(id);
+        free(address);
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
     return 0;

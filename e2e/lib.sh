@@ -2,11 +2,12 @@
 # *_test.sh files). Traffic goes only to ports published on 127.0.0.1.
 
 # Compose v2 plugin if present, else Debian's docker-compose (v1).
+# v1 needs --compatibility to honour deploy.replicas.
 compose() {
     if docker compose version >/dev/null 2>&1; then
         docker compose "$@"
     else
-        docker-compose "$@"
+        docker-compose --compatibility "$@"
     fi
 }
 

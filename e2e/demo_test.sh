@@ -1,0 +1,33 @@
+# The top-level docker-compose.yml: two replicas each of api and web behind
+# the gateway, reached on 127.0.0.1.
+COMPOSE_FILE=docker-compose.yml
+export COMPOSE_FILE
+MOONGATE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+MOONGATE_ADMIN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export MOONGATE_PORT MOONGATE_ADMIN_PORT
+trap 'compose -p "$PROJECT" -f "$COMPOSE_FILE" down -v --remove-orphans >/dev/null 2>&1' EXIT INT TERM
+
+# the images were built by run.sh under :e2e tags; reuse them
+docker tag moongate:e2e moongate:latest
+docker tag moongate-demo-api:e2e moongate-demo-api:latest
+docker tag moongate-demo-web:e2e moongate-demo-web:latest
+
+if compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d --no-build >/tmp/moongate-e2e-up.log 2>&1; then
+    pass "the demo stack starts with deploy.replicas: 2"
+    gw="http://127.0.0.1:$MOONGATE_PORT"
+    check "the gateway answers on 127.0.0.1:$MOONGATE_PORT" wait_http "$gw/api/x" 30
+    seen=$(for i in 1 2 3 4; do curl -s -m 2 "$gw/api/x" | sed 's/.*"instance": "\([^"]*\)".*/\1/'; done)
+    distinct=$(echo "$seen" | sort -u | wc -l)
+    alternating=$(echo "$seen" | awk 'NR>1 && $0==prev {bad=1} {prev=$0} END {print bad ? "no" : "yes"}')
+    check "both api replicas answer, in alternation ($(echo $seen))" \
+        sh -c "[ $distinct -eq 2 ] && [ $alternating = yes ]"
+    webseen=$(for i in 1 2 3 4; do curl -s -m 2 "$gw/" | sed -n 's/.*<b id="instance">\([^<]*\)<.*/\1/p'; done | sort -u | wc -l)
+    check "both web replicas answer ($webseen distinct)" sh -c "[ $webseen -eq 2 ]"
+    check "the admin API lists both services" \
+        sh -c "curl -s -m 2 http://127.0.0.1:$MOONGATE_ADMIN_PORT/api/services | grep -q '\"name\": \"web\"'"
+else
+    cat /tmp/moongate-e2e-up.log
+    fail "the demo stack starts with deploy.replicas: 2"
+fi
+compose -p "$PROJECT" -f "$COMPOSE_FILE" down -v --remove-orphans >/dev/null 2>&1
+trap - EXIT INT TERM
