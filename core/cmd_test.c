@@ -2,6 +2,7 @@
  * so specs exercise plugins against the real `moongate` module and the
  * FFI surface of this very binary. */
 #include "cmd.h"
+#include "control.h"
 #include "lua_env.h"
 
 #include <lauxlib.h>
@@ -15,6 +16,7 @@ int mg_cmd_script(const char *path, int argc, char **argv)
 {
     lua_State *L = mg_lua_env_new();
     if (!L) return 1;
+    mg_control_open_io(L, uv_default_loop());
     lua_createtable(L, argc, 1);
     lua_pushstring(L, path);
     lua_rawseti(L, -2, 0);
@@ -48,6 +50,8 @@ int mg_cmd_test(int argc, char **argv)
 {
     lua_State *L = mg_lua_env_new();
     if (!L) return 1;
+    /* specs drive mg.http and mg.sleep with mg.run() on this loop */
+    mg_control_open_io(L, uv_default_loop());
     /* busted reads its command line from the global `arg`. */
     /* --ignore-lua: a .busted file may name an interpreter; we already are one. */
     lua_createtable(L, argc + 1, 1);

@@ -215,4 +215,14 @@ function _M.inflight(target)
     return target.inflight or 0
 end
 
+-- ---- async I/O (control plane and specs) ---------------------------------
+
+if rawget(_G, "__mg_io") then
+    local aio = require("moongate.io")
+    _M.http = { request = aio.request, stream = aio.stream, parse_url = aio.parse_url }
+    _M.sleep = aio.sleep
+    _M.spawn = aio.spawn
+    _M.run = aio.run
+end
+
 return _M

@@ -1,0 +1,35 @@
+/* The control plane's Lua state, on the main thread: discovery and health
+ * plugins run here as coroutines that wait on libuv (HTTP over TCP or a
+ * unix socket, timers) without blocking anything, in the style of
+ * OpenResty's cosockets: the plugin writes straight-line code. */
+#ifndef MG_CONTROL_H
+#define MG_CONTROL_H
+
+#include "reload.h"
+
+#include <lua.h>
+#include <uv.h>
+
+typedef struct mg_control {
+    uv_loop_t *loop;
+    lua_State *L;
+    mg_reloader *rl;
+    uv_timer_t tick;
+    int ref_runtime;
+} mg_control;
+
+/* Creates the state, loads lua/moongate/control.lua and starts the health
+ * checks of the current config. Returns 0 or -1 (logged). */
+int mg_control_start(mg_control *ctl, uv_loop_t *loop, mg_reloader *rl);
+
+/* The config changed: restart health checks for it (state is kept per
+ * target across reloads). */
+void mg_control_reconfigure(mg_control *ctl);
+
+void mg_control_stop(mg_control *ctl);
+
+/* Registers the async I/O primitives (__mg_io) in a Lua state whose
+ * coroutines are resumed from loop. Also used by `moongate test`. */
+void mg_control_open_io(lua_State *L, uv_loop_t *loop);
+
+#endif

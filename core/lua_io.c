@@ -1,0 +1,497 @@
+/* Async I/O for Lua coroutines on a libuv loop (the control plane): an
+ * HTTP/1.1 client over TCP or a unix socket, with a whole-body and a
+ * streaming form, and sleeps. A coroutine calls a start function, which
+ * never completes synchronously, then yields; the libuv callback resumes it
+ * with the result. Responses are parsed with llhttp. Errors are values
+ * (nil, reason), never a crash. Used from lua/moongate/io.lua. */
+#include "control.h"
+#include "log.h"
+
+#include <lauxlib.h>
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IO_MAX_HEADERS 100
+#define IO_MAX_BODY    (64 * 1024 * 1024)
+
+typedef struct io_req {
+    lua_State *L;  /* the main state (registry holder) */
+    lua_State *co; /* the coroutine waiting, NULL when none */
+    int co_ref;    /* anchors co while C holds it */
+    uv_loop_t *loop;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    uv_connect_t connect;
+    uv_timer_t timer;
+    uv_write_t write;
+    llhttp_t parser;
+    char *out;
+    size_t out_len;
+    mg_buf body; /* whole body, or streamed bytes not read yet */
+    mg_buf hdr;  /* "name\0value\0" pairs */
+    mg_buf field;
+    int nheaders, in_value;
+    int status;
+    int stream; /* 1: body pieces go to read() */
+    int head_done, done, failed, closed_handles, handles;
+    int waiting;      /* 1: co waits for the head; 2: for data */
+    int freed_by_lua; /* the stream object was closed/collected */
+    char err[160];
+} io_req;
+
+static void io_free_maybe(io_req *r);
+
+static void resume(io_req *r, int nargs)
+{
+    lua_State *co = r->co;
+    int ref = r->co_ref;
+    r->co = NULL;
+    r->co_ref = LUA_NOREF;
+    r->waiting = 0;
+    int rc = lua_resume(co, nargs);
+    if (rc != 0 && rc != LUA_YIELD) {
+        const char *msg = lua_tostring(co, -1);
+        luaL_traceback(r->L, co, msg, 0);
+        mg_log(MG_LOG_ERROR, -1, 0, "control plugin failed: %s", lua_tostring(r->L, -1));
+        lua_pop(r->L, 1);
+    }
+    luaL_unref(r->L, LUA_REGISTRYINDEX, ref);
+}
+
+static void push_headers(lua_State *co, io_req *r)
+{
+    lua_createtable(co, 0, r->nheaders);
+    const char *p = r->hdr.p;
+    for (int i = 0; i < r->nheaders; i++) {
+        const char *name = p;
+        p += strlen(p) + 1;
+        const char *value = p;
+        p += strlen(p) + 1;
+        lua_pushstring(co, value);
+        lua_setfield(co, -2, name);
+    }
+}
+
+/* Wakes the coroutine with what it waits for, if it can be given now. */
+static void deliver(io_req *r)
+{
+    if (!r->co) return;
+    lua_State *co = r->co;
+    if (r->failed) {
+        lua_pushnil(co);
+        lua_pushstring(co, r->err);
+        resume(r, 2);
+        return;
+    }
+    if (r->waiting == 1 && (r->stream ? r->head_done : r->done)) {
+        lua_pushinteger(co, r->status);
+        push_headers(co, r);
+        if (r->stream) {
+            resume(r, 2);
+        } else {
+            lua_pushlstring(co, r->body.p ? r->body.p : "", r->body.len);
+            resume(r, 3);
+        }
+        return;
+    }
+    if (r->waiting == 2 && (r->body.len || r->done)) {
+        if (r->body.len) {
+            lua_pushlstring(co, r->body.p, r->body.len);
+            r->body.len = 0;
+        } else {
+            lua_pushnil(co); /* end of the stream */
+        }
+        resume(r, 1);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    io_req *r = h->data;
+    r->closed_handles++;
+    io_free_maybe(r);
+}
+
+static void close_all(io_req *r)
+{
+    if (r->handles) return;
+    r->handles = 2;
+    uv_timer_stop(&r->timer);
+    uv_close((uv_handle_t *)&r->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&r->h, on_handle_closed);
+}
+
+static void io_free_maybe(io_req *r)
+{
+    if (r->closed_handles < 2 || (r->stream && !r->freed_by_lua) || r->co) return;
+    free(r->out);
+    mg_buf_free(&r->body);
+    mg_buf_free(&r->hdr);
+    mg_buf_free(&r->field);
+    free(r);
+}
+
+static void fail(io_req *r, const char *fmt, const char *detail)
+{
+    if (r->failed || r->done) return;
+    r->failed = 1;
+    snprintf(r->err, sizeof(r->err), fmt, detail ? detail : "");
+    close_all(r);
+    deliver(r);
+}
+
+static void finish(io_req *r)
+{
+    if (r->done) return;
+    r->done = 1;
+    close_all(r);
+    deliver(r);
+}
+
+/* ---- response parsing ---------------------------------------------------- */
+
+static int on_status_complete(llhttp_t *p)
+{
+    io_req *r = p->data;
+    r->status = p->status_code;
+    return 0;
+}
+
+static int on_hfield(llhttp_t *p, const char *at, size_t n)
+{
+    io_req *r = p->data;
+    if (r->in_value) {
+        r->field.len = 0;
+        r->in_value = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = at[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c | 0x20);
+        mg_buf_append(&r->field, &c, 1);
+    }
+    return 0;
+}
+
+static int on_hvalue(llhttp_t *p, const char *at, size_t n)
+{
+    io_req *r = p->data;
+    if (!r->in_value) {
+        if (r->nheaders >= IO_MAX_HEADERS) return HPE_USER;
+        mg_buf_append(&r->hdr, r->field.p, r->field.len);
+        mg_buf_append(&r->hdr, "", 1);
+        r->nheaders++;
+        r->in_value = 1;
+    }
+    mg_buf_append(&r->hdr, at, n);
+    return 0;
+}
+
+static int on_hvalue_complete(llhttp_t *p)
+{
+    io_req *r = p->data;
+    if (!r->in_value) { /* empty value */
+        mg_buf_append(&r->hdr, r->field.p, r->field.len);
+        mg_buf_append(&r->hdr, "", 1);
+        r->nheaders++;
+    }
+    mg_buf_append(&r->hdr, "", 1);
+    r->in_value = 1;
+    r->field.len = 0;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    io_req *r = p->data;
+    if (r->status >= 100 && r->status < 200) { /* interim: forget it */
+        r->hdr.len = 0;
+        r->nheaders = 0;
+        return 0;
+    }
+    r->head_done = 1;
+    if (r->stream) uv_timer_stop(&r->timer); /* a stream may stay open */
+    deliver(r);
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    io_req *r = p->data;
+    if (r->body.len + n > IO_MAX_BODY) return HPE_USER;
+    mg_buf_append(&r->body, at, n);
+    if (r->stream) deliver(r);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    io_req *r = p->data;
+    if (r->status >= 100 && r->status < 200) return 0;
+    finish(r);
+    return HPE_PAUSED;
+}
+
+static llhttp_settings_t settings;
+
+static void alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    static char buf[65536];
+    b->base = buf;
+    b->len = sizeof(buf);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    io_req *r = s->data;
+    if (r->done || r->failed) return;
+    if (nread > 0) {
+        llhttp_errno_t e = llhttp_execute(&r->parser, buf->base, (size_t)nread);
+        if (e != HPE_OK && e != HPE_PAUSED)
+            fail(r, "invalid response: %s", llhttp_get_error_reason(&r->parser));
+        return;
+    }
+    if (nread == 0) return;
+    if (nread == UV_EOF) {
+        llhttp_errno_t e = llhttp_finish(&r->parser);
+        if (!r->done) {
+            if (e == HPE_OK && r->head_done)
+                finish(r);
+            else
+                fail(r, "connection closed before the response ended%s", "");
+        }
+        return;
+    }
+    fail(r, "read failed: %s", uv_strerror((int)nread));
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    io_req *r = w->data;
+    if (status < 0 && status != UV_ECANCELED) fail(r, "write failed: %s", uv_strerror(status));
+}
+
+static void on_connect(uv_connect_t *c, int status)
+{
+    io_req *r = c->data;
+    if (r->failed || r->done) return;
+    if (status < 0) {
+        fail(r, "connect failed: %s", uv_strerror(status));
+        return;
+    }
+    uv_buf_t b = uv_buf_init(r->out, (unsigned)r->out_len);
+    r->write.data = r;
+    uv_write(&r->write, (uv_stream_t *)&r->h, &b, 1, on_written);
+    uv_read_start((uv_stream_t *)&r->h, alloc_cb, on_read);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    fail(t->data, "timed out%s", "");
+}
+
+static void on_deferred_fail(uv_timer_t *t)
+{
+    io_req *r = t->data;
+    char msg[sizeof(r->err)];
+    memcpy(msg, r->err, sizeof(msg));
+    fail(r, "%s", msg);
+}
+
+/* __mg_io.http(co, unix_path_or_nil, ip, port, request_bytes, timeout_ms, stream)
+ * -> handle (lightuserdata), or nil, err. The caller yields next. */
+static int l_http(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    const char *sock = lua_tostring(L, 2);
+    const char *ip = luaL_optstring(L, 3, "127.0.0.1");
+    int port = (int)luaL_optinteger(L, 4, 80);
+    size_t len;
+    const char *req = luaL_checklstring(L, 5, &len);
+    double timeout = luaL_optnumber(L, 6, 10000);
+    int stream = lua_toboolean(L, 7);
+    uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
+    lua_State *main_L = lua_touserdata(L, lua_upvalueindex(2));
+    struct sockaddr_storage ss;
+    if (!sock && uv_ip4_addr(ip, port, (struct sockaddr_in *)&ss) &&
+        uv_ip6_addr(ip, port, (struct sockaddr_in6 *)&ss)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "not an IP address: %s", ip);
+        return 2;
+    }
+    /* Ownership: r is freed by io_free_maybe once its handles closed and no
+     * coroutine or stream object refers to it. */
+    io_req *r = calloc(1, sizeof(*r));
+    r->out = malloc(len);
+    if (!r || !r->out) return luaL_error(L, "out of memory");
+    memcpy(r->out, req, len);
+    r->out_len = len;
+    r->L = main_L; /* never the coroutine: it may be collected once done */
+    r->loop = loop;
+    r->stream = stream;
+    r->freed_by_lua = !stream;
+    r->co_ref = LUA_NOREF;
+    llhttp_init(&r->parser, HTTP_RESPONSE, &settings);
+    r->parser.data = r;
+    uv_timer_init(loop, &r->timer);
+    r->timer.data = r;
+    uv_update_time(loop); /* the loop may have been idle: timers count from now */
+    if (timeout > 0) uv_timer_start(&r->timer, on_timeout, (uint64_t)timeout, 0);
+    r->connect.data = r;
+    if (sock) {
+        uv_pipe_init(loop, &r->h.pipe, 0);
+        r->h.pipe.data = r;
+        uv_pipe_connect(&r->connect, &r->h.pipe, sock, on_connect);
+    } else {
+        uv_tcp_init(loop, &r->h.tcp);
+        r->h.tcp.data = r;
+        int rc = uv_tcp_connect(&r->connect, &r->h.tcp, (struct sockaddr *)&ss, on_connect);
+        if (rc) {
+            /* reported through the loop, after the coroutine yielded */
+            snprintf(r->err, sizeof(r->err), "connect failed: %s", uv_strerror(rc));
+            uv_timer_start(&r->timer, on_deferred_fail, 0, 0);
+        }
+    }
+    /* the coroutine waits for the head (stream) or the whole response */
+    lua_pushvalue(L, 1);
+    r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->co = lua_tothread(L, 1);
+    r->waiting = 1;
+    lua_pushlightuserdata(L, r);
+    return 1;
+}
+
+/* __mg_io.read(co, handle) -> chunk now, or true (then yield), or nil at the end. */
+static int l_read(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    io_req *r = lua_touserdata(L, 2);
+    if (!r) return 0;
+    if (r->body.len) {
+        lua_pushlstring(L, r->body.p, r->body.len);
+        r->body.len = 0;
+        return 1;
+    }
+    if (r->failed) {
+        lua_pushnil(L);
+        lua_pushstring(L, r->err);
+        return 2;
+    }
+    if (r->done) return 0;
+    lua_pushvalue(L, 1);
+    r->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->co = lua_tothread(L, 1);
+    r->waiting = 2;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* __mg_io.close(handle): the stream object is done with it. */
+static int l_close(lua_State *L)
+{
+    io_req *r = lua_touserdata(L, 1);
+    if (!r || r->freed_by_lua) return 0;
+    r->freed_by_lua = 1;
+    if (!r->done && !r->failed) {
+        r->failed = 1;
+        snprintf(r->err, sizeof(r->err), "closed");
+        close_all(r);
+    }
+    io_free_maybe(r);
+    return 0;
+}
+
+typedef struct sleep_req {
+    uv_timer_t timer;
+    lua_State *L;
+    int co_ref;
+} sleep_req;
+
+static void on_sleep_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_sleep(uv_timer_t *t)
+{
+    sleep_req *s = t->data;
+    lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->co_ref);
+    lua_State *co = lua_tothread(s->L, -1);
+    lua_pop(s->L, 1);
+    int ref = s->co_ref;
+    int rc = lua_resume(co, 0);
+    if (rc != 0 && rc != LUA_YIELD) {
+        luaL_traceback(s->L, co, lua_tostring(co, -1), 0);
+        mg_log(MG_LOG_ERROR, -1, 0, "control plugin failed: %s", lua_tostring(s->L, -1));
+        lua_pop(s->L, 1);
+    }
+    luaL_unref(s->L, LUA_REGISTRYINDEX, ref);
+    uv_close((uv_handle_t *)t, on_sleep_closed);
+}
+
+/* __mg_io.sleep(co, ms): the caller yields next. */
+static int l_sleep(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    double ms = luaL_checknumber(L, 2);
+    uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
+    sleep_req *s = calloc(1, sizeof(*s));
+    if (!s) return luaL_error(L, "out of memory");
+    s->L = lua_touserdata(L, lua_upvalueindex(2));
+    lua_pushvalue(L, 1);
+    s->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    uv_update_time(loop);
+    uv_timer_start(&s->timer, on_sleep, ms > 0 ? (uint64_t)ms : 0, 0);
+    return 0;
+}
+
+static int l_now(lua_State *L)
+{
+    uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
+    uv_update_time(loop);
+    lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+    return 1;
+}
+
+/* __mg_io.run(seconds): runs the loop until nothing is pending or the time
+ * is up (for specs and `moongate` scripts outside the gateway). */
+static int l_run(lua_State *L)
+{
+    uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
+    double limit = luaL_optnumber(L, 1, 10);
+    uint64_t deadline = uv_hrtime() + (uint64_t)(limit * 1e9);
+    while (uv_run(loop, UV_RUN_NOWAIT) && uv_hrtime() < deadline)
+        uv_sleep(1);
+    return 0;
+}
+
+void mg_control_open_io(lua_State *L, uv_loop_t *loop)
+{
+    static int inited;
+    if (!inited) {
+        llhttp_settings_init(&settings);
+        settings.on_status_complete = on_status_complete;
+        settings.on_header_field = on_hfield;
+        settings.on_header_value = on_hvalue;
+        settings.on_header_value_complete = on_hvalue_complete;
+        settings.on_headers_complete = on_headers_complete;
+        settings.on_body = on_body;
+        settings.on_message_complete = on_message_complete;
+        inited = 1;
+    }
+    static const luaL_Reg fns[] = {{"http", l_http},   {"read", l_read}, {"close", l_close},
+                                   {"sleep", l_sleep}, {"now", l_now},   {"run", l_run},
+                                   {NULL, NULL}};
+    lua_newtable(L);
+    for (const luaL_Reg *f = fns; f->name; f++) {
+        lua_pushlightuserdata(L, loop);
+        lua_pushlightuserdata(L, L); /* the main state, for the registry */
+        lua_pushcclosure(L, f->func, 2);
+        lua_setfield(L, -2, f->name);
+    }
+    lua_setglobal(L, "__mg_io");
+}

@@ -1,0 +1,151 @@
+-- Async I/O for control-plane plugins (discovery, health checks): straight-
+-- line code that waits without blocking. Every function here must run in a
+-- coroutine started with mg.spawn; it yields to the event loop and is
+-- resumed with the result. Errors are return values: nil, "reason".
+local _M = {}
+
+local io_c = rawget(_G, "__mg_io")
+local co_running, co_yield, co_create, co_resume = coroutine.running, coroutine.yield,
+    coroutine.create, coroutine.resume
+
+local function need_co(what)
+    local co = co_running()
+    if not co then error(what .. " must run in a coroutine (use mg.spawn)", 3) end
+    if not io_c then error(what .. " needs the moongate binary", 3) end
+    return co
+end
+
+-- "http://127.0.0.1:8080/path?q" or "unix:///var/run/docker.sock:/path"
+function _M.parse_url(url)
+    local sock, path = url:match("^unix://(/[^:]+):(/.*)$")
+    if sock then return { unix = sock, path = path, host = "localhost" } end
+    local host, port, rest = url:match("^http://%[([%x:%.]+)%]:?(%d*)(.*)$")
+    if not host then host, port, rest = url:match("^http://([^/:]+):?(%d*)(.*)$") end
+    if not host then return nil, "unsupported URL " .. tostring(url) end
+    if host == "localhost" then host = "127.0.0.1" end
+    return { ip = host, port = tonumber(port) or 80, path = rest ~= "" and rest or "/", host = host }
+end
+
+local function build(opts, u)
+    local method = opts.method or "GET"
+    local lines = { method .. " " .. u.path .. " HTTP/1.1" }
+    local headers = opts.headers or {}
+    local has = {}
+    for k in pairs(headers) do has[k:lower()] = true end
+    if not has.host then lines[#lines + 1] = "Host: " .. (u.port and u.port ~= 80 and (u.host .. ":" .. u.port) or u.host) end
+    if not has["user-agent"] then lines[#lines + 1] = "User-Agent: moongate" end
+    for k, v in pairs(headers) do
+        if tostring(v):find("[\r\n]") or tostring(k):find("[\r\n:]") then
+            return nil, "header " .. tostring(k) .. " has CR, LF or a colon"
+        end
+        lines[#lines + 1] = k .. ": " .. tostring(v)
+    end
+    local body = opts.body
+    if body then lines[#lines + 1] = "Content-Length: " .. #body end
+    if not has.connection then lines[#lines + 1] = "Connection: close" end
+    return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
+end
+
+local function start(opts, stream)
+    local co = need_co("mg.http")
+    if type(opts) == "string" then opts = { url = opts } end
+    local u, err = _M.parse_url(opts.url or "")
+    if not u then return nil, err end
+    local req
+    req, err = build(opts, u)
+    if not req then return nil, err end
+    local timeout = (opts.timeout or (stream and 0 or 10)) * 1000
+    local handle, serr = io_c.http(co, u.unix, u.ip, u.port, req, timeout, stream)
+    if not handle then return nil, serr end
+    return handle, co_yield()
+end
+
+-- mg.http.request{ method, url, headers, body, timeout } -> res | nil, err
+-- res = { status = 200, headers = { ["content-type"] = ... }, body = "..." }
+function _M.request(opts)
+    local handle, status, headers, body = start(opts, false)
+    if not handle then return nil, status end
+    if not status then return nil, headers end
+    return { status = status, headers = headers, body = body }
+end
+
+local Stream = {}
+Stream.__index = Stream
+
+-- The next piece of the body as it arrives; nil at the end (or nil, err).
+function Stream:read()
+    if self.closed then return nil, "closed" end
+    local co = need_co("stream:read")
+    local piece, err = io_c.read(co, self.handle)
+    if piece == true then piece, err = co_yield() end
+    return piece, err
+end
+
+-- Iterates over complete lines (without "\n"), for newline-delimited
+-- streams such as Docker's /events.
+function Stream:lines()
+    return function()
+        while true do
+            local nl = self.buf:find("\n", 1, true)
+            if nl then
+                local line = self.buf:sub(1, nl - 1):gsub("\r$", "")
+                self.buf = self.buf:sub(nl + 1)
+                return line
+            end
+            local piece, err = self:read()
+            if not piece then
+                self.err = err
+                if self.buf ~= "" then
+                    local rest = self.buf
+                    self.buf = ""
+                    return rest
+                end
+                return nil
+            end
+            self.buf = self.buf .. piece
+        end
+    end
+end
+
+function Stream:close()
+    if not self.closed then
+        self.closed = true
+        io_c.close(self.handle)
+    end
+end
+
+-- mg.http.stream{ ... } -> stream | nil, err; stream.status, stream.headers
+function _M.stream(opts)
+    local handle, status, headers = start(opts, true)
+    if not handle then return nil, status end
+    if not status then
+        io_c.close(handle)
+        return nil, headers
+    end
+    return setmetatable({ handle = handle, status = status, headers = headers, buf = "" }, Stream)
+end
+
+function _M.sleep(seconds)
+    local co = need_co("mg.sleep")
+    io_c.sleep(co, seconds * 1000)
+    co_yield()
+end
+
+-- Runs fn(...) as a coroutine now; errors are logged, not raised.
+function _M.spawn(fn, ...)
+    local co = co_create(fn)
+    local ok, err = co_resume(co, ...)
+    if not ok then
+        local mg = require("moongate")
+        mg.log.err("spawned function failed: ", debug.traceback(co, tostring(err)))
+    end
+    return co
+end
+
+-- Specs and scripts: turn the event loop for up to `seconds` (the gateway's
+-- control thread turns it by itself).
+function _M.run(seconds)
+    if io_c then io_c.run(seconds or 10) end
+end
+
+return _M
