@@ -108,7 +108,12 @@ static json_t *target_json(const mg_target *t, uint64_t now_ms_unused)
     json_object_set_new(
         o, "inflight",
         json_integer(atomic_load(&mg_target_inflight[t->uid < MG_MAX_TARGET_UIDS ? t->uid : 0])));
-    json_object_set_new(o, "health", json_string(t->addr.ss_family ? "unchecked" : "unresolved"));
+    static const char *const hs[] = {"unchecked", "up", "down"};
+    int hstate = mg_health_get(t->suid);
+    json_object_set_new(o, "health",
+                        json_string(!t->addr.ss_family ? "unresolved"
+                                    : hstate <= 2      ? hs[hstate]
+                                                       : "unchecked"));
     json_object_set_new(o, "draining", json_false());
     if (s) {
         uint64_t req = ld(&s->requests);

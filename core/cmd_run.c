@@ -4,6 +4,7 @@
 #include "config.h"
 #include "log.h"
 #include "admin.h"
+#include "control.h"
 #include "reload.h"
 #include "watchdog.h"
 #include "worker.h"
@@ -43,6 +44,11 @@ static void raise_fd_limit(void)
 }
 
 static int stop_signals;
+
+static void on_reload(void *ud)
+{
+    mg_control_reconfigure(ud);
+}
 
 static uint64_t cfg_grace_ms(const mg_reloader *rl)
 {
@@ -94,10 +100,15 @@ int mg_cmd_run(const char *config_path)
     mg_watchdog_start(&wd, loop, ws, nworkers);
     mg_admin admin;
     mg_admin_start(&admin, loop, &rl);
+    mg_control control;
+    mg_control_start(&control, loop, &rl);
+    rl.on_reload = on_reload;
+    rl.on_reload_ud = &control;
     mg_snapshot_unref(snap); /* each worker holds its own reference */
     uv_run(loop, UV_RUN_DEFAULT);
     mg_admin_stopping(&admin); /* /ping says 503 while in-flight requests finish */
-    mg_watchdog_stop(&wd);     /* before the workers it watches are freed */
+    mg_control_stop(&control);
+    mg_watchdog_stop(&wd); /* before the workers it watches are freed */
     mg_workers_stop(ws, nworkers);
     /* Keep the main loop turning while workers drain, so the admin API
      * answers (/ping: 503) during the grace period. */
@@ -116,6 +127,7 @@ int mg_cmd_run(const char *config_path)
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
+    mg_control_close(&control);
     uv_loop_close(loop);
     mg_reload_free(&rl);
     mg_log(MG_LOG_INFO, -1, 0, "stopped");

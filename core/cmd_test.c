@@ -76,6 +76,8 @@ int mg_cmd_test(int argc, char **argv)
         lua_close(L);
         return 1;
     }
+    mg_control_io_cancel_all();
+    uv_run(uv_default_loop(), UV_RUN_NOWAIT);
     lua_close(L);
     return 0;
 }

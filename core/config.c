@@ -96,7 +96,8 @@ static int resolve_all(const char *host, uint16_t port_num, struct sockaddr_stor
         if (a->ai_family != family) continue;
         int dup = 0;
         for (int k = 0; k < n; k++)
-            if (lens[k] == a->ai_addrlen && memcmp(&out[k], a->ai_addr, a->ai_addrlen) == 0) dup = 1;
+            if (lens[k] == a->ai_addrlen && memcmp(&out[k], a->ai_addr, a->ai_addrlen) == 0)
+                dup = 1;
         if (dup) continue;
         memcpy(&out[n], a->ai_addr, a->ai_addrlen);
         lens[n++] = a->ai_addrlen;
@@ -121,7 +122,8 @@ static char **read_labels(lua_State *L, int t_idx)
     lua_getfield(L, t_idx, "labels");
     if (lua_istable(L, -1)) {
         int nl = 0;
-        for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) nl++;
+        for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
+            nl++;
         labels = calloc((size_t)nl * 2 + 1, sizeof(char *));
         int k = 0;
         for (lua_pushnil(L); labels && lua_next(L, -2); lua_pop(L, 1)) {
@@ -140,9 +142,11 @@ static char **copy_labels(char **l)
 {
     if (!l) return NULL;
     int n = 0;
-    while (l[n]) n++;
+    while (l[n])
+        n++;
     char **c = calloc((size_t)n + 1, sizeof(char *));
-    for (int i = 0; c && i < n; i++) c[i] = strdup(l[i]);
+    for (int i = 0; c && i < n; i++)
+        c[i] = strdup(l[i]);
     return c;
 }
 
@@ -162,6 +166,7 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     svc->balancer = dup_field(L, idx, "balancer", "roundrobin");
     svc->line = (int)num_field(L, idx, "line", 0);
     svc->balancer_opts = dup_field(L, idx, "_opts_literal", "{}");
+    svc->health = dup_field(L, idx, "_health_literal", NULL);
     lua_getfield(L, idx, "targets");
     int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     int cap = n ? n : 1;
@@ -383,6 +388,12 @@ static const char *const load_chunk =
     "  if not ok then return nil, string.format('%s:%d: services.%s.balancer: %s',\n"
     "    cfg.source or '?', svc.line or 0, svc.name, perr) end\n"
     "  svc._opts_literal = plugins.serialize(svc.balancer_opts or {})\n"
+    "  if svc.health then\n"
+    "    local hc, herr = require('moongate.health').settings(svc.health, cfg.plugins_dir)\n"
+    "    if not hc then return nil, string.format('%s:%d: services.%s.health: %s',\n"
+    "      cfg.source or '?', svc.line or 0, svc.name, herr) end\n"
+    "    svc._health_literal = plugins.serialize(hc)\n"
+    "  end\n"
     "end\n"
     "local ok, lit = pcall(require('moongate.chains').build, cfg)\n"
     "if not ok then return nil, lit end\n"

@@ -32,4 +32,11 @@ void mg_control_stop(mg_control *ctl);
  * coroutines are resumed from loop. Also used by `moongate test`. */
 void mg_control_open_io(lua_State *L, uv_loop_t *loop);
 
+/* Cancels every request and sleep in progress without resuming anyone (at
+ * shutdown, before the Lua state is closed; run the loop after). */
+void mg_control_io_cancel_all(void);
+
+/* Closes the control state (after mg_control_stop and the loop ran). */
+void mg_control_close(mg_control *ctl);
+
 #endif

@@ -15,7 +15,34 @@
 #define IO_MAX_HEADERS 100
 #define IO_MAX_BODY    (64 * 1024 * 1024)
 
+/* Every request and sleep in progress, so that shutdown can cancel them
+ * before the Lua state they would resume is closed. */
+typedef struct pending {
+    struct pending *prev, *next;
+    void (*cancel)(struct pending *);
+} pending;
+
+static pending pending_head = {&pending_head, &pending_head, NULL};
+
+static void pending_add(pending *p, void (*cancel)(pending *))
+{
+    p->cancel = cancel;
+    p->next = pending_head.next;
+    p->prev = &pending_head;
+    pending_head.next->prev = p;
+    pending_head.next = p;
+}
+
+static void pending_remove(pending *p)
+{
+    if (!p->next) return;
+    p->prev->next = p->next;
+    p->next->prev = p->prev;
+    p->next = p->prev = NULL;
+}
+
 typedef struct io_req {
+    pending link;  /* first: the pending list holds io_req pointers */
     lua_State *L;  /* the main state (registry holder) */
     lua_State *co; /* the coroutine waiting, NULL when none */
     int co_ref;    /* anchors co while C holds it */
@@ -46,6 +73,7 @@ static void io_free_maybe(io_req *r);
 
 static void resume(io_req *r, int nargs)
 {
+    if (!r->co) return;
     lua_State *co = r->co;
     int ref = r->co_ref;
     r->co = NULL;
@@ -127,6 +155,7 @@ static void close_all(io_req *r)
 static void io_free_maybe(io_req *r)
 {
     if (r->closed_handles < 2 || (r->stream && !r->freed_by_lua) || r->co) return;
+    pending_remove(&r->link);
     free(r->out);
     mg_buf_free(&r->body);
     mg_buf_free(&r->hdr);
@@ -300,6 +329,16 @@ static void on_deferred_fail(uv_timer_t *t)
     fail(r, "%s", msg);
 }
 
+static void io_cancel(pending *p)
+{
+    io_req *r = (io_req *)p;
+    if (r->co) luaL_unref(r->L, LUA_REGISTRYINDEX, r->co_ref);
+    r->co = NULL;
+    r->freed_by_lua = 1;
+    r->failed = 1;
+    close_all(r);
+}
+
 /* __mg_io.http(co, unix_path_or_nil, ip, port, request_bytes, timeout_ms, stream)
  * -> handle (lightuserdata), or nil, err. The caller yields next. */
 static int l_http(lua_State *L)
@@ -329,6 +368,7 @@ static int l_http(lua_State *L)
     memcpy(r->out, req, len);
     r->out_len = len;
     r->L = main_L; /* never the coroutine: it may be collected once done */
+    pending_add(&r->link, io_cancel);
     r->loop = loop;
     r->stream = stream;
     r->freed_by_lua = !stream;
@@ -404,6 +444,7 @@ static int l_close(lua_State *L)
 }
 
 typedef struct sleep_req {
+    pending link;
     uv_timer_t timer;
     lua_State *L;
     int co_ref;
@@ -414,9 +455,18 @@ static void on_sleep_closed(uv_handle_t *h)
     free(h->data);
 }
 
+static void sleep_cancel(pending *p)
+{
+    sleep_req *s = (sleep_req *)p;
+    pending_remove(p);
+    luaL_unref(s->L, LUA_REGISTRYINDEX, s->co_ref);
+    uv_close((uv_handle_t *)&s->timer, on_sleep_closed);
+}
+
 static void on_sleep(uv_timer_t *t)
 {
     sleep_req *s = t->data;
+    pending_remove(&s->link);
     lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->co_ref);
     lua_State *co = lua_tothread(s->L, -1);
     lua_pop(s->L, 1);
@@ -440,6 +490,7 @@ static int l_sleep(lua_State *L)
     sleep_req *s = calloc(1, sizeof(*s));
     if (!s) return luaL_error(L, "out of memory");
     s->L = lua_touserdata(L, lua_upvalueindex(2));
+    pending_add(&s->link, sleep_cancel);
     lua_pushvalue(L, 1);
     s->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uv_timer_init(loop, &s->timer);
@@ -467,6 +518,15 @@ static int l_run(lua_State *L)
     while (uv_run(loop, UV_RUN_NOWAIT) && uv_hrtime() < deadline)
         uv_sleep(1);
     return 0;
+}
+
+void mg_control_io_cancel_all(void)
+{
+    while (pending_head.next != &pending_head) {
+        pending *p = pending_head.next;
+        pending_remove(p);
+        p->cancel(p);
+    }
 }
 
 void mg_control_open_io(lua_State *L, uv_loop_t *loop)

@@ -397,8 +397,10 @@ static int pick_target(mg_req *r)
         }
         if (idx < 0) break;
         uint32_t uid = s->targets[idx].uid;
-        if (uid < w->npools && w->down_until[uid] > now && nexcl < 64) {
-            excl[nexcl++] = idx; /* resting after a failure: try the others first */
+        if (((uid < w->npools && w->down_until[uid] > now) ||
+             mg_health_get(s->targets[idx].suid) == MG_HEALTH_DOWN) &&
+            nexcl < 64) {
+            excl[nexcl++] = idx; /* failed a check or resting: try the others first */
             continue;
         }
         return idx;

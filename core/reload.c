@@ -104,6 +104,7 @@ int mg_reload_now(mg_reloader *rl)
     rl->last_error[0] = 0;
     atomic_fetch_add(&mg_stats.reloads_ok, 1);
     atomic_store(&mg_stats.snapshot_version, rl->version);
+    if (rl->on_reload) rl->on_reload(rl->on_reload_ud);
     mg_log(MG_LOG_INFO, -1, 0, "reloaded %s (snapshot version %llu, checked in %.1f ms)",
            cfg->source, (unsigned long long)rl->version, (double)(uv_hrtime() - t0) / 1e6);
     return 0;

@@ -24,7 +24,9 @@ typedef struct mg_reloader {
     mg_worker *ws;
     int nworkers;
     int reloads, failures;
-    mg_snapshot *snap;     /* the newest published snapshot (one reference) */
+    mg_snapshot *snap;           /* the newest published snapshot (one reference) */
+    void (*on_reload)(void *ud); /* after a successful reload */
+    void *on_reload_ud;
     char last_error[1024]; /* of the last failed reload, "" after a success */
     double last_reload;    /* wall-clock time of the last attempt, 0: none */
     int watching_config, watching_plugins;

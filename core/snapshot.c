@@ -91,6 +91,7 @@ static void free_service(mg_service *svc)
     free(svc->name);
     free(svc->balancer);
     free(svc->balancer_opts);
+    free(svc->health);
 }
 
 void mg_snapshot_unref(mg_snapshot *s)
@@ -104,7 +105,8 @@ void mg_snapshot_unref(mg_snapshot *s)
     free(s->route_service);
     free(s->route_hooks);
     if (s->route_rule)
-        for (int i = 0; i < s->nroutes; i++) free(s->route_rule[i]);
+        for (int i = 0; i < s->nroutes; i++)
+            free(s->route_rule[i]);
     free(s->route_rule);
     free(s->route_priority);
     free(s->plugins_literal);

@@ -35,6 +35,7 @@ typedef struct mg_service {
     char *name;
     char *balancer;      /* plugin name */
     char *balancer_opts; /* a Lua table literal, "{}" by default */
+    char *health;        /* health check settings as a Lua literal, or NULL */
     mg_target *targets;
     int ntargets;
     int line;

@@ -28,3 +28,17 @@ void mg_stats_request(uint32_t uid, int status, double seconds)
     atomic_fetch_add_explicit(&s->lat[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->lat_sum_us, (uint64_t)(seconds * 1e6), memory_order_relaxed);
 }
+
+static atomic_uchar health[MG_MAX_TARGET_UIDS];
+
+int mg_health_get(uint32_t suid)
+{
+    return suid < MG_MAX_TARGET_UIDS ? atomic_load_explicit(&health[suid], memory_order_relaxed)
+                                     : 0;
+}
+
+void mg_ffi_set_health(uint32_t suid, int state)
+{
+    if (suid < MG_MAX_TARGET_UIDS)
+        atomic_store_explicit(&health[suid], (unsigned char)state, memory_order_relaxed);
+}

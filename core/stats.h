@@ -30,6 +30,13 @@ typedef struct mg_global_stats {
 
 extern mg_global_stats mg_stats;
 
+/* Health of a (service, target) pair from active checks, by suid:
+ * 0 not checked, 1 up, 2 down. Written by the control thread, read by
+ * workers when they pick (a down target is skipped unless all are down). */
+enum { MG_HEALTH_UNCHECKED = 0, MG_HEALTH_UP = 1, MG_HEALTH_DOWN = 2 };
+int mg_health_get(uint32_t suid);
+MG_EXPORT void mg_ffi_set_health(uint32_t suid, int state);
+
 /* The counters of a target uid (NULL past the table). */
 mg_target_stats *mg_target_stats_of(uint32_t uid);
 

@@ -1,0 +1,109 @@
+/* See control.h. */
+#include "control.h"
+#include "log.h"
+#include "lua_env.h"
+
+#include <arpa/inet.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Builds the health runner's input from the newest snapshot and calls
+ * moongate.health.configure with it. */
+static void configure(mg_control *ctl)
+{
+    lua_State *L = ctl->L;
+    const mg_snapshot *s = ctl->rl->snap;
+    int top = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctl->ref_runtime);
+    lua_getfield(L, -1, "configure");
+    lua_createtable(L, s->nservices, 0);
+    for (int i = 0; i < s->nservices; i++) {
+        const mg_service *svc = &s->services[i];
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, svc->name);
+        lua_setfield(L, -2, "name");
+        if (svc->health) {
+            lua_getglobal(L, "require");
+            lua_pushstring(L, "moongate.plugins");
+            lua_call(L, 1, 1);
+            lua_getfield(L, -1, "deserialize");
+            lua_pushstring(L, svc->health);
+            lua_call(L, 1, 1);
+            lua_setfield(L, -3, "health");
+            lua_pop(L, 1);
+        }
+        lua_createtable(L, svc->ntargets, 0);
+        for (int k = 0; k < svc->ntargets; k++) {
+            const mg_target *t = &svc->targets[k];
+            char ip[INET6_ADDRSTRLEN] = "";
+            if (t->addr.ss_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)&t->addr)->sin_addr, ip,
+                          sizeof(ip));
+            else if (t->addr.ss_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&t->addr)->sin6_addr, ip,
+                          sizeof(ip));
+            lua_createtable(L, 0, 6);
+            lua_pushstring(L, t->address);
+            lua_setfield(L, -2, "address");
+            lua_pushstring(L, t->id);
+            lua_setfield(L, -2, "id");
+            lua_pushstring(L, t->host);
+            lua_setfield(L, -2, "host");
+            lua_pushstring(L, ip[0] ? ip : t->host);
+            lua_setfield(L, -2, "ip");
+            lua_pushinteger(L, t->port);
+            lua_setfield(L, -2, "port");
+            lua_pushnumber(L, t->suid);
+            lua_setfield(L, -2, "suid");
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_setfield(L, -2, "targets");
+        lua_rawseti(L, -2, i + 1);
+    }
+    if (lua_pcall(L, 1, 0, 0))
+        mg_log(MG_LOG_ERROR, -1, 0, "health checks: %s", lua_tostring(L, -1));
+    lua_settop(L, top);
+}
+
+int mg_control_start(mg_control *ctl, uv_loop_t *loop, mg_reloader *rl)
+{
+    memset(ctl, 0, sizeof(*ctl));
+    ctl->loop = loop;
+    ctl->rl = rl;
+    ctl->L = mg_lua_env_new();
+    if (!ctl->L) return -1;
+    mg_control_open_io(ctl->L, loop);
+    lua_getglobal(ctl->L, "require");
+    lua_pushstring(ctl->L, "moongate.health");
+    if (lua_pcall(ctl->L, 1, 1, 0)) {
+        mg_log(MG_LOG_ERROR, -1, 0, "control plane: %s", lua_tostring(ctl->L, -1));
+        lua_close(ctl->L);
+        ctl->L = NULL;
+        return -1;
+    }
+    ctl->ref_runtime = luaL_ref(ctl->L, LUA_REGISTRYINDEX);
+    configure(ctl);
+    return 0;
+}
+
+void mg_control_reconfigure(mg_control *ctl)
+{
+    if (ctl->L) configure(ctl);
+}
+
+void mg_control_stop(mg_control *ctl)
+{
+    if (!ctl->L) return;
+    lua_rawgeti(ctl->L, LUA_REGISTRYINDEX, ctl->ref_runtime);
+    lua_getfield(ctl->L, -1, "stop");
+    lua_pcall(ctl->L, 0, 0, 0);
+    lua_settop(ctl->L, 0);
+    mg_control_io_cancel_all(); /* probes in flight and sleeping loops end here */
+}
+
+void mg_control_close(mg_control *ctl)
+{
+    if (ctl->L) lua_close(ctl->L);
+    ctl->L = NULL;
+}
