@@ -110,8 +110,10 @@ static json_t *target_json(const mg_target *t, uint64_t now_ms_unused)
         json_integer(atomic_load(&mg_target_inflight[t->uid < MG_MAX_TARGET_UIDS ? t->uid : 0])));
     static const char *const hs[] = {"unchecked", "up", "down"};
     int hstate = mg_health_get(t->suid);
+    int ejected = mg_passive_ejected(t->suid, uv_hrtime() / 1000000);
     json_object_set_new(o, "health",
                         json_string(!t->addr.ss_family ? "unresolved"
+                                    : ejected          ? "ejected"
                                     : hstate <= 2      ? hs[hstate]
                                                        : "unchecked"));
     json_object_set_new(o, "draining", json_false());

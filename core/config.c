@@ -167,6 +167,8 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     svc->line = (int)num_field(L, idx, "line", 0);
     svc->balancer_opts = dup_field(L, idx, "_opts_literal", "{}");
     svc->health = dup_field(L, idx, "_health_literal", NULL);
+    svc->passive_failures = (int)num_field(L, idx, "_passive_failures", 0);
+    svc->passive_cooldown_ms = ms_field(L, idx, "_passive_cooldown", 5);
     lua_getfield(L, idx, "targets");
     int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     int cap = n ? n : 1;
@@ -393,6 +395,8 @@ static const char *const load_chunk =
     "    if not hc then return nil, string.format('%s:%d: services.%s.health: %s',\n"
     "      cfg.source or '?', svc.line or 0, svc.name, herr) end\n"
     "    svc._health_literal = plugins.serialize(hc)\n"
+    "    svc._passive_failures = hc.passive_failures\n"
+    "    svc._passive_cooldown = hc.passive_cooldown\n"
     "  end\n"
     "end\n"
     "local ok, lit = pcall(require('moongate.chains').build, cfg)\n"

@@ -351,6 +351,20 @@ void mg_proxy_start(mg_conn *c)
     proxy_try(r);
 }
 
+/* ---- passive health --------------------------------------------------- */
+
+static void passive_outcome(mg_req *r, int failed, const char *what)
+{
+    const mg_service *s = &r->snap->services[r->svc];
+    if (!s->passive_failures || r->target < 0) return;
+    const mg_target *t = &s->targets[r->target];
+    uint64_t now = uv_hrtime() / 1000000;
+    if (mg_passive_record(t->suid, failed, s->passive_failures, s->passive_cooldown_ms, now))
+        MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id,
+               "service %s: target %s ejected after %d consecutive failures (last: %s)", s->name,
+               t->address, s->passive_failures, what);
+}
+
 /* ---- picking a target ----------------------------------------------- */
 
 static int was_tried(const mg_req *r, int idx)
@@ -398,7 +412,9 @@ static int pick_target(mg_req *r)
         if (idx < 0) break;
         uint32_t uid = s->targets[idx].uid;
         if (((uid < w->npools && w->down_until[uid] > now) ||
-             mg_health_get(s->targets[idx].suid) == MG_HEALTH_DOWN) &&
+             mg_health_get(s->targets[idx].suid) == MG_HEALTH_DOWN ||
+             (s->passive_failures &&
+              mg_passive_ejected(s->targets[idx].suid, uv_hrtime() / 1000000))) &&
             nexcl < 64) {
             excl[nexcl++] = idx; /* failed a check or resting: try the others first */
             continue;
@@ -511,6 +527,7 @@ static void retry_or_fail(mg_req *r, int mark_down, int safe, const char *what, 
                   mark_down ? "connect" : "reset");
     mg_target_stats *ts = mg_target_stats_of(t->suid);
     if (ts) atomic_fetch_add_explicit(&ts->connect_errors, 1, memory_order_relaxed);
+    passive_outcome(r, 1, what);
     if (mark_down && t->uid < w->npools) w->down_until[t->uid] = uv_now(&w->loop) + PASSIVE_FAIL_MS;
     detach_upstream(r, 0);
     const mg_service *s = &r->snap->services[r->svc];
@@ -546,6 +563,7 @@ void mg_proxy_up_timeout(mg_req *r, int connecting)
     mg_lua_report(&r->c->w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9, "timeout");
     mg_target_stats *ts = mg_target_stats_of(req_target(r)->suid);
     if (ts) atomic_fetch_add_explicit(&ts->timeouts, 1, memory_order_relaxed);
+    passive_outcome(r, 1, "timeout");
     /* No retry after a response timeout: it would multiply the wait. */
     MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id,
            "upstream %s: no response in time (request body %s, %zu bytes queued upstream)",
@@ -839,6 +857,7 @@ static int resp_headers_complete(llhttp_t *p)
     }
     r->status = (uint16_t)status;
     mg_lua_report(&c->w->lua, r, status, (double)(uv_hrtime() - r->try_start_ns) / 1e9, NULL);
+    passive_outcome(r, status >= 500, "status 5xx");
     if (!u->req) return HPE_USER;
     if (r->hook_flags & 1) {
         r->in_resp_hook = 1;

@@ -33,9 +33,11 @@ typedef struct mg_target {
 
 typedef struct mg_service {
     char *name;
-    char *balancer;      /* plugin name */
-    char *balancer_opts; /* a Lua table literal, "{}" by default */
-    char *health;        /* health check settings as a Lua literal, or NULL */
+    char *balancer;       /* plugin name */
+    char *balancer_opts;  /* a Lua table literal, "{}" by default */
+    char *health;         /* health check settings as a Lua literal, or NULL */
+    int passive_failures; /* consecutive failures that eject a target; 0: off */
+    uint64_t passive_cooldown_ms;
     mg_target *targets;
     int ntargets;
     int line;

@@ -42,3 +42,37 @@ void mg_ffi_set_health(uint32_t suid, int state)
     if (suid < MG_MAX_TARGET_UIDS)
         atomic_store_explicit(&health[suid], (unsigned char)state, memory_order_relaxed);
 }
+
+typedef struct passive {
+    atomic_uint fails;
+    atomic_uint ejections;
+    atomic_uint_fast64_t until_ms;
+} passive;
+
+static passive passive_state[MG_MAX_TARGET_UIDS];
+
+int mg_passive_ejected(uint32_t suid, uint64_t now_ms)
+{
+    if (suid >= MG_MAX_TARGET_UIDS) return 0;
+    return atomic_load_explicit(&passive_state[suid].until_ms, memory_order_relaxed) > now_ms;
+}
+
+int mg_passive_record(uint32_t suid, int failed, int threshold, uint64_t cooldown_ms,
+                      uint64_t now_ms)
+{
+    if (suid >= MG_MAX_TARGET_UIDS || threshold <= 0) return 0;
+    passive *p = &passive_state[suid];
+    if (!failed) {
+        atomic_store_explicit(&p->fails, 0, memory_order_relaxed);
+        if (atomic_load_explicit(&p->until_ms, memory_order_relaxed) < now_ms)
+            atomic_store_explicit(&p->ejections, 0, memory_order_relaxed);
+        return 0;
+    }
+    unsigned f = atomic_fetch_add_explicit(&p->fails, 1, memory_order_relaxed) + 1;
+    if (f < (unsigned)threshold) return 0;
+    atomic_store_explicit(&p->fails, 0, memory_order_relaxed);
+    unsigned k = atomic_fetch_add_explicit(&p->ejections, 1, memory_order_relaxed);
+    if (k > 5) k = 5; /* up to 32 times the cool-down */
+    atomic_store_explicit(&p->until_ms, now_ms + (cooldown_ms << k), memory_order_relaxed);
+    return 1;
+}

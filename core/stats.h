@@ -37,6 +37,14 @@ enum { MG_HEALTH_UNCHECKED = 0, MG_HEALTH_UP = 1, MG_HEALTH_DOWN = 2 };
 int mg_health_get(uint32_t suid);
 MG_EXPORT void mg_ffi_set_health(uint32_t suid, int state);
 
+/* Passive health, per suid, shared by all workers: consecutive failures
+ * and an ejection deadline (ms, uv_hrtime clock) that doubles while a
+ * target keeps failing after it comes back. */
+int mg_passive_ejected(uint32_t suid, uint64_t now_ms);
+/* Records an outcome; returns 1 when this failure just ejected the target. */
+int mg_passive_record(uint32_t suid, int failed, int threshold, uint64_t cooldown_ms,
+                      uint64_t now_ms);
+
 /* The counters of a target uid (NULL past the table). */
 mg_target_stats *mg_target_stats_of(uint32_t uid);
 

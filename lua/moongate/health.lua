@@ -25,6 +25,11 @@ local SETTINGS = {
     timeout = { type = "number", default = 2, min = 0.01 },
     healthy = { type = "integer", default = 2, min = 1 },
     unhealthy = { type = "integer", default = 3, min = 1 },
+    active = { type = "boolean", default = true },
+    -- passive: eject a target after this many consecutive failures seen by
+    -- the workers (5xx, timeouts, connect errors); 0 turns it off
+    passive_failures = { type = "integer", default = 3, min = 0 },
+    passive_cooldown = { type = "number", default = 5, min = 0.1 },
 }
 
 -- Validates a service's health settings (control side, at config load).
@@ -83,7 +88,7 @@ function _M.configure(services)
     local gen = generation
     for _, svc in ipairs(services) do
         local hc = svc.health
-        if not hc then
+        if not hc or not hc.active then
             for _, t in ipairs(svc.targets) do
                 state[t.suid] = nil
                 set_health(t.suid, 0)

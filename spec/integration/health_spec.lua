@@ -69,3 +69,73 @@ describe("health checks", function()
         assert.equal("down", health_of(gw, b2.address))
     end)
 end)
+
+describe("passive health", function()
+    after_each(h.cleanup)
+
+    it("ejects a backend answering 500s without any active probe, then tries it again", function()
+        local bad = h.start_raw_backend({ response = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail" })
+        local good = h.start_backend({ name = "good" })
+        local gw = h.start_gateway({ config = {
+            services = { api = { targets = { bad.address, good.address },
+                                 health = { active = false, passive_failures = 2, passive_cooldown = 0.5 } } },
+            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+        } })
+        local fails = 0
+        for _ = 1, 4 do
+            if h.request(gw.port, {}).status == 500 then fails = fails + 1 end
+        end
+        assert.equal(2, fails) -- round robin sent two to the bad one, then it was ejected
+        gw:wait_log("ejected after 2 consecutive failures")
+        for _ = 1, 8 do assert.equal("good", h.request(gw.port, {}).headers["x-backend"]) end
+        assert.equal(0, bad.stats().requests - 2)
+        assert.equal("ejected", (function()
+            for _, t in ipairs(cjson.decode(h.request(gw.admin_port, { path = "/api/services" }).body)[1].targets) do
+                if t.address == bad.address then return t.health end
+            end
+        end)())
+        -- after the cool-down it gets traffic again (and is ejected again, for longer)
+        h.sleep(0.7)
+        local saw500 = false
+        for _ = 1, 4 do if h.request(gw.port, {}).status == 500 then saw500 = true end end
+        assert.is_true(saw500)
+    end)
+end)
+
+describe("losing a backend under load", function()
+    after_each(h.cleanup)
+
+    it("fails no GET when one of three backends stops", function()
+        local bs = { h.start_backend({ name = "a" }), h.start_backend({ name = "b" }), h.start_backend({ name = "c" }) }
+        local gw = h.start_gateway({ config = {
+            workers = 2,
+            services = { api = { targets = { bs[1].address, bs[2].address, bs[3].address },
+                                 health = { interval = 0.3, timeout = 0.2, healthy = 1, unhealthy = 2 } } },
+            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+        } })
+        local conns = {}
+        for i = 1, 6 do conns[i] = h.connect(gw.port) end
+        local total, failed, stopped_at = 0, 0, nil
+        local t0 = socket.gettime()
+        while socket.gettime() - t0 < 3 * h.slow and total < 30000 do
+            for i, c in ipairs(conns) do
+                c:send_request({ path = "/load" })
+                local r = c:read_response()
+                total = total + 1
+                if not r or r.status ~= 200 then
+                    failed = failed + 1
+                    c:close()
+                    conns[i] = h.connect(gw.port)
+                end
+            end
+            if not stopped_at and socket.gettime() - t0 > 0.8 then
+                bs[2].stop()
+                stopped_at = socket.gettime()
+            end
+        end
+        for _, c in ipairs(conns) do c:close() end
+        assert.equal(0, failed, "failed GETs out of " .. total)
+        assert.truthy(stopped_at)
+        gw:wait_log("target " .. bs[2].address:gsub("%.", "%%.") .. " is down", 1)
+    end)
+end)
