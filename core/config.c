@@ -378,12 +378,14 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
 /* Lua side of loading: returns the normalized config with each service's
  * balancer_opts serialized, after checking that every balancer plugin loads. */
 static const char *const load_chunk =
-    "local path, ncpu = ...\n"
+    "local path, ncpu, discovered = ...\n"
+    "if discovered then discovered = require('moongate.plugins').deserialize(discovered) end\n"
     "local config = require('moongate.config')\n"
     "local plugins = require('moongate.plugins')\n"
     "local cfg, err\n"
-    "if path then cfg, err = config.load(path, { ncpu = ncpu })\n"
-    "else cfg, err = config.default({ ncpu = ncpu }) end\n"
+    "local opts = { ncpu = ncpu, discovered = discovered }\n"
+    "if path then cfg, err = config.load(path, opts)\n"
+    "else cfg, err = config.default(opts) end\n"
     "if not cfg then return nil, err end\n"
     "for _, svc in ipairs(cfg.services) do\n"
     "  local ok, perr = plugins.check(svc.balancer, cfg.plugins_dir, 'balancer')\n"
@@ -407,6 +409,12 @@ static const char *const load_chunk =
 int mg_config_load(const char *path, mg_config **out_cfg, mg_snapshot **out_snap, char *err,
                    size_t errlen)
 {
+    return mg_config_load_with(path, NULL, out_cfg, out_snap, err, errlen);
+}
+
+int mg_config_load_with(const char *path, const char *discovered, mg_config **out_cfg,
+                        mg_snapshot **out_snap, char *err, size_t errlen)
+{
     if (!path && access("moongate.lua", R_OK) == 0) path = "moongate.lua";
     lua_State *L = mg_lua_env_new();
     if (!L) {
@@ -424,7 +432,11 @@ int mg_config_load(const char *path, mg_config **out_cfg, mg_snapshot **out_snap
     else
         lua_pushnil(L);
     lua_pushinteger(L, ncpu > 0 ? ncpu : 1);
-    if (lua_pcall(L, 2, 2, 0)) goto lua_err;
+    if (discovered)
+        lua_pushstring(L, discovered);
+    else
+        lua_pushnil(L);
+    if (lua_pcall(L, 3, 2, 0)) goto lua_err;
     if (lua_isnil(L, -2)) {
         snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "invalid config");
         goto done;

@@ -49,6 +49,11 @@ typedef struct mg_config {
  * On failure writes "FILE:LINE: reason" to err and returns -1. */
 int mg_config_load(const char *path, mg_config **cfg, mg_snapshot **snap, char *err, size_t errlen);
 
+/* The same, adding what discovery found: discovered is a Lua literal
+ * { services = { name = { targets = {...}, ... } }, routes = {...} } or NULL. */
+int mg_config_load_with(const char *path, const char *discovered, mg_config **cfg,
+                        mg_snapshot **snap, char *err, size_t errlen);
+
 void mg_config_free(mg_config *cfg);
 
 /* Returns 1 if the address is inside one of the CIDRs. */

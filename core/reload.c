@@ -64,15 +64,17 @@ static int same_listeners(const mg_config *a, const mg_config *b)
     return 1;
 }
 
-int mg_reload_now(mg_reloader *rl)
+/* Loads the config file plus what discovery found, and publishes it.
+ * check_files: also compile every plugin file (a file changed). */
+static int apply(mg_reloader *rl, int check_files)
 {
     char err[1024] = "";
     mg_config *cfg = NULL;
     mg_snapshot *snap = NULL;
     uint64_t t0 = uv_hrtime();
     rl->last_reload = (double)time(NULL);
-    if (check_plugins(rl->cfg->plugins_dir, err, sizeof(err)) ||
-        mg_config_load(rl->config_path, &cfg, &snap, err, sizeof(err))) {
+    if ((check_files && check_plugins(rl->cfg->plugins_dir, err, sizeof(err))) ||
+        mg_config_load_with(rl->config_path, rl->discovered, &cfg, &snap, err, sizeof(err))) {
         rl->failures++;
         snprintf(rl->last_error, sizeof(rl->last_error), "%s", err);
         atomic_fetch_add(&mg_stats.reloads_failed, 1);
@@ -105,10 +107,25 @@ int mg_reload_now(mg_reloader *rl)
     atomic_fetch_add(&mg_stats.reloads_ok, 1);
     atomic_store(&mg_stats.snapshot_version, rl->version);
     if (rl->on_reload) rl->on_reload(rl->on_reload_ud);
-    mg_log(MG_LOG_INFO, -1, 0, "reloaded %s (snapshot version %llu, checked in %.1f ms)",
-           cfg->source, (unsigned long long)rl->version, (double)(uv_hrtime() - t0) / 1e6);
+    mg_log(check_files ? MG_LOG_INFO : MG_LOG_DEBUG, -1, 0,
+           "%s %s (snapshot version %llu, built in %.1f ms)",
+           check_files ? "reloaded" : "membership changed, applied", cfg->source,
+           (unsigned long long)rl->version, (double)(uv_hrtime() - t0) / 1e6);
     return 0;
 }
+
+int mg_reload_now(mg_reloader *rl)
+{
+    return apply(rl, 1);
+}
+
+int mg_reload_discovered(mg_reloader *rl, const char *discovered)
+{
+    free(rl->discovered);
+    rl->discovered = discovered ? strdup(discovered) : NULL;
+    return apply(rl, 0);
+}
+
 
 static void on_debounce(uv_timer_t *t)
 {
@@ -192,4 +209,5 @@ void mg_reload_free(mg_reloader *rl)
     mg_snapshot_unref(rl->snap);
     free(rl->config_path);
     free(rl->config_name);
+    free(rl->discovered);
 }

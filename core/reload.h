@@ -25,6 +25,7 @@ typedef struct mg_reloader {
     int nworkers;
     int reloads, failures;
     mg_snapshot *snap;           /* the newest published snapshot (one reference) */
+    char *discovered;            /* what discovery plugins found, a Lua literal */
     void (*on_reload)(void *ud); /* after a successful reload */
     void *on_reload_ud;
     char last_error[1024]; /* of the last failed reload, "" after a success */
@@ -39,6 +40,10 @@ void mg_reload_start(mg_reloader *rl, uv_loop_t *loop, const char *config_path, 
 
 /* Validates and applies the config and plugins now. Returns 0 or -1. */
 int mg_reload_now(mg_reloader *rl);
+
+/* Replaces what discovery found (a Lua literal, see mg_config_load_with)
+ * and publishes the merged config. Returns 0 or -1 (logged). */
+int mg_reload_discovered(mg_reloader *rl, const char *discovered);
 
 /* Stops watching (closes its handles; run the loop once after). */
 void mg_reload_stop(mg_reloader *rl);

@@ -376,6 +376,37 @@ local function dirname(path)
     return path:match("^(.*)/[^/]*$") or "."
 end
 
+-- Adds what discovery plugins found (opts.discovered, from the control
+-- plane) to the file's config: services the file does not define, and
+-- their routes after the file's. A service the file defines keeps the
+-- file's settings; discovered targets are added to it.
+function _M.merge(t, discovered)
+    local out = {}
+    for k, v in pairs(t) do out[k] = v end
+    local services = {}
+    for name, svc in pairs(type(t.services) == "table" and t.services or {}) do services[name] = svc end
+    for name, svc in pairs(discovered.services or {}) do
+        local mine = services[name]
+        if type(mine) == "table" then
+            local merged = {}
+            for k, v in pairs(mine) do merged[k] = v end
+            local targets = {}
+            for _, tg in ipairs(mine.targets or {}) do targets[#targets + 1] = tg end
+            for _, tg in ipairs(svc.targets or {}) do targets[#targets + 1] = tg end
+            merged.targets = targets
+            services[name] = merged
+        else
+            services[name] = svc
+        end
+    end
+    out.services = services
+    local routes = {}
+    for _, r in ipairs(type(t.routes) == "table" and t.routes or {}) do routes[#routes + 1] = r end
+    for _, r in ipairs(discovered.routes or {}) do routes[#routes + 1] = r end
+    out.routes = routes
+    return out
+end
+
 function _M.load_string(src, chunkname, opts)
     chunkname = chunkname or "moongate.lua"
     local fn, err = loadstring(src, "@" .. chunkname)
@@ -384,6 +415,7 @@ function _M.load_string(src, chunkname, opts)
     local ok, t = pcall(fn)
     if not ok then return nil, type(t) == "string" and t or (chunkname .. ": " .. tostring(t)) end
     local lines = lines_of.map(src)
+    if type(t) == "table" and opts and opts.discovered then t = _M.merge(t, opts.discovered) end
     local nok, cfg = pcall(normalize, t, opts)
     if not nok then
         if type(cfg) == "table" then
