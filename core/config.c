@@ -256,6 +256,7 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     cfg->source = dup_field(L, top, "source", "(embedded default)");
     cfg->workers = (int)num_field(L, top, "workers", 1);
     cfg->plugins_dir = dup_field(L, top, "plugins_dir", "plugins");
+    cfg->providers = dup_field(L, top, "_providers_literal", "{}");
     char *al = dup_field(L, top, "access_log", NULL);
     cfg->access_log = !al                       ? MG_ACCESS_LOG_OFF
                       : strcmp(al, "json") == 0 ? MG_ACCESS_LOG_JSON
@@ -401,6 +402,15 @@ static const char *const load_chunk =
     "    svc._passive_cooldown = hc.passive_cooldown\n"
     "  end\n"
     "end\n"
+    "for name, p in pairs(cfg.providers or {}) do\n"
+    "  if type(p) ~= 'table' then return nil, string.format('%s:0: providers.%s: expected a "
+    "table', cfg.source or '?', tostring(name)) end\n"
+    "  local ok, perr = plugins.check(p.plugin or name, cfg.plugins_dir, 'discovery')\n"
+    "  if not ok then return nil, string.format('%s:%d: providers.%s: %s', cfg.source or '?',\n"
+    "    require('moongate.config_lines').lookup(cfg._lines or {}, 'providers.' .. name), name, "
+    "perr) end\n"
+    "end\n"
+    "cfg._providers_literal = plugins.serialize(cfg.providers or {})\n"
     "local ok, lit = pcall(require('moongate.chains').build, cfg)\n"
     "if not ok then return nil, lit end\n"
     "cfg._plugins_literal = lit\n"
@@ -471,5 +481,6 @@ void mg_config_free(mg_config *cfg)
     free(cfg->plugins_dir);
     free(cfg->trusted);
     free(cfg->admin_token);
+    free(cfg->providers);
     free(cfg);
 }

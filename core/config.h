@@ -41,6 +41,7 @@ typedef struct mg_config {
     char admin_host[64]; /* admin API listener; admin_port 0 = off */
     int admin_port;
     char *admin_token; /* NULL: no token required */
+    char *providers;   /* discovery providers' settings, a Lua literal */
 } mg_config;
 
 /* Loads and validates a config file (path NULL: ./moongate.lua if present,

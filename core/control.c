@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Builds the health runner's input from the newest snapshot and calls
@@ -66,6 +67,40 @@ static void configure(mg_control *ctl)
     lua_settop(L, top);
 }
 
+static void on_publish(uv_timer_t *t)
+{
+    mg_control *ctl = t->data;
+    char *lit = ctl->pending;
+    ctl->pending = NULL;
+    if (lit) mg_reload_discovered(ctl->rl, lit);
+    free(lit);
+}
+
+/* discovery.publish(literal): keeps the newest and applies it on the next
+ * loop turn, outside the coroutine that called it. */
+static int l_publish(lua_State *L)
+{
+    mg_control *ctl = lua_touserdata(L, lua_upvalueindex(1));
+    free(ctl->pending);
+    ctl->pending = strdup(luaL_checkstring(L, 1));
+    uv_timer_start(&ctl->publish_timer, on_publish, 0, 0);
+    return 0;
+}
+
+static void start_discovery(mg_control *ctl)
+{
+    lua_State *L = ctl->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctl->ref_discovery);
+    lua_getfield(L, -1, "start");
+    lua_pushstring(L, ctl->rl->cfg->providers ? ctl->rl->cfg->providers : "{}");
+    lua_pushstring(L, ctl->rl->cfg->plugins_dir);
+    if (lua_pcall(L, 2, 0, 0)) {
+        mg_log(MG_LOG_ERROR, -1, 0, "discovery: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 int mg_control_start(mg_control *ctl, uv_loop_t *loop, mg_reloader *rl)
 {
     memset(ctl, 0, sizeof(*ctl));
@@ -83,13 +118,30 @@ int mg_control_start(mg_control *ctl, uv_loop_t *loop, mg_reloader *rl)
         return -1;
     }
     ctl->ref_runtime = luaL_ref(ctl->L, LUA_REGISTRYINDEX);
+    lua_getglobal(ctl->L, "require");
+    lua_pushstring(ctl->L, "moongate.discovery");
+    if (lua_pcall(ctl->L, 1, 1, 0)) {
+        mg_log(MG_LOG_ERROR, -1, 0, "control plane: %s", lua_tostring(ctl->L, -1));
+        lua_close(ctl->L);
+        ctl->L = NULL;
+        return -1;
+    }
+    lua_pushlightuserdata(ctl->L, ctl);
+    lua_pushcclosure(ctl->L, l_publish, 1);
+    lua_setfield(ctl->L, -2, "publish");
+    ctl->ref_discovery = luaL_ref(ctl->L, LUA_REGISTRYINDEX);
+    uv_timer_init(loop, &ctl->publish_timer);
+    ctl->publish_timer.data = ctl;
     configure(ctl);
+    start_discovery(ctl);
     return 0;
 }
 
 void mg_control_reconfigure(mg_control *ctl)
 {
-    if (ctl->L) configure(ctl);
+    if (!ctl->L) return;
+    configure(ctl);
+    start_discovery(ctl); /* a no-op unless the providers' settings changed */
 }
 
 void mg_control_stop(mg_control *ctl)
@@ -99,6 +151,13 @@ void mg_control_stop(mg_control *ctl)
     lua_getfield(ctl->L, -1, "stop");
     lua_pcall(ctl->L, 0, 0, 0);
     lua_settop(ctl->L, 0);
+    lua_rawgeti(ctl->L, LUA_REGISTRYINDEX, ctl->ref_discovery);
+    lua_getfield(ctl->L, -1, "stop");
+    lua_pcall(ctl->L, 0, 0, 0);
+    lua_settop(ctl->L, 0);
+    uv_close((uv_handle_t *)&ctl->publish_timer, NULL);
+    free(ctl->pending);
+    ctl->pending = NULL;
     mg_control_io_cancel_all(); /* probes in flight and sleeping loops end here */
 }
 

@@ -14,8 +14,10 @@ typedef struct mg_control {
     uv_loop_t *loop;
     lua_State *L;
     mg_reloader *rl;
-    uv_timer_t tick;
-    int ref_runtime;
+    uv_timer_t publish_timer; /* applies discovery results outside any coroutine */
+    char *pending;            /* the newest discovery result not applied yet */
+    int ref_runtime;          /* moongate.health */
+    int ref_discovery;        /* moongate.discovery */
 } mg_control;
 
 /* Creates the state, loads lua/moongate/control.lua and starts the health

@@ -500,6 +500,77 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
+typedef struct resolve_req {
+    uv_getaddrinfo_t req;
+    lua_State *L;
+    int co_ref;
+} resolve_req;
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    resolve_req *q = req->data;
+    lua_rawgeti(q->L, LUA_REGISTRYINDEX, q->co_ref);
+    lua_State *co = lua_tothread(q->L, -1);
+    lua_pop(q->L, 1);
+    int n;
+    if (status < 0) {
+        lua_pushnil(co);
+        lua_pushstring(co, uv_strerror(status));
+        n = 2;
+    } else {
+        lua_newtable(co);
+        int k = 0;
+        for (struct addrinfo *a = res; a; a = a->ai_next) {
+            char ip[64] = "";
+            if (a->ai_family == AF_INET)
+                uv_ip4_name((struct sockaddr_in *)a->ai_addr, ip, sizeof(ip));
+            else if (a->ai_family == AF_INET6)
+                uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, ip, sizeof(ip));
+            if (!ip[0]) continue;
+            lua_pushstring(co, ip);
+            lua_rawseti(co, -2, ++k);
+        }
+        n = 1;
+    }
+    uv_freeaddrinfo(res);
+    int ref = q->co_ref;
+    lua_State *L = q->L;
+    free(q);
+    int rc = lua_resume(co, n);
+    if (rc != 0 && rc != LUA_YIELD) {
+        luaL_traceback(L, co, lua_tostring(co, -1), 0);
+        mg_log(MG_LOG_ERROR, -1, 0, "control plugin failed: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+}
+
+/* __mg_io.resolve(co, host): resolves on libuv's thread pool; the caller
+ * yields and gets a list of addresses, or nil, err. */
+static int l_resolve(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    const char *host = luaL_checkstring(L, 2);
+    uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
+    resolve_req *q = calloc(1, sizeof(*q));
+    if (!q) return luaL_error(L, "out of memory");
+    q->L = lua_touserdata(L, lua_upvalueindex(2));
+    q->req.data = q;
+    struct addrinfo hints = {0};
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = uv_getaddrinfo(loop, &q->req, on_resolved, host, NULL, &hints);
+    if (rc) {
+        free(q);
+        lua_pushnil(L);
+        lua_pushstring(L, uv_strerror(rc));
+        return 2;
+    }
+    lua_pushvalue(L, 1);
+    q->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_now(lua_State *L)
 {
     uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
@@ -543,9 +614,9 @@ void mg_control_open_io(lua_State *L, uv_loop_t *loop)
         settings.on_message_complete = on_message_complete;
         inited = 1;
     }
-    static const luaL_Reg fns[] = {{"http", l_http},   {"read", l_read}, {"close", l_close},
-                                   {"sleep", l_sleep}, {"now", l_now},   {"run", l_run},
-                                   {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"http", l_http},       {"read", l_read}, {"close", l_close},
+                                   {"sleep", l_sleep},     {"now", l_now},   {"run", l_run},
+                                   {"resolve", l_resolve}, {NULL, NULL}};
     lua_newtable(L);
     for (const luaL_Reg *f = fns; f->name; f++) {
         lua_pushlightuserdata(L, loop);

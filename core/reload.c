@@ -92,6 +92,8 @@ static int apply(mg_reloader *rl, int check_files)
         rl->cfg->listen = l;
     }
     snap->version = ++rl->version;
+    if (check_files) rl->plugin_gen++;
+    snap->plugin_gen = rl->plugin_gen;
     mg_log_level = cfg->log_level;
     mg_config **r = realloc(rl->retired, (size_t)(rl->nretired + 1) * sizeof(*r));
     if (r) {
@@ -107,7 +109,7 @@ static int apply(mg_reloader *rl, int check_files)
     atomic_fetch_add(&mg_stats.reloads_ok, 1);
     atomic_store(&mg_stats.snapshot_version, rl->version);
     if (rl->on_reload) rl->on_reload(rl->on_reload_ud);
-    mg_log(check_files ? MG_LOG_INFO : MG_LOG_DEBUG, -1, 0,
+    MG_LOG(check_files ? MG_LOG_INFO : MG_LOG_DEBUG, -1, 0,
            "%s %s (snapshot version %llu, built in %.1f ms)",
            check_files ? "reloaded" : "membership changed, applied", cfg->source,
            (unsigned long long)rl->version, (double)(uv_hrtime() - t0) / 1e6);
@@ -125,7 +127,6 @@ int mg_reload_discovered(mg_reloader *rl, const char *discovered)
     rl->discovered = discovered ? strdup(discovered) : NULL;
     return apply(rl, 0);
 }
-
 
 static void on_debounce(uv_timer_t *t)
 {

@@ -21,6 +21,7 @@ typedef struct mg_reloader {
     mg_config **retired;
     int nretired;
     uint64_t version;
+    uint64_t plugin_gen; /* bumped by reloads that re-read plugin files */
     mg_worker *ws;
     int nworkers;
     int reloads, failures;

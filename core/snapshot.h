@@ -45,6 +45,7 @@ typedef struct mg_service {
 
 typedef struct mg_snapshot {
     uint64_t version;
+    uint64_t plugin_gen; /* changes only when plugin files (or the config file) changed */
     atomic_int refs;
     mg_service *services;
     int nservices;

@@ -123,7 +123,10 @@ static void adopt_pending(mg_worker *w)
         w->q_up_response.timeout_ms = cfg->upstream_response_ms;
         w->q_up_idle.timeout_ms = cfg->keepalive_timeout_ms;
     }
-    mg_lua_new_generation(&w->lua, w->cfg->plugins_dir);
+    /* A membership change keeps plugin modules and middleware state (rate
+     * limit buckets); a changed file starts a new generation. */
+    if (!w->snap || s->plugin_gen != w->snap->plugin_gen)
+        mg_lua_new_generation(&w->lua, w->cfg->plugins_dir);
     mg_lua_adopt(&w->lua, s);
     mg_snapshot_unref(w->snap);
     w->snap = s;

@@ -132,18 +132,18 @@ function _M.cleanup()
     if bad then error(bad, 0) end
 end
 
-function _M.port_open(port)
+function _M.port_open(port, host)
     local c = socket.tcp()
     c:settimeout(0.2)
-    local ok = c:connect("127.0.0.1", port)
+    local ok = c:connect(host or "127.0.0.1", port)
     c:close()
     return ok == 1
 end
 
-local function wait_port(port, p, what, errfile)
+local function wait_port(port, p, what, errfile, host)
     local deadline = socket.gettime() + 5 * _M.slow
     while socket.gettime() < deadline do
-        if _M.port_open(port) then return end
+        if _M.port_open(port, host) then return end
         if _M.reap(p, 0) then break end
         sleep(0.02)
     end
@@ -154,9 +154,11 @@ function _M.start_backend(opts)
     opts = opts or {}
     local port = opts.port or _M.free_port()
     local name = opts.name or ("b" .. port)
-    local p = _M.spawn({ "python3", "spec/support/backend.py", "--name", name, "--port", tostring(port) })
-    wait_port(port, p, "backend " .. name)
-    return { port = port, name = name, proc = p, address = "127.0.0.1:" .. port,
+    local host = opts.host or "127.0.0.1"
+    local p = _M.spawn({ "python3", "spec/support/backend.py", "--name", name, "--port", tostring(port),
+                         "--host", host })
+    wait_port(port, p, "backend " .. name, nil, host)
+    return { port = port, name = name, proc = p, address = host .. ":" .. port,
              stop = function() return _M.kill(p) end }
 end
 

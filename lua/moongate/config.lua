@@ -266,6 +266,20 @@ local function normalize(t, opts)
 
     -- services
     local services = t.services == nil and {} or t.services
+    -- With discovery providers, a route may name a service that is only
+    -- discovered later: it exists, empty (503), until members appear.
+    if type(t.providers) == "table" and next(t.providers) and type(services) == "table"
+        and type(t.routes) == "table" then
+        local copy = {}
+        for k, v in pairs(services) do copy[k] = v end
+        for _, r in ipairs(t.routes) do
+            if type(r) == "table" and type(r.service) == "string" and copy[r.service] == nil
+                and r.service:match(NAME) then
+                copy[r.service] = { targets = {} }
+            end
+        end
+        services = copy
+    end
     if type(services) ~= "table" then fail("services", "expected a table of services, got %s", describe(services)) end
     cfg.services = {}
     local names = {}
@@ -381,6 +395,10 @@ end
 -- their routes after the file's. A service the file defines keeps the
 -- file's settings; discovered targets are added to it.
 function _M.merge(t, discovered)
+    -- a malformed file stays malformed: normalize() reports it
+    if (t.services ~= nil and type(t.services) ~= "table") or (t.routes ~= nil and type(t.routes) ~= "table") then
+        return t
+    end
     local out = {}
     for k, v in pairs(t) do out[k] = v end
     local services = {}

@@ -221,6 +221,7 @@ if rawget(_G, "__mg_io") then
     local aio = require("moongate.io")
     _M.http = { request = aio.request, stream = aio.stream, parse_url = aio.parse_url }
     _M.sleep = aio.sleep
+    _M.resolve = aio.resolve
     _M.spawn = aio.spawn
     _M.run = aio.run
 end

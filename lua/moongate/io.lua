@@ -125,6 +125,15 @@ function _M.stream(opts)
     return setmetatable({ handle = handle, status = status, headers = headers, buf = "" }, Stream)
 end
 
+-- Resolves a host name to a list of addresses (libuv's thread pool), or
+-- nil, err.
+function _M.resolve(host)
+    local co = need_co("mg.resolve")
+    local started, err = io_c.resolve(co, host)
+    if not started then return nil, err end
+    return co_yield()
+end
+
 function _M.sleep(seconds)
     local co = need_co("mg.sleep")
     io_c.sleep(co, seconds * 1000)

@@ -19,6 +19,7 @@ local KEEP_VERSIONS = 4   -- requests pin their snapshot; older balancer states 
 local versions = {}       -- snapshot version -> { services = {...}, chains = {...} }
 local version_order = {}
 local loaded = {}         -- "kind:name" -> plugin table, for the current plugin generation
+local instances = {}      -- "plugin|options" -> middleware instance, for the current generation
 local plugins_dir
 
 -- An empty, read-only `tried` shared by every first try.
@@ -47,6 +48,10 @@ end
 -- A new plugin generation (a file changed): load modules afresh.
 function _M.new_generation(dir)
     for _, mod in pairs(loaded) do mg._cancel_timers(mod.name) end
+    for _, inst in pairs(instances) do
+        if inst.mod.destroy then pcall(inst.mod.destroy, inst.conf) end
+    end
+    instances = {}
     loaded = {}
     if dir then plugins_dir = dir end
 end
@@ -70,9 +75,6 @@ local function version_entry(v)
         version_order[#version_order + 1] = v
         while #version_order > KEEP_VERSIONS do
             local old = table.remove(version_order, 1)
-            for _, inst in ipairs(versions[old].instances) do
-                if inst.mod.destroy then pcall(inst.mod.destroy, inst.conf) end
-            end
             versions[old] = nil
         end
     end
@@ -103,18 +105,24 @@ function _M.set_chains(version, literal)
     for route, list in pairs(spec) do
         local chain = {}
         for i, m in ipairs(list) do
-            local mod = load(m.plugin, "middleware")
-            local conf = m.conf or {}
-            if mod.init then
-                mg._plugin = mod.name
-                local v = mod.init(conf)
-                mg._plugin = nil
-                if v ~= nil then conf = v end
+            -- the same middleware with the same options keeps its instance
+            -- (and its state) across membership changes
+            local key = m.plugin .. "|" .. (m.name or "") .. "|" .. plugins.serialize(m.conf or {})
+            local shared = instances[key]
+            if not shared then
+                local mod = load(m.plugin, "middleware")
+                local conf = m.conf or {}
+                if mod.init then
+                    mg._plugin = mod.name
+                    local v = mod.init(conf)
+                    mg._plugin = nil
+                    if v ~= nil then conf = v end
+                end
+                shared = { mod = mod, conf = conf }
+                instances[key] = shared
             end
-            local inst = { mod = mod, conf = conf, name = m.name or m.plugin, order = i,
-                           priority = mod.priority or 0 }
-            chain[#chain + 1] = inst
-            e.instances[#e.instances + 1] = inst
+            chain[#chain + 1] = { mod = shared.mod, conf = shared.conf, name = m.name or m.plugin,
+                                  order = i, priority = shared.mod.priority or 0 }
         end
         table.sort(chain, function(a, b)
             if a.priority ~= b.priority then return a.priority > b.priority end

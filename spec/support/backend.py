@@ -221,9 +221,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--name", default="backend")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
-    srv = Server(("127.0.0.1", a.port), Handler)
+    srv = Server((a.host, a.port), Handler)
     srv.name, srv.verbose = a.name, a.verbose
     srv.serve_forever()
 

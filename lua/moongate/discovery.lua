@@ -1,0 +1,117 @@
+-- Runs discovery plugins on the control plane and merges what they find.
+-- A discovery plugin returns { type = "discovery", start = function(ctx) }
+-- and start runs as a coroutine for as long as the provider is configured:
+--   ctx.opts                       the provider's settings
+--   ctx.set_targets(service, targets, extra)
+--       targets: { "10.0.0.5:8080", { address = "...", weight = 2, labels = {...} }, ... }
+--       extra: service settings (balancer, balancer_opts, middlewares, health)
+--   ctx.remove_service(service)
+--   ctx.set_routes(routes)         routes this provider contributes
+--   ctx.alive()                    false once the provider was stopped or replaced
+-- Changes are coalesced: a burst of calls becomes one new snapshot, 50 ms
+-- after the first.
+local plugins = require("moongate.plugins")
+local mg = require("moongate")
+
+local _M = {}
+
+local COALESCE = 0.05
+
+local found = {}          -- provider -> { services = {}, routes = {} }
+local generation = 0
+local running_literal
+local scheduled = false
+_M.publish = function() end -- set by the control plane (C)
+
+local function merged()
+    local out = { services = {}, routes = {} }
+    local names = {}
+    for name in pairs(found) do names[#names + 1] = name end
+    table.sort(names)
+    for _, pname in ipairs(names) do
+        local f = found[pname]
+        for sname, s in pairs(f.services) do
+            local m = out.services[sname]
+            if not m then
+                m = { targets = {} }
+                for k, v in pairs(s) do if k ~= "targets" then m[k] = v end end
+                out.services[sname] = m
+            end
+            for _, t in ipairs(s.targets) do m.targets[#m.targets + 1] = t end
+        end
+        for _, r in ipairs(f.routes) do out.routes[#out.routes + 1] = r end
+    end
+    return out
+end
+
+local function schedule()
+    if scheduled then return end
+    scheduled = true
+    mg.spawn(function()
+        mg.sleep(COALESCE)
+        scheduled = false
+        _M.publish(plugins.serialize(merged()))
+    end)
+end
+_M.merged = merged
+
+local published_any = false
+
+function _M.start(providers_literal, dir)
+    if providers_literal == running_literal then return end
+    running_literal = providers_literal
+    generation = generation + 1
+    local gen = generation
+    local had = next(found) ~= nil or published_any
+    found = {}
+    local providers = plugins.deserialize(providers_literal)
+    for name, conf in pairs(providers) do
+        local plugin, err = plugins.load(conf.plugin or name, dir, "discovery")
+        if not plugin then
+            mg.log.err("provider ", name, ": ", err)
+        else
+            local mine = { services = {}, routes = {} }
+            found[name] = mine
+            local function check()
+                if gen ~= generation then error("provider " .. name .. " was stopped", 3) end
+            end
+            local ctx = { name = name, opts = conf }
+            function ctx.alive() return gen == generation end
+            function ctx.set_targets(service, targets, extra)
+                check()
+                local svc = {}
+                for k, v in pairs(extra or {}) do svc[k] = v end
+                svc.targets = targets or {}
+                mine.services[service] = svc
+                schedule()
+            end
+            function ctx.remove_service(service)
+                check()
+                mine.services[service] = nil
+                schedule()
+            end
+            function ctx.set_routes(routes)
+                check()
+                mine.routes = routes or {}
+                schedule()
+            end
+            published_any = true
+            mg.spawn(function()
+                mg._plugin = plugin.name
+                local ok, perr = pcall(plugin.start, ctx)
+                if not ok and gen == generation then
+                    mg.log.err("provider ", name, " stopped: ", tostring(perr))
+                end
+            end)
+        end
+    end
+    -- providers went away: publish once without what they had found
+    if had and next(found) == nil then schedule() end
+end
+
+function _M.stop()
+    generation = generation + 1
+    running_literal = nil
+end
+
+return _M
