@@ -98,6 +98,7 @@ static void push_json(lua_State *L, json_t *j)
         json_t *v;
         json_object_foreach(j, k, v)
         {
+            if (json_is_null(v)) continue; /* absent, as Lua tables have it */
             push_json(L, v);
             lua_setfield(L, -2, k);
         }
