@@ -379,12 +379,12 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
 /* Lua side of loading: returns the normalized config with each service's
  * balancer_opts serialized, after checking that every balancer plugin loads. */
 static const char *const load_chunk =
-    "local path, ncpu, discovered = ...\n"
+    "local path, ncpu, discovered, docker = ...\n"
     "if discovered then discovered = require('moongate.plugins').deserialize(discovered) end\n"
     "local config = require('moongate.config')\n"
     "local plugins = require('moongate.plugins')\n"
     "local cfg, err\n"
-    "local opts = { ncpu = ncpu, discovered = discovered }\n"
+    "local opts = { ncpu = ncpu, discovered = discovered, docker_socket_present = docker }\n"
     "if path then cfg, err = config.load(path, opts)\n"
     "else cfg, err = config.default(opts) end\n"
     "if not cfg then return nil, err end\n"
@@ -446,7 +446,9 @@ int mg_config_load_with(const char *path, const char *discovered, mg_config **ou
         lua_pushstring(L, discovered);
     else
         lua_pushnil(L);
-    if (lua_pcall(L, 3, 2, 0)) goto lua_err;
+    /* zero config: the embedded default turns Docker discovery on */
+    lua_pushboolean(L, !path && access("/var/run/docker.sock", F_OK) == 0);
+    if (lua_pcall(L, 4, 2, 0)) goto lua_err;
     if (lua_isnil(L, -2)) {
         snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "invalid config");
         goto done;

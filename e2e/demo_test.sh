@@ -1,10 +1,12 @@
 # The top-level docker-compose.yml: two replicas each of api and web behind
-# the gateway, reached on 127.0.0.1.
+# the gateway with no moongate config (Docker discovery by labels), reached
+# on 127.0.0.1.
 COMPOSE_FILE=docker-compose.yml
 export COMPOSE_FILE
 MOONGATE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 MOONGATE_ADMIN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export MOONGATE_PORT MOONGATE_ADMIN_PORT
+DOCKER_GID=$(stat -c %g /var/run/docker.sock)
+export MOONGATE_PORT MOONGATE_ADMIN_PORT DOCKER_GID
 trap 'compose -p "$PROJECT" -f "$COMPOSE_FILE" down -v --remove-orphans >/dev/null 2>&1' EXIT INT TERM
 
 # the images were built by run.sh under :e2e tags; reuse them
@@ -15,7 +17,12 @@ docker tag moongate-demo-web:e2e moongate-demo-web:latest
 if compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d --no-build >/tmp/moongate-e2e-up.log 2>&1; then
     pass "the demo stack starts with deploy.replicas: 2"
     gw="http://127.0.0.1:$MOONGATE_PORT"
-    check "the gateway answers on 127.0.0.1:$MOONGATE_PORT" wait_http "$gw/api/x" 30
+    check "the gateway answers on 127.0.0.1:$MOONGATE_PORT" wait_http "$gw/" 30
+    # zero config: replicas are discovered by label, api ones once healthy
+    i=0
+    while [ $i -lt 100 ] && [ "$(for k in 1 2 3 4; do curl -s -m 2 "$gw/api/x" | sed -n 's/.*"instance": "\([^"]*\)".*/\1/p'; done | sort -u | wc -l)" -lt 2 ]; do
+        sleep 0.2; i=$((i + 1))
+    done
     seen=$(for i in 1 2 3 4; do curl -s -m 2 "$gw/api/x" | sed 's/.*"instance": "\([^"]*\)".*/\1/'; done)
     distinct=$(echo "$seen" | sort -u | wc -l)
     alternating=$(echo "$seen" | awk 'NR>1 && $0==prev {bad=1} {prev=$0} END {print bad ? "no" : "yes"}')

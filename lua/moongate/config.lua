@@ -463,10 +463,22 @@ function _M.load(path, opts)
 end
 
 -- The embedded default: listen on :8080 with no services, so every request
--- gets a page that says how to add one. opts.docker_socket_present is the
--- hook for Docker discovery (a later issue turns it on here).
+-- gets a page that says how to add one. With a Docker socket present
+-- (opts.docker_socket_present), Docker discovery is on: a Compose file
+-- needs no moongate config at all. MOONGATE_ADMIN_LISTEN moves the admin
+-- API (for a container whose port is published on the host's loopback).
 function _M.default(opts)
-    local cfg = assert(_M.load_string("return {}", "(embedded default)", opts))
+    local parts = {}
+    if opts and opts.docker_socket_present then
+        parts[#parts + 1] = "providers = { docker = {} }"
+    end
+    local admin = os.getenv("MOONGATE_ADMIN_LISTEN")
+    if admin and admin ~= "" then
+        parts[#parts + 1] = string.format("admin = { listen = %q }", admin)
+    end
+    local cfg, err = _M.load_string("return { " .. table.concat(parts, ", ") .. " }",
+        "(embedded default)", opts)
+    if not cfg then return nil, "MOONGATE_ADMIN_LISTEN: " .. tostring(err) end
     return cfg
 end
 
