@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Replays recorded Docker Engine API answers (spec/fixtures/docker) on a
+unix socket, for the docker discovery plugin's specs. The scenario, per
+event-stream connection:
+  1st /events: a health_status event that makes the recorded container
+     healthy, a malformed line, then the stream breaks (connection closed);
+  2nd /events: the recorded kill and die events, then the stream stays open.
+Containers listed after the first /events reconnect include the recorded
+one; /_ping says Api-Version 1.41 and only /v1.41/ paths are answered."""
+import argparse
+import json
+import os
+import socket
+import threading
+import time
+
+FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "docker")
+state = {"healthy": False, "events": 0, "lists": 0, "killed": False}
+lock = threading.Lock()
+
+
+def load(name):
+    with open(os.path.join(FIX, name), "rb") as f:
+        return f.read()
+
+
+CONTAINER = json.loads(load("container.json"))
+LISTED = json.loads(load("containers.json"))
+EVENTS = [l for l in load("events.ndjson").splitlines() if l.strip()]
+CID = CONTAINER["Id"]
+
+
+def inspect():
+    c = json.loads(json.dumps(CONTAINER))
+    if state["healthy"]:
+        c["State"]["Health"]["Status"] = "healthy"
+    if state["killed"]:
+        c["State"]["Running"] = False
+        c["State"]["Status"] = "exited"
+    return c
+
+
+def send_json(conn, obj, status="200 OK"):
+    body = json.dumps(obj).encode()
+    conn.sendall(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (status.encode(), len(body), body))
+
+
+def chunk(conn, data):
+    conn.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+
+
+def handle(conn):
+    f = conn.makefile("rb")
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = f.readline()
+        if not line:
+            conn.close()
+            return
+        head += line
+    path = head.split(b" ")[1].decode()
+    if path == "/_ping":
+        conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK")
+    elif path.startswith("/v1.41/containers/json"):
+        with lock:
+            state["lists"] += 1
+        send_json(conn, [] if state["killed"] else LISTED)
+    elif path.startswith("/v1.41/containers/" + CID):
+        send_json(conn, inspect())
+    elif path.startswith("/v1.41/containers/"):
+        send_json(conn, {"message": "No such container"}, "404 Not Found")
+    elif path.startswith("/v1.41/events"):
+        with lock:
+            state["events"] += 1
+            n = state["events"]
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        time.sleep(0.3)
+        if n == 1:
+            state["healthy"] = True
+            ev = {"status": "health_status: healthy", "id": CID, "Type": "container",
+                  "Action": "health_status: healthy", "Actor": {"ID": CID}}
+            chunk(conn, json.dumps(ev).encode() + b"\n")
+            time.sleep(0.3)
+            chunk(conn, b"{this is not json\n")
+            time.sleep(0.3)
+            conn.close()  # the stream breaks: the plugin must re-list
+            return
+        time.sleep(0.5)
+        state["killed"] = True
+        for line in EVENTS:
+            chunk(conn, line + b"\n")
+        time.sleep(30)
+    else:
+        send_json(conn, {"message": "not found"}, "404 Not Found")
+    conn.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--socket", required=True)
+    args = ap.parse_args()
+    if os.path.exists(args.socket):
+        os.unlink(args.socket)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(args.socket)
+    srv.listen(16)
+    while True:
+        conn, _ = srv.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
