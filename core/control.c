@@ -87,6 +87,16 @@ static int l_publish(lua_State *L)
     return 0;
 }
 
+static void on_tick(uv_timer_t *t)
+{
+    mg_control *ctl = t->data;
+    lua_rawgeti(ctl->L, LUA_REGISTRYINDEX, ctl->ref_timers);
+    if (lua_pcall(ctl->L, 0, 0, 0)) {
+        mg_log(MG_LOG_ERROR, -1, 0, "control timers: %s", lua_tostring(ctl->L, -1));
+        lua_pop(ctl->L, 1);
+    }
+}
+
 static void start_discovery(mg_control *ctl)
 {
     lua_State *L = ctl->L;
@@ -132,6 +142,15 @@ int mg_control_start(mg_control *ctl, uv_loop_t *loop, mg_reloader *rl)
     ctl->ref_discovery = luaL_ref(ctl->L, LUA_REGISTRYINDEX);
     uv_timer_init(loop, &ctl->publish_timer);
     ctl->publish_timer.data = ctl;
+    lua_getglobal(ctl->L, "require");
+    lua_pushstring(ctl->L, "moongate");
+    lua_call(ctl->L, 1, 1);
+    lua_getfield(ctl->L, -1, "_run_timers");
+    ctl->ref_timers = luaL_ref(ctl->L, LUA_REGISTRYINDEX);
+    lua_pop(ctl->L, 1);
+    uv_timer_init(loop, &ctl->tick);
+    ctl->tick.data = ctl;
+    uv_timer_start(&ctl->tick, on_tick, 100, 100);
     configure(ctl);
     start_discovery(ctl);
     return 0;
@@ -156,6 +175,7 @@ void mg_control_stop(mg_control *ctl)
     lua_pcall(ctl->L, 0, 0, 0);
     lua_settop(ctl->L, 0);
     uv_close((uv_handle_t *)&ctl->publish_timer, NULL);
+    uv_close((uv_handle_t *)&ctl->tick, NULL);
     free(ctl->pending);
     ctl->pending = NULL;
     mg_control_io_cancel_all(); /* probes in flight and sleeping loops end here */

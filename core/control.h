@@ -15,6 +15,8 @@ typedef struct mg_control {
     lua_State *L;
     mg_reloader *rl;
     uv_timer_t publish_timer; /* applies discovery results outside any coroutine */
+    uv_timer_t tick;          /* runs plugins' mg.timer callbacks */
+    int ref_timers;           /* moongate._run_timers */
     char *pending;            /* the newest discovery result not applied yet */
     int ref_runtime;          /* moongate.health */
     int ref_discovery;        /* moongate.discovery */

@@ -183,7 +183,8 @@ void mg_proxy_body(mg_req *r, const char *p, size_t n); /* request body piece */
 void mg_proxy_body_done(mg_req *r);                     /* request message complete */
 void mg_proxy_client_gone(mg_req *r);                   /* client closed or errored */
 void mg_proxy_tunnel_client_data(mg_req *r, const char *p, size_t n);
-void mg_req_free(mg_req *r);
+void mg_req_free(mg_req *r);    /* back to the worker's free list, or destroyed */
+void mg_req_destroy(mg_req *r); /* frees the request and its buffers */
 void mg_req_log(mg_req *r);
 
 /* upstream.c */

@@ -114,6 +114,11 @@ void mg_req_free(mg_req *r)
         w->nreq_free++;
         return;
     }
+    mg_req_destroy(r);
+}
+
+void mg_req_destroy(mg_req *r)
+{
     mg_headers_free(&r->in);
     mg_headers_free(&r->out);
     mg_buf_free(&r->uhead);

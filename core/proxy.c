@@ -695,7 +695,10 @@ static int resp_message_begin(llhttp_t *p)
     return 0;
 }
 
-static int resp_header_field(llhttp_t *p, const char *at, size_t n)
+/* A response head piece: checks the size limit (twice the request limit)
+ * and hands it to add (mg_headers_field or mg_headers_value). */
+static int resp_head_piece(llhttp_t *p, const char *at, size_t n,
+                           int (*add)(mg_headers *, const char *, size_t))
 {
     mg_upconn *u = p->data;
     if (!u->req) return HPE_USER; /* detached: the client went away */
@@ -704,19 +707,17 @@ static int resp_header_field(llhttp_t *p, const char *at, size_t n)
         llhttp_set_error_reason(p, "response head too large");
         return HPE_USER;
     }
-    return mg_headers_field(&r->out, at, n) ? HPE_USER : 0;
+    return add(&r->out, at, n) ? HPE_USER : 0;
+}
+
+static int resp_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    return resp_head_piece(p, at, n, mg_headers_field);
 }
 
 static int resp_header_value(llhttp_t *p, const char *at, size_t n)
 {
-    mg_upconn *u = p->data;
-    if (!u->req) return HPE_USER; /* detached: the client went away */
-    mg_req *r = u->req;
-    if (r->out.arena.len + n > r->c->w->cfg->max_header_size * 2) {
-        llhttp_set_error_reason(p, "response head too large");
-        return HPE_USER;
-    }
-    return mg_headers_value(&r->out, at, n) ? HPE_USER : 0;
+    return resp_head_piece(p, at, n, mg_headers_value);
 }
 
 static int resp_header_value_complete(llhttp_t *p)

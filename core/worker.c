@@ -240,13 +240,7 @@ static void worker_free(mg_worker *w)
     while (w->req_free) {
         mg_req *r = w->req_free;
         w->req_free = *(mg_req **)r;
-        mg_headers_free(&r->in);
-        mg_headers_free(&r->out);
-        mg_buf_free(&r->uhead);
-        mg_buf_free(&r->upstreams);
-        mg_buf_free(&r->local);
-        mg_buf_free(&r->resp_extra);
-        free(r);
+        mg_req_destroy(r);
     }
     free(w->listeners);
     free(w->pools);

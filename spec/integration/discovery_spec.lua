@@ -44,3 +44,42 @@ describe("dns discovery", function()
         gw:wait_log("cannot resolve nothing%.test")
     end)
 end)
+
+describe("static discovery", function()
+    after_each(h.cleanup)
+
+    it("serves services and routes written in a provider block", function()
+        local b = h.start_backend({ name = "legacy" })
+        local gw = h.start_gateway({ config = {
+            providers = { static = {
+                services = { legacy = { targets = { b.address }, balancer = "least_conn" } },
+                routes = { { rule = "PathPrefix(`/legacy`)", service = "legacy" } },
+            } },
+        } })
+        h.wait_until(function() return h.request(gw.port, { path = "/legacy/x" }).status == 200 end, 3)
+        assert.equal("legacy", h.request(gw.port, { path = "/legacy/x" }).headers["x-backend"])
+        assert.equal(404, h.request(gw.port, { path = "/other" }).status)
+    end)
+end)
+
+describe("control-plane timers", function()
+    after_each(h.cleanup)
+
+    it("run mg.timer callbacks of discovery plugins", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({
+            config = {
+                providers = { ticker = { address = b.address } },
+                routes = { { rule = "PathPrefix(`/`)", service = "ticked" } },
+            },
+            plugins = { ticker = [[
+                local mg = require("moongate")
+                return { type = "discovery", start = function(ctx)
+                    mg.timer.after(0.2, function() ctx.set_targets("ticked", { ctx.opts.address }) end)
+                end }
+            ]] },
+        })
+        assert.equal(503, h.request(gw.port, {}).status)
+        h.wait_until(function() return h.request(gw.port, {}).status == 200 end, 3, "the timer")
+    end)
+end)

@@ -29,6 +29,14 @@ describe("health checks", function()
         h.wait_until(function() return health_of(gw, b1.address) == "up" end, 2, "the first probe")
         -- the interval is 30 s: only a probe at start explains this
         assert.is_true(socket.gettime() - t0 < 3)
+        -- and it came within 100 ms of the gateway starting (log timestamps)
+        local log = gw:error_log()
+        local function at(pattern)
+            local hh, mm, ss = log:match("T(%d%d):(%d%d):(%d%d%.%d%d%d)Z [^\n]*" .. pattern)
+            return tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
+        end
+        local started, up = at("listening on"), at("target " .. b1.address:gsub("%.", "%%.") .. " is up")
+        assert.is_true(up - started < 0.1 * h.slow, "first probe after " .. (up - started) .. " s")
     end)
 
     it("ejects a target whose backend stops within two intervals, and takes it back", function()

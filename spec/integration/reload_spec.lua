@@ -100,3 +100,37 @@ describe("hot reload", function()
         assert.equal(200, h.request(gw.port, {}).status)
     end)
 end)
+
+describe("plugin timers", function()
+    after_each(h.cleanup)
+
+    it("stop when their plugin is replaced, so no old version runs in the background", function()
+        local b = h.start_backend()
+        local function ticker(tag)
+            return ([[
+                local mg = require("moongate")
+                return {
+                    type = "middleware",
+                    init = function(conf)
+                        mg.timer.every(0.1, function() mg.log.info("tick %s") end)
+                    end,
+                    on_request = function() end,
+                }
+            ]]):format(tag)
+        end
+        local gw = h.start_gateway({
+            config = {
+                services = { api = { targets = { b.address } } },
+                routes = { { rule = "PathPrefix(`/`)", service = "api", middlewares = { { plugin = "ticker" } } } },
+            },
+            plugins = { ticker = ticker("v1") },
+        })
+        gw:wait_log("tick v1")
+        h.write_file(gw.dir .. "/plugins/ticker.lua", ticker("v2"))
+        gw:wait_log("tick v2")
+        h.sleep(0.3)
+        local before = select(2, gw:error_log():gsub("tick v1", ""))
+        h.sleep(0.5)
+        assert.equal(before, select(2, gw:error_log():gsub("tick v1", "")))
+    end)
+end)
