@@ -18,6 +18,8 @@ if compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d >/tmp/moongate-e2e-up.log 2>&1
     i=0; while [ $i -lt 100 ] && [ "$(instances 6)" -lt 2 ]; do sleep 0.2; i=$((i + 1)); done
     check "both api replicas answer once healthy ($(instances 6) distinct)" sh -c "[ $(instances 6) -eq 2 ]"
     check "the rest goes to web" sh -c "curl -s -m 2 $gw/ | grep -q 'Hello from web'"
+    check "a container failing its health check gets no traffic" \
+        sh -c "! curl -s -m 2 $gw/sick | grep -q '\"service\": \"api\"'"
     compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d --scale api=4 >/dev/null 2>&1
     i=0; while [ $i -lt 50 ] && [ "$(instances 12)" -lt 4 ]; do sleep 0.2; i=$((i + 1)); done
     check "after --scale api=4, four replicas answer ($(instances 12) distinct)" sh -c "[ $(instances 12) -eq 4 ]"
