@@ -295,6 +295,18 @@ static void metrics(admin_conn *c)
                           t->uid < MG_MAX_TARGET_UIDS ? atomic_load(&mg_target_inflight[t->uid])
                                                       : 0);
         }
+    mg_buf_printf(&b, "# HELP moongate_target_up 1 when a target may get traffic, 0 when a health "
+                      "check failed or it was ejected passively.\n"
+                      "# TYPE moongate_target_up gauge\n");
+    uint64_t now_ms = uv_hrtime() / 1000000;
+    for (int i = 0; i < snap->nservices; i++)
+        for (int k = 0; k < snap->services[i].ntargets; k++) {
+            const mg_target *t = &snap->services[i].targets[k];
+            int up =
+                mg_health_get(t->suid) != MG_HEALTH_DOWN && !mg_passive_ejected(t->suid, now_ms);
+            mg_buf_printf(&b, "moongate_target_up{service=\"%s\",target=\"%s\"} %d\n",
+                          snap->services[i].name, t->address, up);
+        }
     mg_buf_printf(&b,
                   "# HELP moongate_open_connections Client connections open.\n"
                   "# TYPE moongate_open_connections gauge\nmoongate_open_connections %d\n",

@@ -46,6 +46,21 @@ local function traefik(labels, what)
     end
 end
 
+local function traefik_hc(labels, what)
+    for k, v in pairs(labels) do
+        if k:match("^traefik%.http%.services%.[^.]+%.loadbalancer%.healthcheck%." .. what .. "$") then return v end
+    end
+end
+
+-- "2", "2s", "500ms", "1m" -> seconds
+local function seconds(v)
+    local n, unit = tostring(v):match("^(%d+%.?%d*)(%a*)$")
+    n = tonumber(n)
+    if not n then return nil end
+    local mult = ({ [""] = 1, s = 1, ms = 0.001, m = 60 })[unit]
+    return mult and n * mult
+end
+
 local function traefik_port(labels)
     for k, v in pairs(labels) do
         if k:match("^traefik%.http%.services%.[^.]+%.loadbalancer%.server%.port$") then return v end
@@ -73,7 +88,7 @@ function _M.describe(c, opts, self_networks)
         end
         port = #exposed == 1 and exposed[1] or "80"
     end
-    if not tonumber(port) then return nil, "label moongate.port is not a number: " .. tostring(port) end
+    if not tonumber(port) then return nil, "label moongate.port is not a number: " .. tostring(port), true end
     local nets = (c.NetworkSettings and c.NetworkSettings.Networks) or {}
     local want = labels["moongate.network"] or labels["traefik.docker.network"] or opts.network
     local ip
@@ -93,10 +108,24 @@ function _M.describe(c, opts, self_networks)
             end
         end
     end
-    if not ip or ip == "" then return nil, "no address on a network shared with moongate" end
+    if not ip or ip == "" then return nil, "no address on a network shared with moongate", true end
+    local middlewares
+    if labels["moongate.middlewares"] then
+        -- a JSON list: [{"plugin":"strip_prefix","prefixes":["/api"]}]
+        local list = mg.json.decode(labels["moongate.middlewares"])
+        if type(list) ~= "table" or #list == 0 then
+            return nil, "label moongate.middlewares is not a JSON list of middlewares", true
+        end
+        middlewares = list
+    end
+    local interval = labels["moongate.health.interval"] or traefik_hc(labels, "interval")
+    local timeout = labels["moongate.health.timeout"] or traefik_hc(labels, "timeout")
+    if (interval and not seconds(interval)) or (timeout and not seconds(timeout)) then
+        return nil, "health interval/timeout labels must be durations like 2 or 2s or 500ms", true
+    end
     local weight = tonumber(labels["moongate.weight"] or "1")
     if not weight or weight < 1 or weight ~= math.floor(weight) then
-        return nil, "label moongate.weight must be a positive integer"
+        return nil, "label moongate.weight must be a positive integer", true
     end
     return {
         id = c.Id, name = (c.Name or ""):gsub("^/", ""), service = service,
@@ -109,11 +138,10 @@ function _M.describe(c, opts, self_networks)
                 if k:match("%.sticky%.cookie%.name$") then return v end
             end
         end)(),
-        health_path = labels["moongate.health.path"] or (function()
-            for k, v in pairs(labels) do
-                if k:match("^traefik%.http%.services%.[^.]+%.loadbalancer%.healthcheck%.path$") then return v end
-            end
-        end)(),
+        health_path = labels["moongate.health.path"] or traefik_hc(labels, "path"),
+        health_interval = interval and seconds(interval),
+        health_timeout = timeout and seconds(timeout),
+        middlewares = middlewares,
     }
 end
 
@@ -147,7 +175,9 @@ function _M.assemble(containers)
         if n.rule then routes[#routes + 1] = { rule = n.rule, service = name, priority = n.priority } end
         s.extra = { balancer = n.sticky and "sticky" or n.balancer,
                     balancer_opts = n.sticky and { cookie = n.sticky } or nil,
-                    health = n.health_path and { path = n.health_path, interval = 2, timeout = 1 } or nil }
+                    middlewares = n.middlewares,
+                    health = n.health_path and { path = n.health_path, interval = n.health_interval or 2,
+                                                 timeout = n.health_timeout or 1 } or nil }
     end
     return services, order, routes
 end
@@ -175,9 +205,10 @@ function _M.start(ctx)
             for _, item in ipairs(list) do
                 local c = get(base, prefix, "/containers/" .. item.Id .. "/json")
                 if c then
-                    local d, why = _M.describe(c, opts, self_networks)
+                    local d, why, bad = _M.describe(c, opts, self_networks)
                     if d then containers[c.Id] = d
-                    elseif why ~= "not running" then mg.log.debug("container ", c.Name, " skipped: ", why) end
+                    elseif bad then mg.log.warn("container ", c.Name, " skipped: ", why)
+                    else mg.log.debug("container ", c.Name, " skipped: ", why) end
                 end
             end
             local function publish()
@@ -211,11 +242,14 @@ function _M.start(ctx)
                         end
                     elseif id and (action == "start" or action:sub(1, 13) == "health_status") then
                         local c = get(base, prefix, "/containers/" .. id .. "/json")
-                        local d, why = c and _M.describe(c, opts, self_networks)
+                        local d, why, bad
+                        if c then d, why, bad = _M.describe(c, opts, self_networks) end
                         local before = containers[id]
                         containers[id] = d or nil
                         if d or before then publish() end
-                        if not d and c and why then mg.log.debug("container ", c.Name, ": ", why) end
+                        if not d and c and why then
+                            (bad and mg.log.warn or mg.log.debug)("container ", c.Name, " skipped: ", why)
+                        end
                     end
                 else
                     mg.log.warn("docker: ignoring a malformed event line")

@@ -23,6 +23,35 @@ local running_literal
 local scheduled = false
 _M.publish = function() end -- set by the control plane (C)
 
+local plugins_dir
+local schema = require("moongate.schema")
+
+-- A middleware a provider asked for (say from a container label) that does
+-- not load or whose options fail its schema is dropped with a warning: one
+-- bad label must not stop every membership update.
+local function valid_middlewares(service, list)
+    local ok = {}
+    for _, m in ipairs(list) do
+        local mod, err = type(m) == "table" and type(m.plugin) == "string"
+            and plugins.load(m.plugin, plugins_dir, "middleware")
+        if not mod then
+            mg.log.warn("service ", service, ": dropping middleware ", tostring(type(m) == "table" and m.plugin),
+                ": ", tostring(err or "expected { plugin = ... }"))
+        else
+            local opts = {}
+            for k, v in pairs(m) do if k ~= "plugin" then opts[k] = v end end
+            local verr
+            if mod.schema then _, verr = schema.validate(mod.schema, opts) end
+            if verr then
+                mg.log.warn("service ", service, ": dropping middleware ", m.plugin, ": ", verr)
+            else
+                ok[#ok + 1] = m
+            end
+        end
+    end
+    return #ok > 0 and ok or nil
+end
+
 local function merged()
     local out = { services = {}, routes = {} }
     local names = {}
@@ -35,6 +64,7 @@ local function merged()
             if not m then
                 m = { targets = {} }
                 for k, v in pairs(s) do if k ~= "targets" then m[k] = v end end
+                if m.middlewares then m.middlewares = valid_middlewares(sname, m.middlewares) end
                 out.services[sname] = m
             end
             for _, t in ipairs(s.targets) do m.targets[#m.targets + 1] = t end
@@ -58,6 +88,7 @@ _M.merged = merged
 local published_any = false
 
 function _M.start(providers_literal, dir)
+    plugins_dir = dir
     if providers_literal == running_literal then return end
     running_literal = providers_literal
     generation = generation + 1

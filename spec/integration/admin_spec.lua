@@ -129,6 +129,8 @@ describe("admin API", function()
         local count = find(samples, "moongate_request_duration_seconds_count", { target = b1.address })
         assert.equal(count, find(samples, "moongate_request_duration_seconds_bucket", { target = b1.address, le = "+Inf" }))
         assert.equal(1, find(samples, "moongate_snapshot_version"))
+        assert.equal("gauge", types.moongate_target_up)
+        assert.equal(1, find(samples, "moongate_target_up", { target = b1.address }))
         assert.is_number(find(samples, "moongate_open_connections"))
     end)
 

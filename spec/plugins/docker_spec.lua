@@ -65,9 +65,23 @@ describe("docker discovery", function()
         assert.truthy(d.address:match(":9000$"))
         assert.equal("Host(`a.test`)", d.rule)
         c.Config.Labels["moongate.weight"] = "heavy"
-        none, why = docker.describe(c, {}, nil)
+        local bad
+        none, why, bad = docker.describe(c, {}, nil)
         assert.is_nil(none)
         assert.truthy(why:find("moongate.weight", 1, true))
+        assert.is_true(bad)
+        c.Config.Labels["moongate.weight"] = nil
+        c.Config.Labels["moongate.middlewares"] = '[{"plugin":"strip_prefix","prefixes":["/rec"]}]'
+        c.Config.Labels["traefik.http.services.x.loadbalancer.healthcheck.path"] = "/healthz"
+        c.Config.Labels["traefik.http.services.x.loadbalancer.healthcheck.interval"] = "500ms"
+        d = assert(docker.describe(c, {}, nil))
+        assert.same({ { plugin = "strip_prefix", prefixes = { "/rec" } } }, d.middlewares)
+        assert.equal("/healthz", d.health_path)
+        assert.equal(0.5, d.health_interval)
+        c.Config.Labels["moongate.middlewares"] = "strip_prefix"
+        none, why = docker.describe(c, {}, nil)
+        assert.truthy(why:find("moongate.middlewares", 1, true))
+        c.Config.Labels["moongate.middlewares"] = nil
         c.Config.Labels["moongate.weight"] = nil
         c.State.Health.Status = "unhealthy"
         assert.is_nil(docker.describe(c, {}, nil))
