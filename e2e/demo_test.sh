@@ -19,11 +19,8 @@ if compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d --no-build >/tmp/moongate-e2e-
     gw="http://127.0.0.1:$MOONGATE_PORT"
     check "the gateway answers on 127.0.0.1:$MOONGATE_PORT" wait_http "$gw/" 30
     # zero config: replicas are discovered by label, api ones once healthy
-    i=0
-    while [ $i -lt 100 ] && [ "$(for k in 1 2 3 4; do curl -s -m 2 "$gw/api/x" | sed -n 's/.*"instance": "\([^"]*\)".*/\1/p'; done | sort -u | wc -l)" -lt 2 ]; do
-        sleep 0.2; i=$((i + 1))
-    done
-    seen=$(for i in 1 2 3 4; do curl -s -m 2 "$gw/api/x" | sed 's/.*"instance": "\([^"]*\)".*/\1/'; done)
+    wait_instances "$gw/api/x" 2 20
+    seen=$(api_instances "$gw/api/x" 4)
     distinct=$(echo "$seen" | sort -u | wc -l)
     alternating=$(echo "$seen" | awk 'NR>1 && $0==prev {bad=1} {prev=$0} END {print bad ? "no" : "yes"}')
     check "both api replicas answer, in alternation ($(echo $seen))" \

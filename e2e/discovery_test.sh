@@ -6,9 +6,7 @@ DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 export DOCKER_GID
 trap 'compose -p "$PROJECT" -f "$COMPOSE_FILE" down -v --remove-orphans >/dev/null 2>&1' EXIT INT TERM
 
-instances() { # distinct api instances over $1 requests
-    for i in $(seq 1 "$1"); do curl -s -m 2 "$gw/api/x" | sed -n 's/.*"instance": "\([^"]*\)".*/\1/p'; done | sort -u | wc -l
-}
+instances() { distinct_instances "$gw/api/x" "$1"; }
 
 if compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d >/tmp/moongate-e2e-up.log 2>&1; then
     pass "the discovery stack starts"

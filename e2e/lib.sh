@@ -47,3 +47,26 @@ wait_http() {
 published_port() {
     compose -p "$PROJECT" -f "$COMPOSE_FILE" port "$1" "$2" | sed 's/.*://'
 }
+
+# Prints the api instance that answered each of $2 GETs of URL $1, one a line.
+api_instances() {
+    for _ in $(seq 1 "$2"); do
+        curl -s -m 2 "$1" | sed -n 's/.*"instance": "\([^"]*\)".*/\1/p'
+    done
+}
+
+# Prints how many distinct api instances answered $2 GETs of URL $1.
+distinct_instances() {
+    api_instances "$1" "$2" | sort -u | wc -l
+}
+
+# Waits up to $3 seconds until $2 or more distinct instances answer URL $1.
+wait_instances() {
+    i=0
+    while [ $i -lt $(( ${3:-20} * 5 )) ]; do
+        [ "$(distinct_instances "$1" 8)" -ge "$2" ] && return 0
+        sleep 0.2
+        i=$((i + 1))
+    done
+    return 1
+}

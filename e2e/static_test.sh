@@ -14,7 +14,7 @@ if compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d >/tmp/moongate-e2e-up.log 2>&1
     web=$(published_port web 80)
     check "web answers directly on its published port" wait_http "http://127.0.0.1:$web/" 30
     check "the gateway answers on its published port" wait_http "http://127.0.0.1:$gw/api/x" 30
-    seen=$(for i in 1 2 3 4; do curl -s -m 2 "http://127.0.0.1:$gw/api/x" | sed 's/.*"instance": "\([^"]*\)".*/\1/'; done | tr '\n' ' ')
+    seen=$(api_instances "http://127.0.0.1:$gw/api/x" 4 | tr '\n' ' ')
     check "requests alternate between api1 and api2 ($seen)" \
         sh -c "[ '$seen' = 'api1 api2 api1 api2 ' ] || [ '$seen' = 'api2 api1 api2 api1 ' ]"
     check "the rest is routed to web" \

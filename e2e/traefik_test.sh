@@ -13,13 +13,8 @@ if compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d --no-build >/tmp/moongate-e2e-
     pass "the Traefik-labelled stack starts"
     gw="http://127.0.0.1:$MOONGATE_PORT"
     check "the gateway answers" wait_http "$gw/" 30
-    n=0
-    i=0
-    while [ $i -lt 100 ]; do
-        n=$(for k in 1 2 3 4; do curl -s -m 2 "$gw/api/x" | sed -n 's/.*"instance": "\([^"]*\)".*/\1/p'; done | sort -u | wc -l)
-        [ "$n" -ge 2 ] && break
-        sleep 0.2; i=$((i + 1))
-    done
+    wait_instances "$gw/api/x" 2 20
+    n=$(distinct_instances "$gw/api/x" 8)
     check "traefik.http.routers.api.rule sends /api to both api replicas ($n distinct)" sh -c "[ $n -eq 2 ]"
     check "the rest goes to web (router priority 1)" sh -c "curl -s -m 2 $gw/ | grep -q 'Hello from web'"
     check "traefik.enable=false keeps a container out" \
