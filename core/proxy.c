@@ -468,6 +468,11 @@ static void proxy_try(mg_req *r)
     r->tries++;
     const mg_target *t = &s->targets[idx];
     if (r->upstreams.len) mg_buf_append(&r->upstreams, ",", 1);
+    /* a discovered target is logged by name too: "web-1@172.18.0.3:80" */
+    if (strcmp(t->id, t->address) != 0) {
+        mg_buf_append(&r->upstreams, t->id, strlen(t->id));
+        mg_buf_append(&r->upstreams, "@", 1);
+    }
     mg_buf_append(&r->upstreams, t->address, strlen(t->address));
     atomic_fetch_add_explicit(&mg_target_inflight[t->uid], 1, memory_order_relaxed);
     mg_upconn *u = mg_up_get(w, t, r);
