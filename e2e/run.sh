@@ -4,6 +4,11 @@
 # everything down even on failure, and ends with "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
+# One e2e run at a time on this engine: the image tags and swarm mode are
+# engine-wide, so parallel runs (several checkouts) would trip on each other.
+if [ -z "${MG_E2E_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
+    MG_E2E_LOCKED=1 exec flock /tmp/moongate-e2e.lock sh "$(pwd)/e2e/run.sh" "$@"
+fi
 . e2e/lib.sh
 
 if ! docker info >/dev/null 2>&1; then
