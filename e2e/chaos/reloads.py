@@ -103,6 +103,10 @@ class Reloader:
         self.plugin_gen = 0
         self.balancer = BALANCERS[0]
         self.n = 0
+        self.reset()
+
+    def reset(self):
+        """Forgets the counts (after the warm-up)."""
         self.results = {"good": 0, "applied": 0, "broken": 0, "rejected": 0, "kept_serving": 0,
                         "probes": 0, "probe_failures": 0}
         self.problems = []
@@ -197,7 +201,10 @@ class Reloader:
             self.results["rejected"] += 1
         else:
             self.problems.append("broken %s at %.3f: no failed reload counted within %.0f s" % (kind, t0, APPLY_S))
-        kept = self.probe() == self.serving()
+        now = None
+        while now is None and time.time() - t0 < 2 * APPLY_S:
+            now = self.probe()  # None while the gateway has no target to answer with
+        kept = now == self.serving()
         if kept:
             self.results["kept_serving"] += 1
         else:

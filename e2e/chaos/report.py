@@ -98,12 +98,35 @@ class Verdict:
         entries = self.access.get(f["id"].split("?")[0]) or []
         return entries[-1] if entries else None
 
-    def preceding_event(self, t):
-        best = None
+    def near(self, t):
+        """The chaos event under way at t or ended at most 5 s before, and the
+        reload at most 3 s before (either may be None)."""
+        ev = rl = None
         for e in self.events:
-            if e["t0"] <= t and (best is None or e["t0"] > best["t0"]):
-                best = e
-        return best
+            if e["t0"] > t:
+                continue
+            if e["event"].startswith("reload"):
+                if t <= e["t1"] + 3 and (rl is None or e["t0"] > rl["t0"]):
+                    rl = e
+            elif t <= e["t1"] + 5 and (ev is None or e["t0"] > ev["t0"]):
+                ev = e
+        return ev, rl
+
+    @staticmethod
+    def label(e):
+        if e["event"] == "scale":
+            a, _, b = e["detail"].partition(" -> ")
+            return "scale down" if int(b) < int(a) else "scale up"
+        return {"reload-broken": "broken reload"}.get(e["event"], e["event"])
+
+    def by_event(self, failures):
+        """How many failures came during or just after each kind of event."""
+        out = {}
+        for f in failures:
+            ev, rl = self.near(f["t"])
+            key = self.label(ev) if ev else self.label(rl) if rl else "no event nearby"
+            out[key] = out.get(key, 0) + 1
+        return out
 
     def error_lines(self, t0, t1, limit=4):
         return [l for t, l in self.errors if t0 - 0.1 <= t <= t1 + 0.1][:limit]
@@ -158,14 +181,15 @@ class Verdict:
         gateway logged around it, and the event before it."""
         t1 = f["t"] + f["duration"]
         a = self.access_entry(f)
-        ev = self.preceding_event(f["t"])
+        ev, rl = self.near(f["t"])
         lines = ["%+8.3f s  %s %s %s (%s, %.3f s, %s connection)%s" % (
             f["t"] - t_base, f["type"], f["id"], f["kind"], f["detail"], f["duration"],
             "reused" if f.get("reused") else "fresh", " on " + f["instance"] if f.get("instance") else "")]
-        if ev:
-            lines.append("           after %s %s (%.2f s before; %s)" % (
-                ev["event"], ev.get("detail", ""), f["t"] - ev["t0"],
-                "took %.2f s" % (ev["t1"] - ev["t0"])))
+        for e in (ev, rl):
+            if e:
+                lines.append("           %s %s %s (began %.2f s before, took %.2f s)" % (
+                    "during" if f["t"] <= e["t1"] else "after", e["event"], e.get("detail", ""),
+                    f["t"] - e["t0"], e["t1"] - e["t0"]))
         if a:
             lines.append("           gateway: status %s, upstream %s, %s tries, %.3f s" % (
                 a.get("status"), a.get("upstream"), a.get("tries"), a.get("duration") or 0))

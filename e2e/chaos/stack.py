@@ -3,7 +3,9 @@ e2e/lib.sh, so Compose v1 and v2 both work), the backend replicas, and the
 gateway's process figures read from /proc inside its container."""
 import json
 import os
+import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -24,19 +26,30 @@ def run(args, timeout=120, check=False, env=None):
     return p.returncode, out
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class Stack:
     def __init__(self, project, conf_dir, gateway_image, backend_image):
         self.project = project
+        self.port, self.admin_port = free_port(), free_port()
         self.env = dict(os.environ, CHAOS_CONF_DIR=conf_dir, CHAOS_GATEWAY_IMAGE=gateway_image,
-                        CHAOS_BACKEND_IMAGE=backend_image,
+                        CHAOS_BACKEND_IMAGE=backend_image, CHAOS_PORT=str(self.port),
+                        CHAOS_ADMIN_PORT=str(self.admin_port),
                         DOCKER_GID=str(os.stat("/var/run/docker.sock").st_gid))
+        self.deaths = []  # the gateway's exits during the run: {"t", "exit_code"}
+        self.watcher = None
         self.files = [COMPOSE_FILE]
         if os.environ.get("CHAOS_HEALTHCHECK") == "1":
             self.files.append(os.path.join(ROOT, "e2e", "chaos", "healthcheck.yml"))
         self.scale = 0
         self.names = {}  # instance (container id prefix, the backend's hostname) -> first name seen
         self.gateway_id = None
-        self.port = self.admin_port = None
 
     def compose(self, *args, timeout=180):
         cmd = ["sh", "-c", '. e2e/lib.sh && compose "$@"', "compose", "-p", self.project]
@@ -50,15 +63,29 @@ class Stack:
             raise RuntimeError("compose up failed: " + out[-2000:])
         self.scale = replicas
         self.gateway_id = self.containers("gateway")[0]["id"]
-        self.port = self.published(8080)
-        self.admin_port = self.published(8081)
+        self.watch_gateway()
+
+    def watch_gateway(self):
+        """Records every exit of the gateway's process (docker's die events):
+        a crash that compose's next `up` quietly restarts must not pass."""
+        self.watcher = subprocess.Popen(
+            ["docker", "events", "--filter", "container=" + self.gateway_id, "--filter", "event=die",
+             "--format", "{{.Time}} {{index .Actor.Attributes \"exitCode\"}}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+        def read():
+            for line in self.watcher.stdout:
+                parts = line.decode().split()
+                if len(parts) == 2:
+                    self.deaths.append({"t": float(parts[0]), "exit_code": int(parts[1])})
+        threading.Thread(target=read, daemon=True).start()
 
     def down(self):
+        if self.watcher:
+            self.watcher.terminate()
+            self.watcher.wait()
+            self.watcher = None
         return self.compose("down", "-v", "--remove-orphans", "-t", "3")
-
-    def published(self, port):
-        _, out = run(["docker", "port", self.gateway_id, "%d/tcp" % port], check=True)
-        return int(out.strip().splitlines()[0].rsplit(":", 1)[1])
 
     def containers(self, service="backend"):
         """Every container of the service (running, paused or exited)."""
