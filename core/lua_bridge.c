@@ -93,14 +93,22 @@ static inline void idle(mg_lua *lua)
 static void watchdog_hook(lua_State *L, lua_Debug *ar)
 {
     lua_sethook(L, NULL, 0, 0);
+    mg_lua *lua = mg_lua_self;
+    /* The hook was armed from the watchdog's thread for one call (named by
+     * its start time); if that call already returned, this is a later,
+     * innocent one: just disarm. */
+    if (!lua || atomic_load_explicit(&lua->interrupt_since, memory_order_acquire) !=
+                    atomic_load_explicit(&lua->busy_since, memory_order_acquire))
+        return;
     luaL_error(L, "interrupted by the watchdog: the plugin ran too long");
 }
 
-void mg_lua_interrupt(mg_lua *lua)
+void mg_lua_interrupt(mg_lua *lua, uint64_t since)
 {
     /* lua_sethook may be called asynchronously (Lua's own interpreter does
      * it from a signal handler). Code LuaJIT compiled does not check hooks:
      * such a loop cannot be interrupted, only reported. */
+    atomic_store_explicit(&lua->interrupt_since, since, memory_order_release);
     lua_sethook(lua->L, watchdog_hook, LUA_MASKCOUNT, 1000);
 }
 

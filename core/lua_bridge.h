@@ -25,6 +25,7 @@ typedef struct mg_lua {
      * started (0: not in Lua) and what it is. */
     _Atomic uint64_t busy_since;
     _Atomic(const char *) busy_what;
+    _Atomic uint64_t interrupt_since; /* the call the watchdog interrupts */
     char busy_plugin[64]; /* the plugin running, as the runtime last said */
 } mg_lua;
 
@@ -57,9 +58,10 @@ int mg_lua_on_request(mg_lua *lua, struct mg_req *r);
 void mg_lua_on_response(mg_lua *lua, struct mg_req *r);
 void mg_lua_on_log(mg_lua *lua, struct mg_req *r);
 
-/* Called from the watchdog thread when a call has run too long: arms a hook
- * that raises an error at the next Lua instruction count check. */
-void mg_lua_interrupt(mg_lua *lua);
+/* Called from the watchdog thread when the call that started at `since`
+ * (busy_since) has run too long: arms a hook that raises an error at the
+ * next instruction count check, if that call is still the one running. */
+void mg_lua_interrupt(mg_lua *lua, uint64_t since);
 
 /* Runs due Lua timers (the worker's tick). */
 void mg_lua_tick(mg_lua *lua);

@@ -2,6 +2,7 @@
  * the kernel spreads connections without a shared accept lock), a Lua
  * state, connection pools and timeout queues. */
 #include "http.h"
+#include "lua_ffi.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -113,7 +114,7 @@ static void adopt_pending(mg_worker *w)
 {
     mg_snapshot *s = atomic_exchange(&w->pending_snap, NULL);
     if (!s) return;
-    const mg_config *cfg = atomic_load(&w->pending_cfg);
+    const mg_config *cfg = s->cfg;
     if (cfg && cfg != w->cfg) {
         w->cfg = cfg;
         w->q_client_idle.timeout_ms = cfg->client_idle_ms;
@@ -133,11 +134,10 @@ static void adopt_pending(mg_worker *w)
     MG_LOG(MG_LOG_DEBUG, w->id, 0, "adopted snapshot version %llu", (unsigned long long)s->version);
 }
 
-void mg_workers_publish(mg_worker *ws, int n, const mg_config *cfg, mg_snapshot *snap)
+void mg_workers_publish(mg_worker *ws, int n, mg_snapshot *snap)
 {
     for (int i = 0; i < n; i++) {
         mg_snapshot_ref(snap);
-        atomic_store(&ws[i].pending_cfg, cfg);
         mg_snapshot *old = atomic_exchange(&ws[i].pending_snap, snap);
         if (old) mg_snapshot_unref(old); /* superseded before the worker took it */
         uv_async_send(&ws[i].wake);
@@ -180,6 +180,7 @@ static void worker_main(void *arg)
 {
     mg_worker *w = arg;
     mg_lua_self = &w->lua;
+    mg_lua_log_worker = w->id; /* Lua logs outside a request (timers) name this worker */
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* drain: close every remaining handle and let their callbacks run */
     for (mg_conn *c = w->conns; c; c = c->next)

@@ -40,7 +40,6 @@ typedef struct mg_worker {
     /* A newer snapshot (and config) handed over by the main thread; the
      * worker takes it at its next loop turn (wake-up) or tick. */
     _Atomic(mg_snapshot *) pending_snap;
-    _Atomic(const mg_config *) pending_cfg;
     int stopping; /* worker-local view: 0 running, 1 draining */
     uint64_t stop_deadline;
 
@@ -79,9 +78,9 @@ typedef struct mg_worker {
  * NULL with err set. */
 mg_worker *mg_workers_start(const mg_config *cfg, mg_snapshot *snap, char *err, size_t errlen);
 
-/* Hands a new snapshot (one reference taken per worker) and config to every
- * worker. cfg must stay alive until the workers are joined. */
-void mg_workers_publish(mg_worker *ws, int n, const mg_config *cfg, mg_snapshot *snap);
+/* Hands a new snapshot (one reference taken per worker) to every worker;
+ * its config (snap->cfg) comes with it and lives as long as it. */
+void mg_workers_publish(mg_worker *ws, int n, mg_snapshot *snap);
 
 /* Asks every worker to stop accepting and finish in-flight requests. */
 void mg_workers_stop(mg_worker *ws, int n);
