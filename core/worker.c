@@ -87,6 +87,7 @@ static void on_tick(uv_timer_t *t)
     mg_conn_expire(w, now);
     mg_up_expire(w, now);
     mg_lua_tick(&w->lua);
+    mg_lua_flush_log_limits(&w->lua);
     if (w->stopping && now >= w->stop_deadline) {
         /* grace period over: close whatever is still open */
         for (mg_conn *c = w->conns; c; c = c->next)
