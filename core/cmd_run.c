@@ -63,7 +63,7 @@ static void on_signal(uv_signal_t *s, int signum)
     }
 }
 
-int mg_cmd_run(const char *config_path)
+int mg_cmd_run(const char *config_path, int takeover)
 {
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
@@ -75,6 +75,13 @@ int mg_cmd_run(const char *config_path)
         return 1;
     }
     mg_log_set_level(cfg->log_level);
+    /* SO_REUSEPORT would let a second gateway (or anything with the option)
+     * quietly take part of the traffic: refuse a port in use, as nginx does. */
+    if (!takeover && mg_listeners_check_free(cfg, err, sizeof(err))) {
+        fprintf(stderr, "moongate: %s\n", err);
+        mg_snapshot_unref(snap);
+        return 1;
+    }
     uv_loop_t *loop = uv_default_loop();
     uv_signal_t sigterm, sigint;
     uv_signal_init(loop, &sigterm);

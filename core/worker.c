@@ -36,24 +36,61 @@ mg_pool *mg_worker_pool(mg_worker *w, uint32_t uid)
     return &w->pools[uid];
 }
 
-/* libuv 1.44 has no UV_TCP_REUSEPORT: make the socket, set SO_REUSEPORT,
- * bind and listen, then hand the descriptor to uv_tcp_open. */
-static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *err, size_t errlen)
+/* Resolves a listen address; the caller frees *res. */
+static int listen_addr(const mg_listen *l, struct addrinfo **res, char *err, size_t errlen)
 {
-    struct addrinfo hints = {0}, *res = NULL;
+    struct addrinfo hints = {0};
     char port[8];
     snprintf(port, sizeof(port), "%d", l->port);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
-    int rc = getaddrinfo(l->host, port, &hints, &res);
+    int rc = getaddrinfo(l->host, port, &hints, res);
     if (rc) {
         hints.ai_flags = AI_PASSIVE;
-        rc = getaddrinfo(l->host, port, &hints, &res);
+        rc = getaddrinfo(l->host, port, &hints, res);
     }
-    if (rc || !res) {
+    if (rc || !*res) {
         snprintf(err, errlen, "listen %s:%d: %s", l->host, l->port, gai_strerror(rc));
         return -1;
     }
+    return 0;
+}
+
+int mg_listeners_check_free(const mg_config *cfg, char *err, size_t errlen)
+{
+    for (int i = 0; i < cfg->nlisten; i++) {
+        const mg_listen *l = &cfg->listen[i];
+        struct addrinfo *res = NULL;
+        if (listen_addr(l, &res, err, errlen)) return -1;
+        int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1, busy = 0;
+        if (fd >= 0) {
+            /* SO_REUSEADDR (as the real listener has) only passes TIME_WAIT
+             * sockets: any listener makes this bind fail */
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            if (res->ai_family == AF_INET6)
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+            busy = bind(fd, res->ai_addr, res->ai_addrlen) != 0 && errno == EADDRINUSE;
+            close(fd);
+        }
+        freeaddrinfo(res);
+        if (busy) {
+            snprintf(err, errlen,
+                     "%s:%d: listen %s:%d: address already in use (another process listens "
+                     "there; to share it for a zero-downtime upgrade, start with --takeover)",
+                     cfg->source, l->line, l->host, l->port);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* libuv 1.44 has no UV_TCP_REUSEPORT: make the socket, set SO_REUSEPORT,
+ * bind and listen, then hand the descriptor to uv_tcp_open. */
+static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *err, size_t errlen)
+{
+    struct addrinfo *res = NULL;
+    if (listen_addr(l, &res, err, errlen)) return -1;
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||

@@ -73,6 +73,11 @@ typedef struct mg_worker {
     int readbuf_busy;
 } mg_worker;
 
+/* Checks that no other socket listens on cfg's addresses (a bind without
+ * SO_REUSEPORT). Returns 0, or -1 with "FILE:LINE: listen HOST:PORT:
+ * address already in use ..." in err. */
+int mg_listeners_check_free(const mg_config *cfg, char *err, size_t errlen);
+
 /* Starts n workers for cfg with snapshot snap (each takes its own
  * reference). Returns the array (caller owns; mg_workers_join frees it), or
  * NULL with err set. */
