@@ -98,7 +98,9 @@ describe("faults", function()
     it("keeps trying resting targets when all failed (panic mode)", function()
         local port = h.free_port()
         local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. port }) })
-        assert.equal(502, h.request(gw.port, {}).status) -- marks the only target as failed
+        -- each refused connect makes the target rest longer (250 ms doubling):
+        -- after six it rests for seconds, longer than a backend takes to start
+        for _ = 1, 6 do assert.equal(502, h.request(gw.port, {}).status) end
         local b = h.start_backend({ port = port, name = "back" })
         local r = h.request(gw.port, {})
         assert.equal(200, r.status)
