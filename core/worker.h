@@ -17,11 +17,7 @@
 
 typedef struct mg_conn mg_conn;
 typedef struct mg_upconn mg_upconn;
-
-typedef struct mg_pool {
-    mg_upconn *idle; /* most recently used first */
-    int nidle;
-} mg_pool;
+typedef struct mg_pool mg_pool;
 
 typedef struct mg_worker {
     int id;
@@ -40,7 +36,6 @@ typedef struct mg_worker {
     /* A newer snapshot (and config) handed over by the main thread; the
      * worker takes it at its next loop turn (wake-up) or tick. */
     _Atomic(mg_snapshot *) pending_snap;
-    _Atomic(const mg_config *) pending_cfg;
     int stopping; /* worker-local view: 0 running, 1 draining */
     uint64_t stop_deadline;
 
@@ -53,9 +48,8 @@ typedef struct mg_worker {
     uint64_t next_conn_id;
     uint64_t next_req_id;
 
-    mg_pool *pools; /* indexed by target uid */
+    mg_pool *pools; /* upstream connection pools by target uid (upstream.c) */
     uint32_t npools;
-    uint64_t *down_until; /* passive failure marks by uid, uv_now ms */
 
     struct mg_req *req_free; /* recycled requests, arenas kept */
     int nreq_free;
@@ -74,14 +68,19 @@ typedef struct mg_worker {
     int readbuf_busy;
 } mg_worker;
 
+/* Checks that no other socket listens on cfg's addresses (a bind without
+ * SO_REUSEPORT). Returns 0, or -1 with "FILE:LINE: listen HOST:PORT:
+ * address already in use ..." in err. */
+int mg_listeners_check_free(const mg_config *cfg, char *err, size_t errlen);
+
 /* Starts n workers for cfg with snapshot snap (each takes its own
  * reference). Returns the array (caller owns; mg_workers_join frees it), or
  * NULL with err set. */
 mg_worker *mg_workers_start(const mg_config *cfg, mg_snapshot *snap, char *err, size_t errlen);
 
-/* Hands a new snapshot (one reference taken per worker) and config to every
- * worker. cfg must stay alive until the workers are joined. */
-void mg_workers_publish(mg_worker *ws, int n, const mg_config *cfg, mg_snapshot *snap);
+/* Hands a new snapshot (one reference taken per worker) to every worker;
+ * its config (snap->cfg) comes with it and lives as long as it. */
+void mg_workers_publish(mg_worker *ws, int n, mg_snapshot *snap);
 
 /* Asks every worker to stop accepting and finish in-flight requests. */
 void mg_workers_stop(mg_worker *ws, int n);
@@ -94,8 +93,7 @@ int mg_workers_all_exited(mg_worker *ws, int n);
  * timeout_ms: a plugin stuck in a loop. */
 int mg_workers_join(mg_worker *ws, int n, uint64_t timeout_ms);
 
-/* Worker-internal helpers shared by the HTTP files. */
-mg_pool *mg_worker_pool(mg_worker *w, uint32_t uid);
+/* Refreshes the cached log timestamps (once a second at most). */
 void mg_worker_refresh_time(mg_worker *w);
 
 #endif

@@ -156,6 +156,35 @@ describe("plugins", function()
         gw:wait_log("balancer error, using round robin")
     end)
 
+    it("logs a failing balancer once, then a count, not a traceback per request", function()
+        local b1 = h.start_backend({ name = "one" })
+        local gw = h.start_gateway({
+            config = {
+                services = { api = { balancer = "broken", targets = { b1.address } } },
+                routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+            },
+            plugins = { broken = [[
+                return {
+                    type = "balancer",
+                    new = function(targets) return targets end,
+                    pick = function(state, req) error("no idea") end,
+                }
+            ]] },
+        })
+        local c = assert(h.connect(gw.port))
+        local t0 = require("socket").gettime()
+        for _ = 1, 300 do
+            c:send_request({})
+            assert.equal(200, assert(c:read_response()).status)
+        end
+        c:close()
+        -- one full message, then at most one more per 5 s interval
+        local windows = math.ceil((require("socket").gettime() - t0) / 5)
+        local _, full = gw:error_log():gsub("balancer error, using round robin", "")
+        assert.is_true(full <= 1 + windows, full .. " full messages for " .. windows .. " intervals")
+        gw:wait_log("balancer pick: %d+ more errors in the last %d+ s %(last: .*no idea", 8)
+    end)
+
     it("checks middleware options against the plugin's schema at load", function()
         local dir = h.tmpdir()
         h.write_file(dir .. "/moongate.lua", [[
