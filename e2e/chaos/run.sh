@@ -31,7 +31,21 @@ if sh tools/base-image.sh debian:bookworm-slim; then
 else
     fail "base image debian:bookworm-slim is available"
 fi
-build moongate:chaos .
+gateway_image=moongate:chaos
+if [ "${CHAOS_ASAN:-0}" = 1 ]; then
+    # the ASan+UBSan build in a container: slower, but a crash shows where
+    gateway_image=moongate:chaos-asan
+    ctx=build/chaos/gateway-asan
+    if make asan >/tmp/moongate-chaos-build.log 2>&1; then
+        mkdir -p "$ctx" && cp e2e/chaos/gateway-asan/Dockerfile build/asan/moongate "$ctx/"
+        build "$gateway_image" "$ctx"
+    else
+        tail -20 /tmp/moongate-chaos-build.log
+        fail "make asan builds"
+    fi
+else
+    build "$gateway_image" .
+fi
 build moongate-chaos-backend:chaos e2e/chaos/backend
 
 PROJECT=mgchaos$$
@@ -39,7 +53,7 @@ export CHAOS_CONF_DIR="$(pwd)/build/chaos/$PROJECT/conf"
 trap 'compose -p "$PROJECT" -f e2e/chaos/docker-compose.yml down -v --remove-orphans -t 3 >/dev/null 2>&1' EXIT INT TERM
 if [ "$E2E_FAILED" -eq 0 ]; then
     python3 e2e/chaos/chaos.py --profile "$profile" --project "$PROJECT" \
-        --gateway-image moongate:chaos --backend-image moongate-chaos-backend:chaos
+        --gateway-image "$gateway_image" --backend-image moongate-chaos-backend:chaos
     echo "=== chaos $profile: evidence in build/chaos/$PROJECT/"
     chaos_criteria "build/chaos/$PROJECT/summary.json"
 fi
