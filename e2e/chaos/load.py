@@ -5,7 +5,7 @@ and wall time.
 
     load.py --port PORT --seconds S --out RESULT.json [--max-requests N]
             [--plain 4] [--post 1] [--pipeline 1] [--stream 2] [--ws 2]
-            [--timeout 5] [--think-ms 10] [--fail-pause-ms 100]
+            [--timeout 5] [--think-ms 10] [--fail-pause-ms 100] [--tag T]
 
 Clients, each on its own keep-alive connection to 127.0.0.1:PORT:
 - plain: GET /req/ID; the answer must be 200 and echo ID (a mixed-up answer
