@@ -68,13 +68,14 @@ class Run:
                                                access_log=opts.profile != "soak")
         self.criteria = []
         self.snapshot0 = None
+        self.load_proc = None
 
     def record(self, rec):
         with self.log_lock:
             self.event_log.append(rec)
 
     def check(self, ok, desc):
-        self.criteria.append({"ok": bool(ok), "desc": desc})
+        self.criteria.append({"ok": bool(ok), "desc": " ".join(str(desc).split())})
 
     # --- phases ------------------------------------------------------------
 
@@ -85,7 +86,8 @@ class Run:
                 "--timeout", str(o.timeout), "--think-ms", str(o.think_ms), "--tag", tag]
         if progress:
             args += ["--progress", str(progress)]
-        return subprocess.Popen(args)
+        self.load_proc = subprocess.Popen(args)
+        return self.load_proc
 
     def stop_load(self, proc, out):
         proc.send_signal(signal.SIGUSR1)
@@ -126,7 +128,7 @@ class Run:
         self.reloader.reset()
         self.snapshot0 = self.snapshot_version()
         say("warm-up: %d requests, %d failed; at rest after %.0f s: RSS %.1f MiB, %d fds"
-            % (warm["requests"], warm["failed"], waited + KEEPALIVE_S + 2, rss / MiB, fds))
+            % (warm["requests"], warm["failed"], waited, rss / MiB, fds))
         return rss, fds
 
     def chaos(self):
@@ -173,9 +175,13 @@ class Run:
         for minute in range(1, minutes + 1):
             while time.time() < t_start + minute * 60:
                 time.sleep(0.5)
-            rss, fds, est = self.stack.proc()
-            conns = self.stack.metric("moongate_open_connections")
-            samples.append((minute, rss, fds, est))
+            try:
+                rss, fds, est = self.stack.proc()
+                conns = self.stack.metric("moongate_open_connections")
+            except (RuntimeError, OSError) as e:
+                say("soak: minute %3d: no reading, the gateway is not running (%s)" % (minute, str(e).strip()[:80]))
+                continue
+            samples.append((minute, rss, fds, est, time.time()))
             say("soak: minute %3d: RSS %6.2f MiB, open fds %3d (%d of them established TCP; %d client connections), "
                 "%d replicas" % (minute, rss / MiB, fds, est, conns or 0, self.stack.scale))
         stop.set()
@@ -195,9 +201,11 @@ class Run:
             sxx = sum((x - mx) ** 2 for x, _ in points)
             slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
             return slope * (points[-1][0] - points[0][0])
-        half = [x for x in samples if x[0] > len(samples) / 2.0]
-        rss_pts = [(m, rss) for m, rss, _, _ in half]
-        fd_pts = [(m, fds - est) for m, _, fds, est in half]
+        # the second half, and only what the last gateway process lived through
+        last_death = max([d["t"] for d in self.stack.deaths] or [0])
+        half = [x for x in samples if x[0] > self.opts.minutes / 2.0 and x[4] > last_death]
+        rss_pts = [(m, rss) for m, rss, _, _, _ in half]
+        fd_pts = [(m, fds - est) for m, _, fds, est, _ in half]
         rss_g, fd_g = growth(rss_pts), growth(fd_pts)
         mean_rss = sum(y for _, y in rss_pts) / max(1, len(rss_pts))
         rss_lim = max(SOAK_RSS_GROWTH_MIN, mean_rss * SOAK_RSS_GROWTH)
@@ -220,14 +228,15 @@ class Run:
             json.dump(self.event_log, f, indent=0)
         self.timeline(load, t_start)
         self.check_deaths(t_start)
-        self.check(len(half) >= 2, "the soak ran long enough to fit a trend (%d minutes)" % len(samples))
+        self.check(len(half) >= 3, "the soak has a trend to fit: %d readings in its second half from one gateway process"
+                   % len(half))
         self.check(rss_g <= rss_lim, "RSS does not grow over the second half (%+.2f MiB)" % (rss_g / MiB))
         self.check(fd_g <= SOAK_FD_GROWTH, "open fds do not grow over the second half (%+.1f)" % fd_g)
         self.check_rest(before, after, rss_limit, fd_limit)
         with open(os.path.join(self.out_dir, "summary.json"), "w") as f:
             json.dump({"profile": "soak", "seed": self.opts.seed, "versions": self.versions(),
                        "requests": load["requests"], "failed": load["failed"], "events": ev.done, "reloads": r,
-                       "samples": samples, "rss_growth": rss_g, "fd_growth": fd_g,
+                       "samples": [list(x[:4]) for x in samples], "rss_growth": rss_g, "fd_growth": fd_g,
                        "rss": [before[0], after[0], rss_limit], "fds": [before[1], after[1], fd_limit],
                        "criteria": self.criteria}, f, indent=1)
 
@@ -306,8 +315,8 @@ class Run:
                 f.write(("ALLOWED (%s)\n" % x["allowed_because"] if x.get("allowed_because") else "")
                         + v.evidence(x, t_start) + "\n")
         if v.counted:
-            say("counted failures (first 25 of %d; all in %s):" % (
-                len(v.counted), os.path.relpath(os.path.join(self.out_dir, "failures.txt"), ROOT)))
+            say("counted failures (first 25 of %d; all recorded ones in %s):" % (
+                counted, os.path.relpath(os.path.join(self.out_dir, "failures.txt"), ROOT)))
             for x in sorted(v.counted, key=lambda f: f["t"])[:25]:
                 say(v.evidence(x, t_start))
         with open(os.path.join(self.out_dir, "events.json"), "w") as f:
@@ -427,6 +436,9 @@ class Run:
                 self.verdict(t_start, ev, load, before, after)
         except Exception as e:  # the run itself broke: say so as a failed criterion
             say("chaos: %s" % e)
+            if self.load_proc and self.load_proc.poll() is None:
+                self.load_proc.kill()
+                self.load_proc.wait()
             with open(os.path.join(self.out_dir, "events.json"), "w") as f:
                 json.dump(self.event_log, f, indent=0)
             if self.stack.gateway_id:

@@ -204,6 +204,8 @@ class Reloader:
         now = None
         while now is None and time.time() - t0 < 2 * APPLY_S:
             now = self.probe()  # None while the gateway has no target to answer with
+            if now is None:
+                time.sleep(0.05)
         kept = now == self.serving()
         if kept:
             self.results["kept_serving"] += 1

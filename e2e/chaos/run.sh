@@ -18,19 +18,12 @@ if ! docker info >/dev/null 2>&1; then
     echo "0 passed, 1 failed"
     exit 1
 fi
-build() {
-    if docker build -q -t "$1" "$2" >/tmp/moongate-chaos-build.log 2>&1; then
-        pass "image $1 builds"
-    else
-        tail -20 /tmp/moongate-chaos-build.log
-        fail "image $1 builds"
-    fi
+# image TAG DIR: docker build, one ok/FAIL line (the build's tail on failure)
+image() {
+    check "image $1 builds" sh -c 'docker build -q -t "$1" "$2" >/tmp/moongate-chaos-build.log 2>&1 ||
+        { tail -20 /tmp/moongate-chaos-build.log; exit 1; }' sh "$1" "$2"
 }
-if sh tools/base-image.sh debian:bookworm-slim; then
-    pass "base image debian:bookworm-slim is available"
-else
-    fail "base image debian:bookworm-slim is available"
-fi
+check "base image debian:bookworm-slim is available" sh tools/base-image.sh debian:bookworm-slim
 gateway_image=moongate:chaos
 if [ "${CHAOS_ASAN:-0}" = 1 ]; then
     # the ASan+UBSan build in a container: slower, but a crash shows where
@@ -38,15 +31,15 @@ if [ "${CHAOS_ASAN:-0}" = 1 ]; then
     ctx=build/chaos/gateway-asan
     if make asan >/tmp/moongate-chaos-build.log 2>&1; then
         mkdir -p "$ctx" && cp e2e/chaos/gateway-asan/Dockerfile build/asan/moongate "$ctx/"
-        build "$gateway_image" "$ctx"
+        image "$gateway_image" "$ctx"
     else
         tail -20 /tmp/moongate-chaos-build.log
         fail "make asan builds"
     fi
 else
-    build "$gateway_image" .
+    image "$gateway_image" .
 fi
-build moongate-chaos-backend:chaos e2e/chaos/backend
+image moongate-chaos-backend:chaos e2e/chaos/backend
 
 PROJECT=mgchaos$$
 export CHAOS_CONF_DIR="$(pwd)/build/chaos/$PROJECT/conf"
