@@ -88,6 +88,7 @@ int mg_cmd_run(const char *config_path, int takeover)
     uv_signal_init(loop, &sigint);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    mg_snapshot_mark_membership(NULL, snap);
     mg_worker *ws = mg_workers_start(cfg, snap, err, sizeof(err));
     if (!ws) {
         fprintf(stderr, "moongate: %s\n", err);

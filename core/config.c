@@ -291,6 +291,8 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     cfg->upstream_connect_ms = ms_field(L, t, "upstream_connect", 3);
     cfg->upstream_response_ms = ms_field(L, t, "upstream_response", 60);
     cfg->grace_ms = ms_field(L, t, "grace", 10);
+    cfg->queue_ms = ms_field(L, t, "queue", 10);
+    cfg->upstream_stall_ms = ms_field(L, t, "upstream_stall", 1);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "limits");
@@ -311,6 +313,8 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     cfg->keepalive = (int)num_field(L, lua_gettop(L), "keepalive", 64);
     cfg->keepalive_timeout_ms = ms_field(L, lua_gettop(L), "keepalive_timeout", 60);
     cfg->retries = (int)num_field(L, lua_gettop(L), "retries", 2);
+    cfg->queue_max = (int)num_field(L, lua_gettop(L), "queue_max", 10000);
+    cfg->max_connecting = (int)num_field(L, lua_gettop(L), "max_connecting", 64);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "admin");

@@ -32,6 +32,11 @@ typedef struct mg_config {
     int log_level;
     /* timeouts in milliseconds */
     uint64_t client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, grace_ms;
+    uint64_t queue_ms;          /* timeouts.queue: longest hold for a ready target */
+    uint64_t upstream_stall_ms; /* timeouts.upstream_stall: silence before a probe; 0 off */
+    int queue_max;              /* upstream.queue_max: held requests per worker */
+    int max_connecting;         /* upstream.max_connecting: connects under way per target
+                                 * per worker (0: no limit) */
     uint32_t max_header_size, max_headers;
     uint8_t normalize_paths;    /* paths.normalize */
     uint8_t keep_encoded_slash; /* paths.encoded_slash == "keep" */

@@ -244,6 +244,7 @@ static void on_gone(mg_req *r)
         MG_LOG(MG_LOG_DEBUG, r->w->id, r->conn_id, "client gone: closing its upstream connection");
         mg_proxy__detach(r, 0);
     }
+    mg_proxy__unhold(r);
     mg_tq_remove(&r->tq);
     if (!r->finished) {
         r->finished = 1;
@@ -270,4 +271,8 @@ void mg_proxy_expire(mg_worker *w, uint64_t now)
         mg_tq_remove(n);
         mg_proxy__up_timeout_response(r);
     }
+    mg_proxy__held_expire(w, now);
+    mg_proxy__stall_tick(w, now);
+    /* rests end and stalls clear with time: let held requests look again */
+    if (w->nheld) mg_proxy_kick(w);
 }

@@ -101,6 +101,7 @@ static int apply(mg_reloader *rl, int check_files)
     mg_log_set_level(cfg->log_level);
     /* the old config goes with the old snapshot's last reference */
     rl->cfg = cfg;
+    mg_snapshot_mark_membership(rl->snap, snap);
     mg_workers_publish(rl->ws, rl->nworkers, snap);
     mg_snapshot_unref(rl->snap);
     rl->snap = snap; /* ours; the workers hold their own references */

@@ -77,6 +77,12 @@ uint32_t mg_target_uid(const char *key);
 void mg_snapshot_ref(mg_snapshot *s);
 void mg_snapshot_unref(mg_snapshot *s);
 
+/* Publishes membership to the gateway-wide target state (targets.h): every
+ * target of next is present and not draining; every target of prev that
+ * next lacks drains (its address is absent when no service has it). Main
+ * thread, before next goes to the workers. prev may be NULL. */
+void mg_snapshot_mark_membership(const mg_snapshot *prev, const mg_snapshot *next);
+
 /* Returns the index of the named service or -1. */
 int mg_snapshot_service(const mg_snapshot *s, const char *name);
 

@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "lua_ffi.h"
 #include "proxy.h"
+#include "targets.h"
 #include "upstream.h"
 
 #include <arpa/inet.h>
@@ -126,6 +127,7 @@ static void on_tick(uv_timer_t *t)
 static void on_flush(uv_prepare_t *p)
 {
     mg_worker *w = p->data;
+    mg_proxy_run_held(w);
     if (w->access.len) mg_buf_flush_fd(&w->access, 1);
 }
 
@@ -157,8 +159,16 @@ static void adopt_pending(mg_worker *w)
     if (!w->snap || s->plugin_gen != w->snap->plugin_gen)
         mg_lua_new_generation(&w->lua, w->cfg->plugins_dir);
     mg_lua_adopt(&w->lua, s);
+    /* pooled connections to addresses that left every service go now */
+    const mg_snapshot *old = w->snap;
+    for (int i = 0; old && i < old->nservices; i++)
+        for (int k = 0; k < old->services[i].ntargets; k++) {
+            uint32_t uid = old->services[i].targets[k].uid;
+            if (!mg_targets_present(uid)) mg_up_close_idle(w, uid);
+        }
     mg_snapshot_unref(w->snap);
     w->snap = s;
+    mg_proxy_kick(w); /* held requests may find a target now */
     MG_LOG(MG_LOG_DEBUG, w->id, 0, "adopted snapshot version %llu", (unsigned long long)s->version);
 }
 
@@ -203,6 +213,7 @@ static void worker_main(void *arg)
     mg_lua_self = &w->lua;
     mg_lua_log_worker = w->id; /* Lua logs outside a request (timers) name this worker */
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    mg_proxy__stall_free(w);
     /* drain: close every remaining handle and let their callbacks run */
     for (mg_conn *c = w->conns; c; c = c->next)
         mg_conn_close(c);
@@ -229,6 +240,9 @@ static int worker_init(mg_worker *w, int id, const mg_config *cfg, mg_snapshot *
     mg_tq_init(&w->q_up_connect, cfg->upstream_connect_ms);
     mg_tq_init(&w->q_up_response, cfg->upstream_response_ms);
     mg_tq_init(&w->q_up_idle, cfg->keepalive_timeout_ms);
+    mg_tq_init(&w->q_held, 0);     /* ordered by each request's own deadline */
+    mg_tq_init(&w->q_probe, 1000); /* set from the config at each probe */
+    w->up_slot = mg_proxy_kick;
     if (mg_lua_init(&w->lua, id, cfg->plugins_dir, err, errlen)) return -1;
     w->snap = snap;
     mg_snapshot_ref(snap);

@@ -50,6 +50,16 @@ typedef struct mg_worker {
 
     mg_pool *pools; /* upstream connection pools by target uid (upstream.c) */
     uint32_t npools;
+    /* Called by upstream.c when a connection becomes available (a connect
+     * ended, one went back to a pool): the proxy's held requests may go. */
+    void (*up_slot)(struct mg_worker *w);
+
+    /* requests held until a target is ready (proxy_hold.c), by deadline */
+    mg_tq q_held;
+    int nheld;
+    uint8_t held_kick; /* something changed: retry the held requests soon */
+    mg_tq q_probe;     /* stall probes waiting for a first byte (proxy_stall.c) */
+    void *stall;       /* proxy_stall.c's per-worker state */
 
     struct mg_req *req_free; /* recycled requests, arenas kept */
     int nreq_free;

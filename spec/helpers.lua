@@ -155,8 +155,10 @@ function _M.start_backend(opts)
     local port = opts.port or _M.free_port()
     local name = opts.name or ("b" .. port)
     local host = opts.host or "127.0.0.1"
-    local p = _M.spawn({ "python3", "spec/support/backend.py", "--name", name, "--port", tostring(port),
-                         "--host", host })
+    local argv = { "python3", "spec/support/backend.py", "--name", name, "--port", tostring(port),
+                   "--host", host }
+    if opts.backlog then argv[#argv + 1] = "--backlog"; argv[#argv + 1] = tostring(opts.backlog) end
+    local p = _M.spawn(argv)
     wait_port(port, p, "backend " .. name, nil, host)
     return { port = port, name = name, proc = p, address = host .. ":" .. port,
              stop = function() return _M.kill(p) end }

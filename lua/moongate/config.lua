@@ -20,9 +20,10 @@ local _M = {}
 
 local DEFAULTS = {
     timeouts = { client_header = 10, client_idle = 60, upstream_connect = 3,
-                 upstream_response = 60, grace = 10 },
+                 upstream_response = 60, grace = 10, queue = 10, upstream_stall = 1 },
     limits = { max_header_size = 32768, max_headers = 100 },
-    upstream = { keepalive = 64, keepalive_timeout = 60, retries = 2 },
+    upstream = { keepalive = 64, keepalive_timeout = 60, retries = 2, queue_max = 10000,
+                 max_connecting = 64 },
     paths = { normalize = true, encoded_slash = "reject" },
 }
 
@@ -249,7 +250,12 @@ local function normalize(t, opts)
         for k, def in pairs(defaults) do out[k] = v[k] == nil and def or v[k] end
         cfg[section] = out
     end
-    for k, v in pairs(cfg.timeouts) do positive(v, "timeouts." .. k) end
+    for k, v in pairs(cfg.timeouts) do
+        if k == "upstream_stall" or k == "queue" then number(v, "timeouts." .. k, 0, 3600)
+        else positive(v, "timeouts." .. k) end
+    end
+    number(cfg.upstream.queue_max, "upstream.queue_max", 0, 1000000, true)
+    number(cfg.upstream.max_connecting, "upstream.max_connecting", 0, 100000, true)
     number(cfg.limits.max_header_size, "limits.max_header_size", 1024, 1048576, true)
     number(cfg.limits.max_headers, "limits.max_headers", 1, 10000, true)
     number(cfg.upstream.keepalive, "upstream.keepalive", 0, 10000, true)

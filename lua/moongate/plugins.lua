@@ -76,8 +76,19 @@ function _M.check(name, dir, kind)
     return true
 end
 
+-- Keys in a stable order: LuaJIT seeds its string hash per state, so pairs()
+-- walks the same table differently in two states, and a literal compared
+-- across reloads (the providers' settings) must not change with it.
+local function key_less(a, b)
+    local ta, tb = type(a), type(b)
+    if ta ~= tb then return ta < tb end
+    if ta == "number" or ta == "string" then return a < b end
+    return tostring(a) < tostring(b)
+end
+
 -- Serializes plain data (tables, strings, numbers, booleans) as a Lua
--- literal, to hand options from one Lua state to another.
+-- literal, to hand options from one Lua state to another. The same data
+-- always gives the same text.
 local function ser(v, out, depth)
     local t = type(v)
     if t == "string" then
@@ -87,11 +98,14 @@ local function ser(v, out, depth)
     elseif t == "table" then
         if depth > 32 then error("options nest too deeply", 0) end
         out[#out + 1] = "{"
-        for k, val in pairs(v) do
+        local keys = {}
+        for k in pairs(v) do keys[#keys + 1] = k end
+        table.sort(keys, key_less)
+        for _, k in ipairs(keys) do
             out[#out + 1] = "["
             ser(k, out, depth + 1)
             out[#out + 1] = "]="
-            ser(val, out, depth + 1)
+            ser(v[k], out, depth + 1)
             out[#out + 1] = ","
         end
         out[#out + 1] = "}"

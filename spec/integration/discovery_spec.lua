@@ -85,6 +85,7 @@ describe("dns discovery", function()
 
     it("answers 503 for a routed service with no members yet, not a config error", function()
         local gw = h.start_gateway({ config = {
+            timeouts = { queue = 0.2 },
             providers = { dns = { interval = 5, hosts_file = "/nonexistent",
                                   services = { api = { host = "nothing.test", port = 1 } } } },
             routes = { { rule = "PathPrefix(`/`)", service = "api" } },
@@ -118,6 +119,7 @@ describe("control-plane timers", function()
         local b = h.start_backend()
         local gw = h.start_gateway({
             config = {
+                timeouts = { queue = 0 },
                 providers = { ticker = { address = b.address } },
                 routes = { { rule = "PathPrefix(`/`)", service = "ticked" } },
             },
