@@ -296,6 +296,15 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     cfg->max_headers = (uint32_t)num_field(L, lua_gettop(L), "max_headers", 100);
     lua_pop(L, 1);
 
+    lua_getfield(L, top, "paths");
+    lua_getfield(L, -1, "normalize");
+    cfg->normalize_paths = (uint8_t)lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    char *es = dup_field(L, lua_gettop(L), "encoded_slash", "reject");
+    cfg->keep_encoded_slash = strcmp(es, "keep") == 0;
+    free(es);
+    lua_pop(L, 1);
+
     lua_getfield(L, top, "upstream");
     cfg->keepalive = (int)num_field(L, lua_gettop(L), "keepalive", 64);
     cfg->keepalive_timeout_ms = ms_field(L, lua_gettop(L), "keepalive_timeout", 60);
@@ -346,6 +355,7 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     snap->route_service = calloc(n ? (size_t)n : 1, sizeof(int));
     snap->route_hooks = calloc(n ? (size_t)n : 1, 1);
+    snap->route_flags = calloc(n ? (size_t)n : 1, 1);
     snap->route_rule = calloc(n ? (size_t)n : 1, sizeof(char *));
     snap->route_priority = calloc(n ? (size_t)n : 1, sizeof(int));
     snap->nroutes = n;
@@ -362,6 +372,9 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
         snap->route_rule[i - 1] = strdup(rule);
         snap->route_priority[i - 1] = prio >= 0 ? prio : (int)strlen(rule);
         snap->route_hooks[i - 1] = (uint8_t)num_field(L, r, "_hooks", 0);
+        lua_getfield(L, r, "allow_trace");
+        if (lua_toboolean(L, -1)) snap->route_flags[i - 1] |= MG_ROUTE_ALLOW_TRACE;
+        lua_pop(L, 1);
         char why[256] = "";
         int rc = sidx < 0 ? (snprintf(why, sizeof(why), "unknown service '%s'", svc), -1)
                           : mg_router_add(snap->router, rule, prio, i - 1, why, sizeof(why));

@@ -33,6 +33,8 @@ typedef struct mg_config {
     /* timeouts in milliseconds */
     uint64_t client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, grace_ms;
     uint32_t max_header_size, max_headers;
+    uint8_t normalize_paths;    /* paths.normalize */
+    uint8_t keep_encoded_slash; /* paths.encoded_slash == "keep" */
     int keepalive;
     uint64_t keepalive_timeout_ms;
     int retries;
