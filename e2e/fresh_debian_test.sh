@@ -153,7 +153,14 @@ fd_run() {
         return
     fi
     log=$fd_root/root/make-run.log
+    # make run's default config takes :8080 and :8081 in the host's network
+    # (a chroot shares it); a spec elsewhere may hold one for a moment
     for port in 8080 8081; do
+        i=0
+        while ! fd_port_free $port && [ $i -lt 120 ]; do
+            sleep 0.5
+            i=$((i + 1))
+        done
         if ! fd_port_free $port; then
             fail "fresh Debian 12: make run needs 127.0.0.1:$port, which something on this host holds"
             return

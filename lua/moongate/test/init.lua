@@ -27,7 +27,11 @@ local function self_exe()
     if not require("moongate").in_gateway then return nil end
     return unistd.readlink("/proc/self/exe")
 end
-_M.bin = os.getenv("MOONGATE_BIN") or self_exe() or "build/moongate"
+-- Absolute, so that it still names the binary from another folder.
+local function absolute(path)
+    return stdlib.realpath(path) or path
+end
+_M.bin = absolute(os.getenv("MOONGATE_BIN") or self_exe() or "build/moongate")
 _M.sanitized = os.getenv("MG_SANITIZED") == "1"
 -- Sanitized builds start and run slower: stretch waits, never assertions.
 _M.slow = client.slow
