@@ -48,8 +48,7 @@ fd_umount_all() {
 fd_cleanup() {
     [ -n "$fd_root" ] || return 0
     if [ -n "$fd_gw_pid" ]; then
-        kill -TERM -- "-$fd_gw_pid" 2>/dev/null
-        fd_gw_pid=""
+        fd_stop_gateway
     fi
     for p in /proc/[0-9]*; do
         [ "$(readlink "$p/root" 2>/dev/null)" = "$fd_root" ] && kill -KILL "${p#/proc/}" 2>/dev/null
@@ -105,6 +104,21 @@ fd_wait_gateway() {
         i=$((i + 1))
     done
     return 1
+}
+
+# Stops `make run` and the gateway under it: TERM to its process group,
+# KILL after 10 s.
+fd_stop_gateway() {
+    [ -n "$fd_gw_pid" ] || return 0
+    kill -TERM "-$fd_gw_pid" 2>/dev/null
+    i=0
+    while kill -0 "$fd_gw_pid" 2>/dev/null && [ $i -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill -KILL "-$fd_gw_pid" 2>/dev/null
+    wait "$fd_gw_pid" 2>/dev/null
+    fd_gw_pid=""
 }
 
 fd_only_prereqs() {
@@ -182,9 +196,7 @@ fd_run() {
         tail -30 "$log"
         fail "fresh Debian 12: make run installs what it needs and the gateway listens on :8080"
     fi
-    kill -TERM -- "-$fd_gw_pid" 2>/dev/null
-    wait "$fd_gw_pid" 2>/dev/null
-    fd_gw_pid=""
+    fd_stop_gateway
     t0=$(date +%s)
     log=$fd_root/root/make-test.log
     fd_in "cd moongate && make test" >"$log" 2>&1
