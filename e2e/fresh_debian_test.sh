@@ -34,13 +34,12 @@ fd_mounted() {
 }
 
 fd_umount_all() {
-    root=$1
     for _ in 1 2 3; do
-        [ -z "$(fd_mounted "$root")" ] && return 0
+        [ -z "$(fd_mounted "$1")" ] && return 0
         # deepest first
-        fd_mounted "$root" | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+        fd_mounted "$1" | sort -r | while read -r fd_m; do umount "$fd_m" 2>/dev/null || umount -l "$fd_m" 2>/dev/null; done
     done
-    [ -z "$(fd_mounted "$root")" ]
+    [ -z "$(fd_mounted "$1")" ]
 }
 
 # Stops what runs inside the chroot (only processes whose root is ours:
@@ -78,16 +77,16 @@ fd_build_cache() {
     fd_say "building the cached Debian 12 root with debootstrap from $fd_mirror (a few minutes, once)"
     mkdir -p "$fd_cache/archives/partial" || return 1
     fd_root=$(mktemp -d /var/tmp/moongate-fresh-build.XXXXXX) || return 1
-    log=$fd_cache/debootstrap.log
-    if ! debootstrap --variant=minbase bookworm "$fd_root" "$fd_mirror" >"$log" 2>&1; then
-        tail -20 "$log"
+    fd_log=$fd_cache/debootstrap.log
+    if ! debootstrap --variant=minbase bookworm "$fd_root" "$fd_mirror" >"$fd_log" 2>&1; then
+        tail -20 "$fd_log"
         return 1
     fi
     printf 'deb %s bookworm main\ndeb %s bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' \
         "$fd_mirror" "$fd_mirror" >"$fd_root/etc/apt/sources.list"
     fd_mount || return 1
-    if ! fd_in "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q git make" >>"$log" 2>&1; then
-        tail -20 "$log"
+    if ! fd_in "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q git make" >>"$fd_log" 2>&1; then
+        tail -20 "$fd_log"
         return 1
     fi
     fd_umount_all "$fd_root" || return 1
@@ -96,12 +95,12 @@ fd_build_cache() {
 
 # Waits up to $1 seconds for 127.0.0.1:8080 while the gateway's make runs.
 fd_wait_gateway() {
-    i=0
-    while [ $i -lt $(($1 * 2)) ]; do
+    fd_i=0
+    while [ $fd_i -lt $(($1 * 2)) ]; do
         if bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080' 2>/dev/null; then return 0; fi
         kill -0 "$fd_gw_pid" 2>/dev/null || return 1
         sleep 0.5
-        i=$((i + 1))
+        fd_i=$((fd_i + 1))
     done
     return 1
 }
@@ -111,10 +110,10 @@ fd_wait_gateway() {
 fd_stop_gateway() {
     [ -n "$fd_gw_pid" ] || return 0
     kill -TERM "-$fd_gw_pid" 2>/dev/null
-    i=0
-    while kill -0 "$fd_gw_pid" 2>/dev/null && [ $i -lt 100 ]; do
+    fd_i=0
+    while kill -0 "$fd_gw_pid" 2>/dev/null && [ $fd_i -lt 100 ]; do
         sleep 0.1
-        i=$((i + 1))
+        fd_i=$((fd_i + 1))
     done
     kill -KILL "-$fd_gw_pid" 2>/dev/null
     wait "$fd_gw_pid" 2>/dev/null
@@ -166,47 +165,47 @@ fd_run() {
         fail "fresh Debian 12: git clone of this commit"
         return
     fi
-    log=$fd_root/root/make-run.log
+    fd_log=$fd_root/root/make-run.log
     # make run's default config takes :8080 and :8081 in the host's network
     # (a chroot shares it); a spec elsewhere may hold one for a moment
-    for port in 8080 8081; do
-        i=0
-        while ! fd_port_free $port && [ $i -lt 120 ]; do
+    for fd_port in 8080 8081; do
+        fd_i=0
+        while ! fd_port_free $fd_port && [ $fd_i -lt 120 ]; do
             sleep 0.5
-            i=$((i + 1))
+            fd_i=$((fd_i + 1))
         done
-        if ! fd_port_free $port; then
-            fail "fresh Debian 12: make run needs 127.0.0.1:$port, which something on this host holds"
+        if ! fd_port_free $fd_port; then
+            fail "fresh Debian 12: make run needs 127.0.0.1:$fd_port, which something on this host holds"
             return
         fi
     done
-    t0=$(date +%s)
+    fd_t0=$(date +%s)
     # the README's first command, in the background; its own process group
     setsid chroot "$fd_root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        sh -c 'cd /root/moongate && exec make run' >"$log" 2>&1 &
+        sh -c 'cd /root/moongate && exec make run' >"$fd_log" 2>&1 &
     fd_gw_pid=$!
     if fd_wait_gateway 900; then
-        pass "fresh Debian 12: make run installs what it needs and the gateway listens on :8080 ($(($(date +%s) - t0)) s)"
+        pass "fresh Debian 12: make run installs what it needs and the gateway listens on :8080 ($(($(date +%s) - fd_t0)) s)"
         fd_request
         check "fresh Debian 12: moongate answers a request from inside the chroot ($fd_status)" \
             sh -c 'echo "$1" | grep -q "^HTTP/1.1 [0-9][0-9][0-9] " && echo "$2" | grep -q "^Server: moongate"' \
             _ "$fd_status" "$fd_response"
     else
-        tail -30 "$log"
+        tail -30 "$fd_log"
         fail "fresh Debian 12: make run installs what it needs and the gateway listens on :8080"
     fi
     fd_stop_gateway
-    t0=$(date +%s)
-    log=$fd_root/root/make-test.log
-    fd_in "cd moongate && make test" >"$log" 2>&1
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-    if [ -n "$line" ] && [ "$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')" = 0 ]; then
-        pass "fresh Debian 12: make test installs what it needs and passes (specs: $line; $(($(date +%s) - t0)) s)"
+    fd_t0=$(date +%s)
+    fd_log=$fd_root/root/make-test.log
+    fd_in "cd moongate && make test" >"$fd_log" 2>&1
+    fd_line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$fd_log" | tail -n 1)
+    if [ -n "$fd_line" ] && [ "$(echo "$fd_line" | sed -E 's/.* ([0-9]+) failed.*/\1/')" = 0 ]; then
+        pass "fresh Debian 12: make test installs what it needs and passes (specs: $fd_line; $(($(date +%s) - fd_t0)) s)"
     else
-        grep -E -A6 '^(Failure|Error) ' "$log" | head -60
-        tail -15 "$log"
-        fail "fresh Debian 12: make test installs what it needs and passes (specs: ${line:-no result line})"
+        grep -E -A6 '^(Failure|Error) ' "$fd_log" | head -60
+        tail -15 "$fd_log"
+        fail "fresh Debian 12: make test installs what it needs and passes (specs: ${fd_line:-no result line})"
     fi
 }
 

@@ -329,9 +329,13 @@ end
 -- main(fs, args) -> exit status; fs: mkdir, exists, create (core/cmd_new.c).
 function _M.main(fs, args)
     local kind, name, dir = args[1], args[2], args[3] or "."
-    if kind == nil or kind == "-h" or kind == "--help" then
+    if kind == "-h" or kind == "--help" or kind == "help" then
         io.stdout:write(USAGE)
-        return kind and 0 or 2
+        return 0
+    end
+    if kind == nil then
+        io.stderr:write(USAGE)
+        return 2
     end
     local t = T[kind]
     if not t then
