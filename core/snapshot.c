@@ -111,6 +111,7 @@ void mg_snapshot_unref(mg_snapshot *s)
     free(s->route_rule);
     free(s->route_priority);
     free(s->plugins_literal);
+    if (s->cfg && s->cfg_free) s->cfg_free(s->cfg);
     free(s);
 }
 

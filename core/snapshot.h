@@ -59,6 +59,11 @@ typedef struct mg_snapshot {
     int *route_priority;
     int nroutes;
     char *plugins_literal; /* middleware chains, a Lua literal for the workers */
+    /* The config this snapshot was built with, freed with the snapshot:
+     * workers read it (limits, timeouts) for as long as they hold the
+     * snapshot, so its lifetime is the snapshot's reference count. */
+    struct mg_config *cfg;
+    void (*cfg_free)(struct mg_config *cfg);
 } mg_snapshot;
 
 /* Gateway-wide in-flight requests per target uid (incremented by workers). */

@@ -459,11 +459,17 @@ function _M.load_string(src, chunkname, opts)
     return cfg
 end
 
+-- Loads the config file at path; opts.source, when given, is used as the
+-- file's text (the control plane passes the text it last loaded, so a
+-- membership change never re-reads a file that is being edited).
 function _M.load(path, opts)
-    local f, err = io.open(path, "rb")
-    if not f then return nil, path .. ":0: cannot read config: " .. tostring(err) end
-    local src = f:read("*a")
-    f:close()
+    local src = opts and opts.source
+    if not src then
+        local f, err = io.open(path, "rb")
+        if not f then return nil, path .. ":0: cannot read config: " .. tostring(err) end
+        src = f:read("*a")
+        f:close()
+    end
     local cfg, lerr = _M.load_string(src, path, opts)
     if not cfg then return nil, lerr end
     if cfg.plugins_dir:sub(1, 1) ~= "/" then
