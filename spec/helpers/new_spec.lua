@@ -57,9 +57,10 @@ describe("moongate new", function()
     it("writes a balancer spec that fails when the balancer is broken", function()
         local dir = generate("balancer", "lopsided")
         local path = dir .. "/plugins/lopsided.lua"
-        -- always the first untried target: ignores weights and starves the rest
-        local src = h.read_file(path):gsub("if not best or current%[i%] > current%[best%] then best = i end",
-            "if not best then best = i end")
+        -- the first target whenever it is untried: ignores weights, starves the rest
+        local src, n = h.read_file(path):gsub("best = best or mg%.smooth_pick%(targets, current, tried%)",
+            "best = best or (not tried[targets[1]] and 1) or mg.smooth_pick(targets, current, tried)")
+        assert.equal(1, n)
         h.write_file(path, src)
         local rc, out = moongate(dir, "test")
         assert.are_not.equal(0, rc)

@@ -17,42 +17,50 @@ local T = {}
 T.balancer = {}
 T.balancer.plugin = [==[
 -- {{name}}: a balancer. Use it on a service in your moongate.lua:
---   services = { api = { balancer = "{{name}}", targets = { "127.0.0.1:9001", "127.0.0.1:9002" } } }
--- As written it is a smooth weighted round robin per worker (weights 5,1,1
--- give a a b a c a a); change pick() to decide differently. The contract is
--- in moongate's docs/plugins.md; `moongate test` runs spec/{{name}}_spec.lua.
+--   services = { api = { balancer = "{{name}}", balancer_opts = { prefer = { zone = "a" } },
+--                        targets = { { address = "127.0.0.1:9001", labels = { zone = "a" } },
+--                                    "127.0.0.1:9002" } } }
+-- As written it is a smooth weighted round robin (weights 5,1,1 give
+-- a a b a c a a, per worker) over the targets whose labels match
+-- balancer_opts.prefer, and over the others once those were tried (or
+-- when none match, or without prefer). Change pick() to decide
+-- differently. The contract is in moongate's docs/plugins.md;
+-- `moongate test` runs spec/{{name}}_spec.lua.
 local mg = require("moongate")
 
 local _M = { type = "balancer" }
+
+local function matches(labels, want)
+    for k, v in pairs(want) do
+        if labels[k] ~= v then return false end
+    end
+    return true
+end
 
 -- At load, on every reload and membership change, in every worker.
 -- targets: list of { host, port, weight, id, address, labels, uid };
 -- opts: the service's balancer_opts; service: { name }. Returns the state
 -- pick() gets.
 function _M.new(targets, opts, service)
-    local current = {}
-    for i = 1, #targets do current[i] = 0 end
+    local preferred, any = {}, false
+    if type(opts.prefer) == "table" then
+        for i, t in ipairs(targets) do
+            preferred[i] = matches(t.labels, opts.prefer)
+            any = any or preferred[i]
+        end
+    end
     mg.log.debug("service ", service and service.name or "?", ": ", #targets, " targets")
-    return { targets = targets, current = current }
+    return { targets = targets, current = {}, preferred = any and preferred or nil }
 end
 
 -- For every try of every request: one of state.targets (the same table)
 -- that is not in req.tried, or nil when none is left. The core retries.
 -- mg.inflight(t) is t's requests in flight across the whole gateway.
 function _M.pick(state, req)
-    local targets, current = state.targets, state.current
-    local best, total = nil, 0
-    for i = 1, #targets do
-        local t = targets[i]
-        if not req.tried[t] then
-            current[i] = current[i] + t.weight
-            total = total + t.weight
-            if not best or current[i] > current[best] then best = i end
-        end
-    end
-    if not best then return nil end
-    current[best] = current[best] - total
-    return targets[best]
+    local targets, current, tried = state.targets, state.current, req.tried
+    local best = state.preferred and mg.smooth_pick(targets, current, tried, state.preferred)
+    best = best or mg.smooth_pick(targets, current, tried)
+    return best and targets[best]
 end
 
 -- Optional: after each try. outcome: { status (nil on failure), latency
@@ -79,6 +87,14 @@ describe("{{name}}", function()
         local seq = {}
         for i = 1, 6 do seq[i] = plugin.pick(st, kit.request()).id end
         assert.equal("t1 t2 t1 t1 t2 t1", table.concat(seq, " "))
+    end)
+
+    it("prefers the targets labelled as balancer_opts.prefer says, the others once they were tried", function()
+        local ts = kit.targets({ { labels = { zone = "b" } }, { labels = { zone = "a" } }, { labels = { zone = "a" } } })
+        local st = plugin.new(ts, { prefer = { zone = "a" } }, { name = "spec" })
+        for _ = 1, 10 do assert.are_not.equal(ts[1], plugin.pick(st, kit.request())) end
+        assert.equal(ts[1], plugin.pick(st, kit.request({ tried = { ts[2], ts[3] } })))
+        assert.is_nil(plugin.pick(st, kit.request({ tried = ts })))
     end)
 
     it("sees the in-flight counts kit.targets sets, and as a round robin ignores them", function()
