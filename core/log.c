@@ -86,6 +86,9 @@ int mg_buf_reserve(mg_buf *b, size_t n)
 
 int mg_buf_append(mg_buf *b, const void *p, size_t n)
 {
+    /* memcpy to an empty buffer's NULL is undefined even for 0 bytes
+     * (req:respond without headers did that) */
+    if (n == 0) return 0;
     if (mg_buf_reserve(b, n)) return -1;
     memcpy(b->p + b->len, p, n);
     b->len += n;
