@@ -24,6 +24,7 @@ CORE_SRCS := $(wildcard core/*.c)
 CORE_OBJS := $(patsubst core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS))
 LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 EMBED_LUA := $(shell find lua plugins -name '*.lua' 2>/dev/null | sort)
+EMBED_FILES := $(EMBED_LUA) core/dashboard.html
 
 .PHONY: all deps test test-unit test-integration asan run bench e2e format format-check clean
 
@@ -39,10 +40,10 @@ $(BUILD)/core/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/core
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/llhttp
 	$(CC) -std=gnu11 $(OPT) -fvisibility=hidden -I $(LLHTTP_INC) $(EXTRA_CFLAGS) -w -c -o $@ $<
 
-# The gateway's Lua library and the built-in plugins are compiled into the
-# binary, so build/moongate runs from any directory.
-$(BUILD)/embedded.c: tools/embed.lua $(EMBED_LUA) | $(BUILD)
-	luajit tools/embed.lua $(EMBED_LUA) > $@.tmp && mv $@.tmp $@
+# The gateway's Lua library, the built-in plugins and the admin dashboard
+# page are compiled into the binary, so build/moongate runs from any directory.
+$(BUILD)/embedded.c: tools/embed.lua $(EMBED_FILES) | $(BUILD)
+	luajit tools/embed.lua $(EMBED_FILES) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/embedded.o: $(BUILD)/embedded.c
 	$(CC) -std=gnu11 -O0 -c -o $@ $<
