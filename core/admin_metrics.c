@@ -156,12 +156,20 @@ static void states(mg_buf *b, const mg_snapshot *snap, const mg_track *tr)
 {
     uint64_t now_ms = uv_hrtime() / 1000000;
     put_head(b, "moongate_target_up", "gauge",
-             "1 when a target may get traffic, 0 when a health check failed or it was ejected "
-             "passively.");
+             "1 when a target may get traffic; 0 when a probe failed, passive checks ejected it, "
+             "its connects fail, or it is starting or draining.");
     EACH_TARGET(snap, svc, t)
     {
-        int up = mg_health_get(t->suid) != MG_HEALTH_DOWN &&
+        const mg_track_target *e = mg_track_get(tr, t->suid);
+        int up;
+        if (e) {
+            mg_track_state st;
+            mg_track_state_of(tr, e, &st);
+            up = st.serving;
+        } else {
+            up = mg_health_get(t->suid) != MG_HEALTH_DOWN &&
                  !(svc->passive_failures && mg_passive_ejected(t->suid, now_ms));
+        }
         put_series(b, "moongate_target_up", svc->name, t->address, NULL);
         mg_buf_printf(b, "%d\n", up);
     }

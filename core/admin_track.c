@@ -320,11 +320,11 @@ static void join_ids(const json_t *ids, char sign, char *out, size_t len)
 /* One "scale" event per service whose set of targets changed. */
 static void scale_events(mg_track *tr, const mg_snapshot *old, const mg_snapshot *cur, double now)
 {
+    if (!old) return; /* the first snapshot: nothing changed yet */
     for (int i = 0; i < cur->nservices; i++) {
         const mg_service *ns = &cur->services[i];
-        int o = old ? mg_snapshot_service(old, ns->name) : -1;
+        int o = mg_snapshot_service(old, ns->name);
         const mg_service *os = o >= 0 ? &old->services[o] : NULL;
-        if (!old) continue;
         json_t *added = missing_ids(ns, os), *removed = missing_ids(os, ns);
         if (!json_array_size(added) && !json_array_size(removed) && os) {
             json_decref(added);
@@ -345,7 +345,7 @@ static void scale_events(mg_track *tr, const mg_snapshot *old, const mg_snapshot
                    os ? "" : "new service, ", from, ns->ntargets, ns->ntargets == 1 ? "" : "s",
                    ids[0] ? " (" : "", ids, ids[0] ? ")" : "");
     }
-    for (int i = 0; old && i < old->nservices; i++) {
+    for (int i = 0; i < old->nservices; i++) {
         const mg_service *os = &old->services[i];
         if (mg_snapshot_service(cur, os->name) >= 0) continue;
         json_t *ev = json_object();
@@ -610,7 +610,7 @@ void mg_track_observe(mg_track *tr, const mg_reloader *rl, int take_sample)
         adopt(tr, rl->snap, now);
         json_t *ev = json_object();
         json_object_set_new(ev, "version", json_integer((json_int_t)rl->version));
-        push_event(tr, now, "start", ev, "admin API started: %d service%s, snapshot %llu",
+        push_event(tr, now, "start", ev, "started with %d service%s (snapshot %llu)",
                    rl->snap->nservices, rl->snap->nservices == 1 ? "" : "s",
                    (unsigned long long)rl->version);
     } else {

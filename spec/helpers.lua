@@ -237,6 +237,8 @@ function _M.start_gateway(opts)
     if bin:sub(1, 1) ~= "/" then bin = unistd.getcwd() .. "/" .. bin end
     gw.proc = _M.spawn({ bin, "-c", gw.config_path }, { stdout = gw.out, stderr = gw.err, env = opts.env })
     if port then wait_port(port, gw.proc, "moongate", gw.err) end
+    -- the admin API listens a moment after the workers: wait for it too
+    if admin_port then wait_port(admin_port, gw.proc, "moongate's admin API", gw.err) end
     function gw:access_log()
         local lines = {}
         for l in read_file(self.out):gmatch("[^\n]+") do lines[#lines + 1] = l end
