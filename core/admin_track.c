@@ -265,6 +265,18 @@ static mg_track_target *entry_for(mg_track *tr, uint32_t suid)
     return e;
 }
 
+/* Takes e off the removed list (keeping its order), if it is on it. */
+static void unlist_removed(mg_track *tr, const mg_track_target *e)
+{
+    for (int i = 0; i < tr->nremoved; i++)
+        if (tr->removed[i] == e) {
+            memmove(&tr->removed[i], &tr->removed[i + 1],
+                    (size_t)(tr->nremoved - i - 1) * sizeof(e));
+            tr->nremoved--;
+            return;
+        }
+}
+
 static void forget(mg_track *tr, mg_track_target *e)
 {
     for (int i = 0; i < tr->nall; i++)
@@ -272,13 +284,7 @@ static void forget(mg_track *tr, mg_track_target *e)
             tr->all[i] = tr->all[--tr->nall];
             break;
         }
-    for (int i = 0; i < tr->nremoved; i++)
-        if (tr->removed[i] == e) {
-            memmove(&tr->removed[i], &tr->removed[i + 1],
-                    (size_t)(tr->nremoved - i - 1) * sizeof(e));
-            tr->nremoved--;
-            break;
-        }
+    unlist_removed(tr, e);
     tr->by_suid[e->suid] = NULL;
     entry_free(e);
 }
@@ -378,13 +384,7 @@ static void adopt(mg_track *tr, mg_snapshot *cur, double now)
             mg_track_target *e = entry_for(tr, t->suid);
             if (!e) continue;
             if (!e->present && e->removed_at) { /* back within the retention */
-                for (int r = 0; r < tr->nremoved; r++)
-                    if (tr->removed[r] == e) {
-                        memmove(&tr->removed[r], &tr->removed[r + 1],
-                                (size_t)(tr->nremoved - r - 1) * sizeof(e));
-                        tr->nremoved--;
-                        break;
-                    }
+                unlist_removed(tr, e);
                 e->removed_at = 0;
             }
             e->present = 1;

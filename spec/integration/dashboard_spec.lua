@@ -108,6 +108,12 @@ function Browser:eval(s, js)
     return r.result.value
 end
 
+-- As eval, but nil while the page throws (not loaded yet): for waits.
+function Browser:try(s, js)
+    local r = self:call("Runtime.evaluate", { expression = js, returnByValue = true, awaitPromise = true }, s)
+    if not r.exceptionDetails then return r.result.value end
+end
+
 function Browser:screenshot(s, path)
     local r = self:call("Page.captureScreenshot", { format = "png", captureBeyondViewport = true }, s)
     local mime = require("mime") -- luasocket's base64
@@ -158,7 +164,7 @@ local OVERFLOW = [[JSON.stringify((() => {
 })())]]
 
 local function rows(b, s)
-    local list = cjson.decode(b:eval(s, ROWS))
+    local list = cjson.decode(b:try(s, ROWS) or "[]")
     local by = {}
     for _, r in ipairs(list) do by[r.service .. "/" .. r.id] = r end
     return by, list
@@ -333,9 +339,9 @@ describe("dashboard", function()
         h.write_file(w.gw.config_path, "return { listen = 5 }")
         assert.equal(500, h.request(w.gw.admin_port, { method = "POST", path = "/api/reload" }).status)
         local kinds = h.wait_until(function()
-            local k = cjson.decode(browser:eval(s, [[JSON.stringify({
+            local k = cjson.decode(browser:try(s, [[JSON.stringify({
               list: [...document.querySelectorAll("#events li")].map(li => li.dataset.kind + " " + li.textContent),
-              marks: [...document.querySelectorAll("#tl .mark")].map(m => m.dataset.kind) })]]))
+              marks: [...document.querySelectorAll("#tl .mark")].map(m => m.dataset.kind) })]]) or '{"list":[],"marks":[]}')
             local text = table.concat(k.list, "\n")
             return text:find("reload failed", 1, true) and k
         end, 5, "the failed reload on the timeline")
@@ -352,8 +358,8 @@ describe("dashboard", function()
         local w = world()
         local s = browser:open(w.url, 1400, 900)
         local routes = h.wait_until(function()
-            local v = cjson.decode(browser:eval(s, [[JSON.stringify([...document.querySelectorAll("#routelist tr")].slice(1)
-              .map(tr => [...tr.querySelectorAll("td")].map(td => td.textContent)))]]))
+            local v = cjson.decode(browser:try(s, [[JSON.stringify([...document.querySelectorAll("#routelist tr")].slice(1)
+              .map(tr => [...tr.querySelectorAll("td")].map(td => td.textContent)))]]) or "[]")
             return #v == 2 and v
         end, 5, "two routes")
         assert.same({ "Host(`flaky.localhost`)", "flaky", "none" }, routes[1])
@@ -366,8 +372,8 @@ describe("dashboard", function()
         eject_flaky(w)
         local s = browser:open(w.url, 1400, 900)
         local text = h.wait_until(function()
-            local t = browser:eval(s, [[document.getElementById("errorlist").textContent]])
-            return t:find("flaky flaky-1", 1, true) and t
+            local t = browser:try(s, [[document.getElementById("errorlist").textContent]])
+            return t and t:find("flaky flaky-1", 1, true) and t
         end, 5, "flaky-1's errors")
         assert.truthy(text:find("× 5xx", 1, true), text)
     end)
@@ -377,7 +383,7 @@ describe("dashboard", function()
         local w = world()
         local s = browser:open(w.url, 800, 1000)
         local text = h.wait_until(function()
-            return browser:eval(s, [[(document.querySelector('section[data-service="idle"]') || {}).textContent]])
+            return browser:try(s, [[document.querySelector('section[data-service="idle"]').textContent]])
         end, 5, "the idle service")
         assert.truthy(text:find("0 instances", 1, true), text)
         assert.truthy(text:find("No instances", 1, true), text)
