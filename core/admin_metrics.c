@@ -229,4 +229,6 @@ void mg_admin_metrics(const mg_reloader *rl, const mg_track *tr, mg_buf *b)
     put_head(b, "moongate_snapshot_version", "gauge", "Version of the membership snapshot in use.");
     mg_buf_printf(b, "moongate_snapshot_version %llu\n",
                   (unsigned long long)ld(&mg_stats.snapshot_version));
+    put_head(b, "moongate_configs_alive", "gauge", "Loaded configs still held by a snapshot.");
+    mg_buf_printf(b, "moongate_configs_alive %d\n", atomic_load(&mg_stats.configs_alive));
 }

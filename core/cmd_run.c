@@ -27,8 +27,7 @@ int mg_cmd_check(const char *config_path)
     }
     printf("%s: ok (%d service%s, %d worker%s)\n", cfg->source, snap->nservices,
            snap->nservices == 1 ? "" : "s", cfg->workers, cfg->workers == 1 ? "" : "s");
-    mg_snapshot_unref(snap);
-    mg_config_free(cfg);
+    mg_snapshot_unref(snap); /* frees cfg too */
     return 0;
 }
 
@@ -64,7 +63,7 @@ static void on_signal(uv_signal_t *s, int signum)
     }
 }
 
-int mg_cmd_run(const char *config_path)
+int mg_cmd_run(const char *config_path, int takeover)
 {
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
@@ -75,7 +74,14 @@ int mg_cmd_run(const char *config_path)
         fprintf(stderr, "moongate: %s\n", err);
         return 1;
     }
-    mg_log_level = cfg->log_level;
+    mg_log_set_level(cfg->log_level);
+    /* SO_REUSEPORT would let a second gateway (or anything with the option)
+     * quietly take part of the traffic: refuse a port in use, as nginx does. */
+    if (!takeover && mg_listeners_check_free(cfg, err, sizeof(err))) {
+        fprintf(stderr, "moongate: %s\n", err);
+        mg_snapshot_unref(snap);
+        return 1;
+    }
     uv_loop_t *loop = uv_default_loop();
     uv_signal_t sigterm, sigint;
     uv_signal_init(loop, &sigterm);
@@ -85,8 +91,7 @@ int mg_cmd_run(const char *config_path)
     mg_worker *ws = mg_workers_start(cfg, snap, err, sizeof(err));
     if (!ws) {
         fprintf(stderr, "moongate: %s\n", err);
-        mg_snapshot_unref(snap);
-        mg_config_free(cfg);
+        mg_snapshot_unref(snap); /* frees cfg too */
         return 1;
     }
     for (int i = 0; i < cfg->nlisten; i++)
