@@ -331,8 +331,9 @@ describe("admin API target states", function()
         config.services.old = nil
         h.write_file(gw.config_path, "return " .. h.serialize(config))
         assert.equal(200, admin(gw, "/api/reload", { method = "POST" }).status)
-        local plain = cjson.decode(admin(gw, "/api/services").body)
-        assert.equal(1, #plain)
+        local body = admin(gw, "/api/services").body
+        local plain = cjson.decode(body)
+        assert.equal(1, #plain, body)
         local all = cjson.decode(admin(gw, "/api/services?removed=1").body)
         assert.equal(2, #all)
         assert.equal("old", all[2].name)

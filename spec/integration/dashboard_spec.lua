@@ -144,7 +144,7 @@ end
 -- Every instance row of the page: its name, state, counts, chart and text.
 local ROWS = [[JSON.stringify([...document.querySelectorAll("section.service tbody.inst")].map(r => ({
   service: r.closest("section").dataset.service, id: r.dataset.id, state: r.dataset.state,
-  requests: +r.dataset.requests, title: r.title, text: r.innerText,
+  requests: +r.dataset.requests, title: r.querySelector("td.name").title, text: r.innerText,
   name: r.querySelector("b").textContent,
   points: (r.querySelector("polyline.rq") || { getAttribute: () => "" }).getAttribute("points") })))]]
 
@@ -249,6 +249,18 @@ describe("dashboard", function()
         assert.truthy(r["web/web-1"].title:find(w.w1.address, 1, true), r["web/web-1"].title)
         assert.truthy(r["web/web-2"].title:find(w.w2.address, 1, true))
         assert.equal("up", r["web/web-1"].state)
+        -- the page updates in place: the cell under the pointer outlives the
+        -- next refreshes, so its tooltip stays up
+        browser:eval(s, [[document.querySelector('tbody[data-id="web-1"] td.name').dataset.probe = "kept"]])
+        local polls = 0
+        local last = browser:eval(s, [[document.getElementById("updated").textContent]])
+        h.wait_until(function()
+            traffic(w, 2)
+            local now = browser:eval(s, [[document.getElementById("updated").textContent]])
+            if now ~= last then polls, last = polls + 1, now end
+            return polls >= 2
+        end, 6, "two refreshes of the page")
+        assert.equal("kept", browser:eval(s, [[document.querySelector('tbody[data-id="web-1"] td.name').dataset.probe]]))
     end)
 
     for _, size in ipairs({ { 1400, 900 }, { 800, 1000 } }) do
