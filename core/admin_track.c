@@ -518,7 +518,6 @@ static void health_events(mg_track *tr, mg_track_target *e, double now, uint64_t
     if (pi.ejections != e->last_ejections && e->passive_failures) {
         double at = hr_to_wall(pi.ejected_at_ms, now, now_ms);
         eject_reason(e, &pi, e->eject_reason, sizeof(e->eject_reason));
-        e->eject_reason_at = at;
         json_t *ev = target_fields(e);
         json_object_set_new(ev, "reason", json_string(e->eject_reason));
         json_object_set_new(ev, "until", json_real(hr_to_wall(pi.until_ms, now, now_ms)));

@@ -46,7 +46,6 @@ typedef struct mg_track_target {
     double connect_failed_at, answered_at, failing_since;
     uint64_t gen;           /* the tracker's generation that saw it present */
     char eject_reason[160]; /* why the newest ejection happened */
-    double eject_reason_at; /* the ejection it describes (wall clock) */
     /* requests and errors per sample; slot = sample index % MG_TRACK_HISTORY */
     uint32_t hist_requests[MG_TRACK_HISTORY];
     uint32_t hist_errors[MG_TRACK_HISTORY];
