@@ -4,6 +4,7 @@
 #include "admin_track.h"
 #include "log.h"
 #include "stats.h"
+#include "targets.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -482,21 +483,15 @@ static void note_reachability(mg_track_target *e, double now)
     e->seen_requests = req;
 }
 
-static int connect_failing(const mg_track_target *e, double now)
-{
-    return e->connect_failed_at > e->answered_at &&
-           now - e->connect_failed_at < MG_TRACK_CONNECT_DOWN_S;
-}
-
 static void health_events(mg_track *tr, mg_track_target *e, double now, uint64_t now_ms)
 {
-    int was_failing = connect_failing(e, now);
+    double streak = e->failing_since;
     note_reachability(e, now);
-    if (!was_failing && connect_failing(e, now) && e->present) {
+    if (e->failing_since != streak && e->present) { /* connects began to fail */
         json_t *ev = target_fields(e);
         json_object_set_new(ev, "reason", json_string("connect failed"));
-        push_event(tr, now, "down", ev, "%s %s: connect failed; the workers rest it", e->service,
-                   e->id);
+        push_event(tr, now, "down", ev, "%s %s: connect failed; it rests, then is tried again",
+                   e->service, e->id);
     }
     int h = mg_health_get(e->suid);
     if (h != e->last_health && e->present) {
@@ -713,11 +708,11 @@ void mg_track_state_of(const mg_track *tr, const mg_track_target *e, mg_track_st
         snprintf(out->reason, sizeof(out->reason), "probe failed%s%s", why[0] ? ": " : "", why);
         return;
     }
-    if (connect_failing(e, now)) {
+    if (e->uid < MG_MAX_TARGET_UIDS && mg_targets_resting(e->uid, now_ms)) {
         out->state = "down";
-        out->since = e->failing_since;
-        snprintf(out->reason, sizeof(out->reason),
-                 "connect failed, no answer since; the workers rest it and try again");
+        out->since = e->connect_failed_at > e->answered_at ? e->failing_since : now;
+        snprintf(out->reason, sizeof(out->reason), "connect failed; the next try in %.1f s",
+                 (double)mg_targets_rest_left(e->uid, now_ms) / 1000.0);
         return;
     }
     out->state = "up";

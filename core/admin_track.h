@@ -18,9 +18,6 @@
 #define MG_TRACK_MAX_REMOVED 256
 #define MG_TRACK_EVENTS      256
 #define MG_TRACK_ERRORS      100
-/* a target whose connects failed this recently, with no answer since, is
- * shown down: the workers rest it 10 s after a failure, then try again */
-#define MG_TRACK_CONNECT_DOWN_S 15
 
 /* A (service, target) pair the tracker knows: present in the newest
  * snapshot, or removed less than MG_TRACK_KEEP_S ago. */
@@ -40,8 +37,7 @@ typedef struct mg_track_target {
     unsigned last_ejections;
     int last_ejected;
     int last_life;
-    /* connect failures without an answer since: the workers rest such a
-     * target (10 s per worker), which no check reports */
+    /* connect failures and answers, for when a streak of failures began */
     uint64_t seen_connect, seen_requests;
     double connect_failed_at, answered_at, failing_since;
     uint64_t gen;           /* the tracker's generation that saw it present */

@@ -270,12 +270,15 @@ describe("admin API target states", function()
             services = { api = { targets = { dead, b.address } } },
             routes = { { rule = "PathPrefix(`/`)", service = "api" } },
         } })
-        for _ = 1, 2 do assert.equal(200, h.request(gw.port, {}).status) end
+        -- every failed connect makes it rest longer (from 250 ms), then it is tried again
         local t = h.wait_until(function()
+            assert.equal(200, h.request(gw.port, {}).status)
             local t = target(gw, dead)
             return t.state == "down" and t
         end, 3, "the dead target to be down")
-        assert.truthy(t.reason:find("connect failed", 1, true), t.reason)
+        assert.truthy(t.reason:find("^connect failed; the next try in"), t.reason)
+        assert.is_false(t.serving)
+        assert.is_true(t.since > 0)
         assert.equal("up", target(gw, b.address).state)
     end)
 
