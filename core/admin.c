@@ -27,6 +27,7 @@ typedef struct admin_conn {
     size_t auth_len;
     int in_auth;
     int done;
+    int compact; /* ?compact=1: JSON without indentation (the dashboard) */
     size_t bytes;
 } admin_conn;
 
@@ -83,7 +84,8 @@ static void respond(admin_conn *c, int status, const char *ctype, const char *bo
 static void respond_json(admin_conn *c, int status, json_t *j)
 {
     /* 15 digits: timestamps keep their milliseconds, rates stay short */
-    char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) : NULL;
+    size_t flags = (c->compact ? JSON_COMPACT : JSON_INDENT(2)) | JSON_REAL_PRECISION(15);
+    char *s = j ? json_dumps(j, flags) : NULL;
     json_decref(j);
     respond(c, status, "application/json", s ? s : "{}", s ? strlen(s) : 2);
     free(s);
@@ -163,6 +165,7 @@ static void dispatch(admin_conn *c)
         return;
     }
     mg_admin *a = c->a;
+    c->compact = (int)query_num(query, "compact", 0, 0, 1);
     /* the tracker catches up first, so an answer shows what just happened */
     mg_track_observe(a->track, a->rl, 0);
     if (get && strcmp(path, "/api/services") == 0)

@@ -148,6 +148,15 @@ describe("admin API", function()
         assert.equal(200, admin(gw, "/ping").status)
     end)
 
+    it("answers JSON without indentation with ?compact=1", function()
+        local gw = start()
+        local pretty = admin(gw, "/api/services").body
+        local compact = admin(gw, "/api/services?compact=1").body
+        assert.truthy(pretty:find("\n  ", 1, true))
+        assert.is_nil(compact:find("\n", 1, true))
+        assert.same(cjson.decode(pretty)[1].name, cjson.decode(compact)[1].name)
+    end)
+
     it("lists each route's middleware chain by name and plugin", function()
         local b = h.start_backend()
         local gw = h.start_gateway({ config = {
