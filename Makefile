@@ -28,6 +28,7 @@ CORE_OBJS := $(patsubst core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS))
 LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 # lua/ also holds the spec backends' scripts (lua/moongate/test/*.py).
 EMBED_LUA := $(shell find lua plugins \( -name '*.lua' -o -name '*.py' \) 2>/dev/null | sort)
+EMBED_FILES := $(EMBED_LUA) core/dashboard.html
 
 .PHONY: all deps build-deps test test-unit test-integration asan run demo demo-down bench e2e format format-check clean
 
@@ -43,15 +44,16 @@ $(BUILD)/core/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/core
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(BUILD)/llhttp
 	$(CC) -std=gnu11 $(OPT) -fvisibility=hidden -I $(LLHTTP_INC) $(EXTRA_CFLAGS) -w -c -o $@ $<
 
-# The gateway's Lua library, its spec helpers and the built-in plugins are
-# compiled into the binary, so build/moongate runs (and tests) from any directory.
-$(BUILD)/embedded.c: tools/embed.lua $(EMBED_LUA) $(BUILD)/embed.list | $(BUILD)
-	luajit tools/embed.lua $(EMBED_LUA) > $@.tmp && mv $@.tmp $@
+# The gateway's Lua library, its spec helpers, the built-in plugins and the
+# admin dashboard page are compiled into the binary, so build/moongate runs
+# (and tests) from any directory.
+$(BUILD)/embedded.c: tools/embed.lua $(EMBED_FILES) $(BUILD)/embed.list | $(BUILD)
+	luajit tools/embed.lua $(EMBED_FILES) > $@.tmp && mv $@.tmp $@
 
 # Changes when a file is added to or removed from the embedded set, so the
 # binary never misses a new file whose mtime is older than embedded.c.
 $(BUILD)/embed.list: FORCE | $(BUILD)
-	@echo '$(EMBED_LUA)' | cmp -s - $@ || echo '$(EMBED_LUA)' > $@
+	@echo '$(EMBED_FILES)' | cmp -s - $@ || echo '$(EMBED_FILES)' > $@
 
 $(BUILD)/embedded.o: $(BUILD)/embedded.c
 	$(CC) -std=gnu11 -O0 -c -o $@ $<

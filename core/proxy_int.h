@@ -36,7 +36,8 @@ void mg_proxy__try(mg_req *r);
 void mg_proxy__fail(mg_req *r, int status, const char *why);
 /* Lets go of the upstream connection (back to the pool when reusable). */
 void mg_proxy__detach(mg_req *r, int reusable);
-void mg_proxy__passive(mg_req *r, int failed, const char *what);
+/* Tells passive health how a try went (kind: MG_FAIL_*, stats.h). */
+void mg_proxy__passive(mg_req *r, int kind, int status, const char *what);
 void mg_proxy__up_error(void *owner, int err);
 void mg_proxy__up_timeout_response(mg_req *r);
 /* After a failure with nothing of the response received: another try, or

@@ -208,7 +208,7 @@ static int response_head(mg_req *r)
     }
     r->status = (uint16_t)status;
     mg_lua_report(&w->lua, r, status, (double)(uv_hrtime() - r->try_start_ns) / 1e9, NULL);
-    mg_proxy__passive(r, status >= 500, "status 5xx");
+    mg_proxy__passive(r, status >= 500 ? MG_FAIL_STATUS : MG_FAIL_NONE, status, "status 5xx");
     if (!mg_proxy__live(r)) return -1;
     if (r->hook_flags & 1) {
         r->in_resp_hook = 1;

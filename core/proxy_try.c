@@ -11,13 +11,13 @@
 
 /* ---- passive health ------------------------------------------------- */
 
-void mg_proxy__passive(mg_req *r, int failed, const char *what)
+void mg_proxy__passive(mg_req *r, int kind, int status, const char *what)
 {
     const mg_service *s = &r->snap->services[r->svc];
     if (!s->passive_failures || r->target < 0) return;
     const mg_target *t = &s->targets[r->target];
     uint64_t now = uv_hrtime() / 1000000;
-    if (mg_passive_record(t->suid, failed, s->passive_failures, s->passive_cooldown_ms, now))
+    if (mg_passive_report(t->suid, kind, status, s->passive_failures, s->passive_cooldown_ms, now))
         MG_LOG(MG_LOG_WARN, r->w->id, r->conn_id,
                "service %s: target %s ejected after %d consecutive failures (last: %s)", s->name,
                t->address, s->passive_failures, what);
@@ -227,7 +227,7 @@ void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char
                   connect_failed ? "connect" : "reset");
     mg_target_stats *ts = mg_target_stats_of(t->suid);
     if (ts) atomic_fetch_add_explicit(&ts->connect_errors, 1, memory_order_relaxed);
-    mg_proxy__passive(r, 1, what);
+    mg_proxy__passive(r, connect_failed ? MG_FAIL_CONNECT : MG_FAIL_RESET, 0, what);
     if (connect_failed) mg_targets_connect_failed(t->uid, mg_targets_now_ms());
     mg_proxy__detach(r, 0);
     if (!mg_proxy__live(r)) return;
@@ -276,7 +276,7 @@ void mg_proxy__up_timeout_response(mg_req *r)
     mg_lua_report(&r->w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9, "timeout");
     mg_target_stats *ts = mg_target_stats_of(mg_req_target(r)->suid);
     if (ts) atomic_fetch_add_explicit(&ts->timeouts, 1, memory_order_relaxed);
-    mg_proxy__passive(r, 1, "timeout");
+    mg_proxy__passive(r, MG_FAIL_TIMEOUT, 0, "timeout");
     /* No retry after a response timeout: it would multiply the wait. */
     MG_LOG(MG_LOG_WARN, r->w->id, r->conn_id,
            "upstream %s: no response in time (request body %s, %zu bytes queued upstream)",

@@ -1,5 +1,6 @@
 /* Snapshots and the target uid registry. */
 #include "snapshot.h"
+#include "stats.h"
 #include "targets.h"
 
 #include <pthread.h>
@@ -128,13 +129,17 @@ void mg_snapshot_mark_membership(const mg_snapshot *prev, const mg_snapshot *nex
             const mg_target *t = &next->services[i].targets[k];
             if (t->uid < MG_MAX_TARGET_UIDS) SET(t->uid);
             if (t->suid < MG_MAX_TARGET_UIDS) SET(t->suid);
+            if (mg_targets_draining(t->suid)) mg_lifecycle_set(t->suid, MG_LIFE_ACTIVE);
             mg_targets_set_draining(t->suid, 0);
             mg_targets_set_present(t->uid, 1);
         }
     for (int i = 0; prev && i < prev->nservices; i++)
         for (int k = 0; k < prev->services[i].ntargets; k++) {
             const mg_target *t = &prev->services[i].targets[k];
-            if (t->suid < MG_MAX_TARGET_UIDS && !HAS(t->suid)) mg_targets_set_draining(t->suid, 1);
+            if (t->suid < MG_MAX_TARGET_UIDS && !HAS(t->suid)) {
+                mg_targets_set_draining(t->suid, 1);
+                mg_lifecycle_set(t->suid, MG_LIFE_DRAINING); /* for the admin API */
+            }
             if (t->uid < MG_MAX_TARGET_UIDS && !HAS(t->uid)) mg_targets_set_present(t->uid, 0);
         }
 #undef SET

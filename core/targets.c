@@ -45,6 +45,13 @@ void mg_targets_connect_ok(uint32_t uid)
     if (LOAD(rest_until[uid])) STORE(rest_until[uid], 0);
 }
 
+uint64_t mg_targets_rest_left(uint32_t uid, uint64_t now_ms)
+{
+    if (!OK(uid)) return 0;
+    uint64_t u = LOAD(rest_until[uid]);
+    return u > now_ms ? u - now_ms : 0;
+}
+
 int mg_targets_draining(uint32_t suid)
 {
     return OK(suid) && LOAD(draining[suid]);

@@ -31,6 +31,8 @@ static inline uint64_t mg_targets_now_ms(void)
 int mg_targets_resting(uint32_t uid, uint64_t now_ms);
 void mg_targets_connect_failed(uint32_t uid, uint64_t now_ms);
 void mg_targets_connect_ok(uint32_t uid);
+/* The rest left for uid in ms from now (0: none), for the admin API. */
+uint64_t mg_targets_rest_left(uint32_t uid, uint64_t now_ms);
 
 /* ---- membership (the control thread) ---- */
 int mg_targets_draining(uint32_t suid);
