@@ -10,7 +10,8 @@ BUSTED    ?= busted
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 DEPS_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libluajit2-5.1-dev luajit2 \
-             lua-busted lua-socket lua-posix lua-cjson node-llhttp python3 curl clang-format chromium
+             lua-busted lua-socket lua-posix lua-cjson node-llhttp python3 curl clang-format chromium \
+             libssl-dev openssl pebble testssl.sh
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT       ?= -O2 -g
@@ -18,7 +19,7 @@ CFLAGS_ALL = -std=gnu11 $(OPT) $(WARN) -fvisibility=hidden -pthread \
              -I core -I $(LLHTTP_INC) -I $(LUAJIT_INC) -I $(BUILD) \
              -DMG_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
 LDFLAGS_ALL = -pthread -Wl,-E $(EXTRA_LDFLAGS)
-LIBS      := -luv -ljansson -lluajit-5.1 -lm -ldl
+LIBS      := -luv -ljansson -lluajit-5.1 -lssl -lcrypto -lm -ldl
 
 CORE_SRCS := $(wildcard core/*.c)
 CORE_OBJS := $(patsubst core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS))

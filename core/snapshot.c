@@ -1,6 +1,7 @@
 /* Snapshots and the target uid registry. */
 #include "snapshot.h"
 
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,9 @@ static void free_service(mg_service *svc)
     free(svc->balancer);
     free(svc->balancer_opts);
     free(svc->health);
+    free(svc->tls_ca_file);
+    free(svc->tls_server_name);
+    if (svc->tls_ctx) SSL_CTX_free(svc->tls_ctx);
 }
 
 void mg_snapshot_unref(mg_snapshot *s)
