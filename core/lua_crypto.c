@@ -8,10 +8,13 @@
 #include "tls_crypto.h"
 #include "tls_watch.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int fail(lua_State *L, const char *err)
 {
@@ -200,6 +203,42 @@ static int l_cert_info(lua_State *L)
     return 1;
 }
 
+/* write_secret(path, data) -> true | nil, err: the file is replaced
+ * atomically (a temporary file in the same directory, renamed over it) and
+ * readable by its owner only (mode 0600), for keys and ACME storage. */
+static int l_write_secret(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    char tmp[4096], err[4400];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+        return fail(L, "path too long");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, sizeof(err), "%s: %s", tmp, strerror(errno));
+        return fail(L, err);
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    int ok = off == len && fsync(fd) == 0;
+    int saved = errno;
+    close(fd);
+    if (!ok || rename(tmp, path)) {
+        if (ok) saved = errno;
+        unlink(tmp);
+        snprintf(err, sizeof(err), "%s: %s", path, strerror(saved));
+        return fail(L, err);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- __mg_tls: the TLS manager ---------------------------------------------------- */
 
 /* set_certificate(id, cert_pem, key_pem) -> true | nil, err */
@@ -328,6 +367,7 @@ void mg_lua_crypto_open(lua_State *L)
                                       {"b64url", l_b64url},
                                       {"b64url_decode", l_b64url_decode},
                                       {"cert_info", l_cert_info},
+                                      {"write_secret", l_write_secret},
                                       {NULL, NULL}};
     static const luaL_Reg tls[] = {{"set_certificate", l_set_certificate},
                                    {"remove_certificate", l_remove_certificate},

@@ -103,6 +103,14 @@ function _M.cert_info(pem)
     return c.cert_info(pem)
 end
 
+-- Writes a secret (a key, the ACME storage) to path: replaced atomically,
+-- mode 0600. Returns true or nil, err.
+function _M.write_secret(path, data)
+    need()
+    if type(path) ~= "string" or type(data) ~= "string" then error("write_secret(path, data)", 2) end
+    return c.write_secret(path, data)
+end
+
 -- Splits a PEM bundle into its certificates (leaf first).
 function _M.pem_certs(pem)
     local out = {}
