@@ -28,10 +28,15 @@ EMBED_LUA := $(shell find lua plugins -name '*.lua' 2>/dev/null | sort)
 
 .PHONY: all deps test test-unit test-integration asan run bench e2e format format-check clean
 
-all: $(BUILD)/moongate
+all: $(BUILD)/moongate $(BUILD)/tls_engine_test
 
 $(BUILD)/moongate: $(CORE_OBJS) $(LLHTTP_OBJS) $(BUILD)/embedded.o
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# The TLS engine's unit tests (spec/tls/engine_spec.lua runs them).
+TLS_TEST_OBJS := $(patsubst %,$(BUILD)/core/%.o,tls tls_certs tls_tickets tls_crypto log)
+$(BUILD)/tls_engine_test: spec/tls/engine_test.c $(TLS_TEST_OBJS) $(wildcard core/*.h)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ spec/tls/engine_test.c $(TLS_TEST_OBJS) -lssl -lcrypto
 
 $(BUILD)/core/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/core
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<

@@ -77,7 +77,10 @@ ssize_t mg_tls_read(mg_tls *t, char *buf, size_t len);
  * -EPROTO, or the sink's error. */
 ssize_t mg_tls_write(mg_tls *t, const char *buf, size_t len);
 
-/* Queues a close_notify alert. Returns 0 or a negative code. */
+/* Queues a close_notify alert. Returns 0 or a negative code. Call it
+ * before mg_tls_free on a client engine whose session should be resumed
+ * later (pooled upstream connections): OpenSSL marks the session of an SSL
+ * freed without close_notify as not resumable. */
 int mg_tls_shutdown(mg_tls *t);
 
 /* The out buffer (used when no sink is set). peek returns the bytes waiting
