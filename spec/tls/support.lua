@@ -7,11 +7,13 @@ local h = require("spec.helpers")
 
 local _M = {}
 
+-- Runs a shell command; returns its output (stdout and stderr) and exit code.
 local function sh(cmd)
-    local f = io.popen(cmd .. " 2>&1")
+    local f = io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
     local out = f:read("*a")
-    local ok, _, code = f:close()
-    return out, (ok == true or ok == 0) and 0 or (code or 1)
+    f:close()
+    local body, code = out:match("^(.*)__rc=(%d+)%s*$")
+    return body or out, tonumber(code) or 1
 end
 _M.sh = sh
 
