@@ -344,10 +344,11 @@ local function normalize(t, opts)
             local host, port = parse_hostport(addr, type(tg) == "table" and tpath .. ".address" or tpath, "target")
             local address = host:find(":", 1, true) and ("[" .. host .. "]:" .. port) or (host .. ":" .. port)
             if target_tls and not svc.tls then svc.tls = { verify = true } end
+            if target_tls == nil then target_tls = s.tls ~= nil and s.tls ~= false end
             svc.targets[i] = { host = host, port = port, address = address,
                                id = type(tg) == "table" and tg.id or address,
                                weight = weight, labels = labels, path = tpath,
-                               tls = target_tls or (svc.tls ~= nil) }
+                               tls = target_tls }
         end
         cfg.services[#cfg.services + 1] = svc
     end

@@ -27,7 +27,7 @@ end
 -- One `listen` entry: returns address (a string for parse_hostport) and
 -- the TLS fields of the normalized listener.
 function _M.listen_entry(u, l, path)
-    if type(l) ~= "table" then return l, {} end
+    if type(l) ~= "table" then return l, { tls = false } end
     u.check_keys(l, { "address", "tls", "name", "redirect", "alpn" }, path)
     if l.address == nil then u.fail(path .. ".address", "a listener table needs an address") end
     if l.tls ~= nil and type(l.tls) ~= "boolean" then
@@ -291,11 +291,12 @@ function _M.service(u, v, path, dir)
     return { verify = v.verify ~= false, ca_file = v.ca_file and abs(dir, v.ca_file), server_name = v.server_name }
 end
 
--- "https://host:port" / "http://host:port" -> "host:port", tls flag.
+-- "https://host:port" / "http://host:port" -> "host:port", true / false;
+-- anything else is returned as is, with nil (no scheme said).
 function _M.target_url(addr)
-    if type(addr) ~= "string" then return addr, false end
+    if type(addr) ~= "string" then return addr, nil end
     local scheme, rest = addr:match("^(https?)://(.*)$")
-    if not scheme then return addr, false end
+    if not scheme then return addr, nil end
     rest = rest:gsub("/$", "")
     if not rest:match(":%d+$") then rest = rest .. (scheme == "https" and ":443" or ":80") end
     return rest, scheme == "https"
