@@ -359,6 +359,8 @@ local function normalize(t, opts)
         fail("routes", "expected a list of routes, got %s", describe(routes))
     end
     local check_rule = rule_checker()
+    local discovered_routes = {}
+    for _, r in ipairs(opts and opts.discovered and opts.discovered.routes or {}) do discovered_routes[r] = true end
     cfg.routes = {}
     for i, r in ipairs(routes) do
         local path = "routes[" .. i .. "]"
@@ -374,7 +376,7 @@ local function normalize(t, opts)
         if type(r.service) ~= "string" then fail(path .. ".service", "expected a service name, got %s", describe(r.service)) end
         if not services[r.service] then fail(path .. ".service", "unknown service '%s'", r.service) end
         if r.priority ~= nil then number(r.priority, path .. ".priority", 0, 1e9, true) end
-        local rtls, eps = tls_config.route(U, r, path, cfg.tls, listeners_by_name)
+        local rtls, eps = tls_config.route(U, r, path, cfg.tls, listeners_by_name, discovered_routes[r])
         cfg.routes[i] = { rule = r.rule, service = r.service, priority = r.priority,
                           middlewares = r.middlewares, name = r.name or path, path = path,
                           tls = rtls, entrypoints = eps }

@@ -192,8 +192,16 @@ local function name_list(u, v, path)
 end
 
 -- A route's `tls` and `entrypoints`. Returns the normalized tls (or nil)
--- and the entrypoints list (or nil).
-function _M.route(u, r, path, tls, listeners_by_name)
+-- and the entrypoints list (or nil). discovered: the route came from a
+-- discovery provider (a container's labels): an unknown resolver or entry
+-- point is dropped with a warning there, so one bad label does not stop
+-- every membership update.
+local function warn(...)
+    local ok, mg = pcall(require, "moongate")
+    if ok and mg.log then mg.log.warn(...) end
+end
+
+function _M.route(u, r, path, tls, listeners_by_name, discovered)
     local out
     if r.tls ~= nil then
         if r.tls == true then
@@ -208,7 +216,11 @@ function _M.route(u, r, path, tls, listeners_by_name)
                     u.fail(path .. ".tls.resolver", "expected a resolver name, got %s", u.describe(resolver))
                 end
                 if not (tls and tls.acme[resolver]) then
-                    u.fail(path .. ".tls.resolver", "unknown resolver '%s' (define it in tls.acme)", resolver)
+                    if not discovered then
+                        u.fail(path .. ".tls.resolver", "unknown resolver '%s' (define it in tls.acme)", resolver)
+                    end
+                    warn("route ", tostring(r.rule), ": unknown certificate resolver '", resolver, "', ignored")
+                    resolver = nil
                 end
             end
             local domains
@@ -238,10 +250,13 @@ function _M.route(u, r, path, tls, listeners_by_name)
         end
         eps = {}
         for i, e in ipairs(r.entrypoints) do
-            if not listeners_by_name[e] then
+            if listeners_by_name[e] then
+                eps[#eps + 1] = e
+            elseif discovered then
+                warn("route ", tostring(r.rule), ": no listener is named '", tostring(e), "', entry point ignored")
+            else
                 u.fail(path .. ".entrypoints[" .. i .. "]", "no listener is named %s", u.describe(e))
             end
-            eps[i] = e
         end
     end
     return out, eps

@@ -118,3 +118,15 @@ describe("TLS config", function()
         assert.is_true(b.targets[1].tls)
     end)
 end)
+
+describe("TLS settings of discovered routes", function()
+    it("drop an unknown resolver or entry point instead of failing the config", function()
+        local discovered = { services = { web = { targets = { "127.0.0.1:1" } } },
+                             routes = { { rule = "Host(`a.test`)", service = "web", tls = { resolver = "nope" },
+                                          entrypoints = { "websecure", "missing" } } } }
+        local cfg = assert(config.load_string([[return { listen = { { address = ":443", tls = true, name = "websecure" } } }]],
+            "t.lua", { ncpu = 1, discovered = discovered }))
+        assert.same({}, cfg.routes[1].tls)
+        assert.same({ "websecure" }, cfg.routes[1].entrypoints)
+    end)
+end)
