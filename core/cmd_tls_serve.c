@@ -104,8 +104,8 @@ static void respond(conn *c, int status, const char *reason, const char *extra, 
 {
     char head[1024];
     int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n",
-                     status, reason, strlen(body), extra ? extra : "");
+                     "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n", status,
+                     reason, strlen(body), extra ? extra : "");
     mg_buf out = {0};
     mg_buf_append(&out, head, (size_t)n);
     mg_buf_append(&out, body, strlen(body));

@@ -196,7 +196,7 @@ local function normalize(t, opts)
         if seen[key] then fail(path, "address %s is listed twice", addr) end
         seen[key] = true
         cfg.listen[i] = { host = host, port = port, path = path, tls = lt.tls, name = lt.name,
-                          redirect = lt.redirect, alpn = lt.alpn }
+                          redirect = lt.redirect, redirect_port = lt.redirect_port, alpn = lt.alpn }
     end
     local listeners_by_name = tls_config.finish_listeners(U, cfg.listen)
     cfg.tls = tls_config.section(U, t.tls, dir)

@@ -27,8 +27,8 @@ end
 -- One `listen` entry: returns address (a string for parse_hostport) and
 -- the TLS fields of the normalized listener.
 function _M.listen_entry(u, l, path)
-    if type(l) ~= "table" then return l, { tls = false } end
-    u.check_keys(l, { "address", "tls", "name", "redirect", "alpn" }, path)
+    if type(l) ~= "table" then return l, {} end
+    u.check_keys(l, { "address", "tls", "name", "redirect", "redirect_port", "alpn" }, path)
     if l.address == nil then u.fail(path .. ".address", "a listener table needs an address") end
     if l.tls ~= nil and type(l.tls) ~= "boolean" then
         u.fail(path .. ".tls", "expected true or false, got %s", u.describe(l.tls))
@@ -41,6 +41,13 @@ function _M.listen_entry(u, l, path)
     end
     if l.redirect and l.tls then
         u.fail(path .. ".redirect", "a TLS listener cannot redirect to HTTPS")
+    end
+    if l.redirect_port ~= nil then
+        if type(l.redirect_port) ~= "number" or l.redirect_port ~= math.floor(l.redirect_port)
+            or l.redirect_port < 1 or l.redirect_port > 65535 then
+            u.fail(path .. ".redirect_port", "expected a port number, got %s", u.describe(l.redirect_port))
+        end
+        if not l.redirect then u.fail(path .. ".redirect_port", "redirect_port needs redirect") end
     end
     local alpn
     if l.alpn ~= nil then
@@ -56,7 +63,8 @@ function _M.listen_entry(u, l, path)
             alpn[i] = p
         end
     end
-    return l.address, { tls = l.tls or false, name = l.name, redirect = l.redirect or nil, alpn = alpn }
+    return l.address, { tls = l.tls or false, name = l.name, redirect = l.redirect or nil,
+                        redirect_port = l.redirect_port, alpn = alpn }
 end
 
 -- After every listener is read: resolves `redirect` to a port and checks
@@ -78,7 +86,7 @@ function _M.finish_listeners(u, listeners)
                     or ("no listener is named '" .. l.redirect .. "'"))
             end
             if not to.tls then u.fail(l.path .. ".redirect", "listener '%s' is not a TLS listener", l.redirect) end
-            l.redirect_port = to.port
+            l.redirect_port = l.redirect_port or to.port
         end
         l.redirect = nil
     end

@@ -7,7 +7,7 @@ local function load(src) return config.load_string(src, "t.lua", { ncpu = 1 }) e
 describe("TLS config", function()
     it("keeps plain string listeners as they are", function()
         local cfg = assert(load('return { listen = { "127.0.0.1:8080", ":9090" } }'))
-        assert.same({ "127.0.0.1", 8080, false }, { cfg.listen[1].host, cfg.listen[1].port, cfg.listen[1].tls })
+        assert.same({ host = "127.0.0.1", port = 8080, line = 1 }, cfg.listen[1])
         assert.equal("0.0.0.0", cfg.listen[2].host)
         assert.is_nil(cfg.tls)
     end)
@@ -21,6 +21,12 @@ describe("TLS config", function()
               redirect_port = cfg.listen[1].redirect_port })
         assert.is_true(cfg.listen[2].tls)
         assert.same({ "http/1.1" }, cfg.listen[2].alpn)
+    end)
+
+    it("redirects to the port clients use when a port mapping differs (redirect_port)", function()
+        local cfg = assert(load([[return { listen = { { address = ":8080", redirect = "https", redirect_port = 443 },
+  { address = ":8443", tls = true } } }]]))
+        assert.equal(443, cfg.listen[1].redirect_port)
     end)
 
     it("accepts one listener table on its own", function()

@@ -6,7 +6,9 @@ local h = require("spec.helpers")
 describe("the TLS engine", function()
     it("passes its in-memory handshake tests", function()
         local dir = h.bin:match("^(.*)/[^/]+$") or "."
-        local f = assert(io.popen(dir .. "/tls_engine_test 2>&1"))
+        local bin = dir .. "/tls_engine_test"
+        assert(io.open(bin), bin .. " is missing: `make test` builds it (make " .. bin .. ")")
+        local f = assert(io.popen(bin .. " 2>&1"))
         local out = f:read("*a")
         f:close()
         local passed, failed = out:match("(%d+) passed, (%d+) failed")
