@@ -330,6 +330,10 @@ static void metrics(admin_conn *c)
                   "# HELP moongate_snapshot_version Version of the membership snapshot in use.\n"
                   "# TYPE moongate_snapshot_version gauge\nmoongate_snapshot_version %llu\n",
                   (unsigned long long)ld(&mg_stats.snapshot_version));
+    mg_buf_printf(&b,
+                  "# HELP moongate_configs_alive Loaded configs still held by a snapshot.\n"
+                  "# TYPE moongate_configs_alive gauge\nmoongate_configs_alive %d\n",
+                  atomic_load(&mg_stats.configs_alive));
     respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.p ? b.p : "", b.len);
     mg_buf_free(&b);
 }

@@ -5,7 +5,9 @@
 int mg_cmd_test(int argc, char **argv);
 int mg_cmd_script(const char *path, int argc, char **argv);
 int mg_cmd_check(const char *config_path);
-int mg_cmd_run(const char *config_path);
+/* Runs the gateway. takeover: listening ports held by another process are
+ * shared (SO_REUSEPORT) instead of refused. */
+int mg_cmd_run(const char *config_path, int takeover);
 int mg_cmd_bench_lua(int argc, char **argv);
 int mg_cmd_tls_serve(int argc, char **argv); /* hidden: the TLS test harness */
 

@@ -92,6 +92,7 @@ int mg_cmd_bench_lua(int argc, char **argv)
         s->version = 2;
         s->nroutes = 1;
         s->route_hooks = calloc(1, 1);
+        s->route_flags = calloc(1, 1);
         s->route_service = calloc(1, sizeof(int));
         s->plugins_literal = strdup("{[0]={{plugin=\"empty\",conf={},name=\"empty\"}}}");
         mg_lua_adopt(&lua, s);

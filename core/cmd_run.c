@@ -28,8 +28,7 @@ int mg_cmd_check(const char *config_path)
     }
     printf("%s: ok (%d service%s, %d worker%s)\n", cfg->source, snap->nservices,
            snap->nservices == 1 ? "" : "s", cfg->workers, cfg->workers == 1 ? "" : "s");
-    mg_snapshot_unref(snap);
-    mg_config_free(cfg);
+    mg_snapshot_unref(snap); /* frees cfg too */
     return 0;
 }
 
@@ -66,7 +65,7 @@ static void on_signal(uv_signal_t *s, int signum)
     }
 }
 
-int mg_cmd_run(const char *config_path)
+int mg_cmd_run(const char *config_path, int takeover)
 {
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
@@ -77,7 +76,14 @@ int mg_cmd_run(const char *config_path)
         fprintf(stderr, "moongate: %s\n", err);
         return 1;
     }
-    mg_log_level = cfg->log_level;
+    mg_log_set_level(cfg->log_level);
+    /* SO_REUSEPORT would let a second gateway (or anything with the option)
+     * quietly take part of the traffic: refuse a port in use, as nginx does. */
+    if (!takeover && mg_listeners_check_free(cfg, err, sizeof(err))) {
+        fprintf(stderr, "moongate: %s\n", err);
+        mg_snapshot_unref(snap);
+        return 1;
+    }
     uv_loop_t *loop = uv_default_loop();
     uv_signal_t sigterm, sigint;
     uv_signal_init(loop, &sigterm);
@@ -87,8 +93,7 @@ int mg_cmd_run(const char *config_path)
     /* before the workers: a TLS listener's first connection needs a store */
     if (mg_tls_watch_start(loop, cfg, err, sizeof(err))) {
         fprintf(stderr, "moongate: %s\n", err);
-        mg_snapshot_unref(snap);
-        mg_config_free(cfg);
+        mg_snapshot_unref(snap); /* frees cfg too */
         return 1;
     }
     mg_worker *ws = mg_workers_start(cfg, snap, err, sizeof(err));
@@ -96,8 +101,7 @@ int mg_cmd_run(const char *config_path)
         fprintf(stderr, "moongate: %s\n", err);
         mg_tls_watch_stop();
         mg_tls_watch_free();
-        mg_snapshot_unref(snap);
-        mg_config_free(cfg);
+        mg_snapshot_unref(snap); /* frees cfg too */
         return 1;
     }
     for (int i = 0; i < cfg->nlisten; i++)

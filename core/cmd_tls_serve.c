@@ -278,7 +278,7 @@ int mg_cmd_tls_serve(int argc, char **argv)
         fprintf(stderr, "moongate: %s\n", err);
         return 1;
     }
-    mg_log_level = cfg->log_level;
+    mg_log_set_level(cfg->log_level);
     uv_loop_t *loop = uv_default_loop();
     if (mg_tls_watch_start(loop, cfg, err, sizeof(err))) {
         fprintf(stderr, "moongate: %s\n", err);

@@ -6,8 +6,10 @@
 #include "lua_env.h"
 #include "tls.h"
 #include "tls_certs.h"
+#include "stats.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -184,9 +186,14 @@ static void read_listen_tls(lua_State *L, int idx, mg_listen *l)
     lua_pop(L, 1);
 }
 
-/* The top-level tls table: certificate files are loaded once here so that
- * `moongate check` and a reload report a broken pair with its file. */
-static int read_tls(lua_State *L, int top, mg_config *cfg, char *err, size_t errlen)
+/* The top-level tls table. When the config comes from its file (start,
+ * `moongate check`, a file reload: check_files), certificate files are
+ * loaded once so a broken pair is reported with its file and line; a
+ * membership change rebuilds from the last good text without reading them,
+ * so a certificate being replaced never holds back discovery (the TLS
+ * manager watches the files). */
+static int read_tls(lua_State *L, int top, mg_config *cfg, int check_files, char *err,
+                    size_t errlen)
 {
     cfg->tls.min_version = 0x0303;
     lua_getfield(L, top, "tls");
@@ -213,6 +220,7 @@ static int read_tls(lua_State *L, int top, mg_config *cfg, char *err, size_t err
         f->key = dup_field(L, c, "key", "");
         f->line = (int)num_field(L, c, "line", 0);
         lua_pop(L, 1);
+        if (!check_files) continue;
         char why[512];
         mg_tls_cert *cert = mg_tls_cert_load_files(f->cert, f->key, why, sizeof(why));
         if (!cert) {
@@ -349,7 +357,8 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     return 0;
 }
 
-static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *err, size_t errlen)
+static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from_file, char *err,
+                       size_t errlen)
 {
     int top = lua_gettop(L);
     cfg->source = dup_field(L, top, "source", "(embedded default)");
@@ -382,7 +391,7 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    if (read_tls(L, top, cfg, err, errlen)) return -1;
+    if (read_tls(L, top, cfg, from_file, err, errlen)) return -1;
 
     lua_getfield(L, top, "timeouts");
     int t = lua_gettop(L);
@@ -396,6 +405,15 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     lua_getfield(L, top, "limits");
     cfg->max_header_size = (uint32_t)num_field(L, lua_gettop(L), "max_header_size", 32768);
     cfg->max_headers = (uint32_t)num_field(L, lua_gettop(L), "max_headers", 100);
+    lua_pop(L, 1);
+
+    lua_getfield(L, top, "paths");
+    lua_getfield(L, -1, "normalize");
+    cfg->normalize_paths = (uint8_t)lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    char *es = dup_field(L, lua_gettop(L), "encoded_slash", "reject");
+    cfg->keep_encoded_slash = strcmp(es, "keep") == 0;
+    free(es);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "upstream");
@@ -448,6 +466,7 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     snap->route_service = calloc(n ? (size_t)n : 1, sizeof(int));
     snap->route_hooks = calloc(n ? (size_t)n : 1, 1);
+    snap->route_flags = calloc(n ? (size_t)n : 1, 1);
     snap->route_rule = calloc(n ? (size_t)n : 1, sizeof(char *));
     snap->route_priority = calloc(n ? (size_t)n : 1, sizeof(int));
     snap->nroutes = n;
@@ -464,6 +483,9 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
         snap->route_rule[i - 1] = strdup(rule);
         snap->route_priority[i - 1] = prio >= 0 ? prio : (int)strlen(rule);
         snap->route_hooks[i - 1] = (uint8_t)num_field(L, r, "_hooks", 0);
+        lua_getfield(L, r, "allow_trace");
+        if (lua_toboolean(L, -1)) snap->route_flags[i - 1] |= MG_ROUTE_ALLOW_TRACE;
+        lua_pop(L, 1);
         char why[256] = "";
         int rc = sidx < 0 ? (snprintf(why, sizeof(why), "unknown service '%s'", svc), -1)
                           : mg_router_add(snap->router, rule, prio, i - 1, why, sizeof(why));
@@ -481,12 +503,13 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
 /* Lua side of loading: returns the normalized config with each service's
  * balancer_opts serialized, after checking that every balancer plugin loads. */
 static const char *const load_chunk =
-    "local path, ncpu, discovered, docker = ...\n"
+    "local path, ncpu, discovered, docker, source = ...\n"
     "if discovered then discovered = require('moongate.plugins').deserialize(discovered) end\n"
     "local config = require('moongate.config')\n"
     "local plugins = require('moongate.plugins')\n"
     "local cfg, err\n"
-    "local opts = { ncpu = ncpu, discovered = discovered, docker_socket_present = docker }\n"
+    "local opts = { ncpu = ncpu, discovered = discovered, docker_socket_present = docker,\n"
+    "               source = source }\n"
     "if path then cfg, err = config.load(path, opts)\n"
     "else cfg, err = config.default(opts) end\n"
     "if not cfg then return nil, err end\n"
@@ -537,7 +560,49 @@ int mg_config_load(const char *path, mg_config **out_cfg, mg_snapshot **out_snap
 int mg_config_load_with(const char *path, const char *discovered, mg_config **out_cfg,
                         mg_snapshot **out_snap, char *err, size_t errlen)
 {
+    return mg_config_load_src(path, NULL, discovered, out_cfg, out_snap, err, errlen);
+}
+
+/* Reads a whole file. Returns a NUL-terminated copy the caller frees, or
+ * NULL with "path:0: cannot read config: reason" in err. */
+static char *read_text(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (f) {
+        for (;;) {
+            if (len + 4096 + 1 > cap) {
+                cap = cap ? cap * 2 : 8192;
+                char *nb = realloc(buf, cap);
+                if (!nb) break;
+                buf = nb;
+            }
+            size_t k = fread(buf + len, 1, cap - len - 1, f);
+            len += k;
+            if (k == 0) break;
+        }
+        int bad = ferror(f);
+        fclose(f);
+        if (!bad && buf) {
+            buf[len] = 0;
+            return buf;
+        }
+    }
+    snprintf(err, errlen, "%s:0: cannot read config: %s", path, strerror(errno ? errno : EIO));
+    free(buf);
+    return NULL;
+}
+
+int mg_config_load_src(const char *path, const char *source, const char *discovered,
+                       mg_config **out_cfg, mg_snapshot **out_snap, char *err, size_t errlen)
+{
     if (!path && access("moongate.lua", R_OK) == 0) path = "moongate.lua";
+    char *text = NULL;
+    if (path) {
+        text = source ? strdup(source) : read_text(path, err, errlen);
+        if (!text) return -1;
+    }
     lua_State *L = mg_lua_env_new();
     if (!L) {
         snprintf(err, errlen, "out of memory");
@@ -547,6 +612,7 @@ int mg_config_load_with(const char *path, const char *discovered, mg_config **ou
     int rc = -1;
     mg_config *cfg = calloc(1, sizeof(*cfg));
     mg_snapshot *snap = calloc(1, sizeof(*snap));
+    if (cfg) atomic_fetch_add(&mg_stats.configs_alive, 1);
     if (!cfg || !snap) goto done;
     if (luaL_loadbuffer(L, load_chunk, strlen(load_chunk), "=config_loader")) goto lua_err;
     if (path)
@@ -560,15 +626,23 @@ int mg_config_load_with(const char *path, const char *discovered, mg_config **ou
         lua_pushnil(L);
     /* zero config: the embedded default turns Docker discovery on */
     lua_pushboolean(L, !path && access("/var/run/docker.sock", F_OK) == 0);
-    if (lua_pcall(L, 4, 2, 0)) goto lua_err;
+    if (text)
+        lua_pushstring(L, text);
+    else
+        lua_pushnil(L);
+    if (lua_pcall(L, 5, 2, 0)) goto lua_err;
     if (lua_isnil(L, -2)) {
         snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "invalid config");
         goto done;
     }
     lua_pop(L, 1);
-    if (read_config(L, cfg, snap, err, errlen)) goto done;
+    if (read_config(L, cfg, snap, source == NULL, err, errlen)) goto done;
     snap->version = 1;
     atomic_init(&snap->refs, 1);
+    cfg->text = text; /* the config owns it now */
+    text = NULL;
+    snap->cfg = cfg; /* the snapshot owns the config */
+    snap->cfg_free = mg_config_free;
     *out_cfg = cfg;
     *out_snap = snap;
     cfg = NULL;
@@ -584,6 +658,7 @@ done:
         mg_snapshot_unref(snap);
     }
     lua_close(L);
+    free(text);
     return rc;
 }
 
@@ -602,5 +677,7 @@ void mg_config_free(mg_config *cfg)
     }
     free(cfg->tls.files);
     free(cfg->tls.sources);
+    atomic_fetch_sub(&mg_stats.configs_alive, 1);
+    free(cfg->text);
     free(cfg);
 }

@@ -55,6 +55,8 @@ typedef struct mg_config {
     /* timeouts in milliseconds */
     uint64_t client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, grace_ms;
     uint32_t max_header_size, max_headers;
+    uint8_t normalize_paths;    /* paths.normalize */
+    uint8_t keep_encoded_slash; /* paths.encoded_slash == "keep" */
     int keepalive;
     uint64_t keepalive_timeout_ms;
     int retries;
@@ -65,11 +67,14 @@ typedef struct mg_config {
     char *admin_token; /* NULL: no token required */
     char *providers;   /* discovery providers' settings, a Lua literal */
     mg_tls_conf tls;
+    char *text;        /* the config file's text this was built from (NULL: embedded) */
 } mg_config;
 
 /* Loads and validates a config file (path NULL: ./moongate.lua if present,
  * else the embedded default). On success stores a new config and a first
- * snapshot (version 1, one reference) that the caller owns, and returns 0.
+ * snapshot (version 1, one reference) and returns 0: the caller owns the
+ * snapshot, and the snapshot owns the config (freed with its last
+ * reference: never call mg_config_free on it).
  * On failure writes "FILE:LINE: reason" to err and returns -1. */
 int mg_config_load(const char *path, mg_config **cfg, mg_snapshot **snap, char *err, size_t errlen);
 
@@ -77,6 +82,12 @@ int mg_config_load(const char *path, mg_config **cfg, mg_snapshot **snap, char *
  * { services = { name = { targets = {...}, ... } }, routes = {...} } or NULL. */
 int mg_config_load_with(const char *path, const char *discovered, mg_config **cfg,
                         mg_snapshot **snap, char *err, size_t errlen);
+
+/* The same with the config file's text given (source NULL: read path):
+ * a membership change rebuilds from the text of the last good load, never
+ * from a file that may be half-edited. */
+int mg_config_load_src(const char *path, const char *source, const char *discovered,
+                       mg_config **cfg, mg_snapshot **snap, char *err, size_t errlen);
 
 void mg_config_free(mg_config *cfg);
 

@@ -3,6 +3,7 @@
 #ifndef MG_HTTP_H
 #define MG_HTTP_H
 
+#include "h1check.h"
 #include "common.h"
 #include "log.h"
 #include "stream_write.h"
@@ -25,40 +26,6 @@ typedef struct mg_headers {
     uint32_t ntrailer_start; /* headers at or after this index are trailers */
     uint8_t in_field;        /* a field is being collected */
 } mg_headers;
-
-/* llhttp 8.1 skips the two bytes after chunk data without checking that
- * they are CRLF, so "5\r\nhelloXX0\r\n\r\n" parses: a desync vector. The
- * guard checks those bytes itself, across read boundaries. */
-typedef struct mg_chunk_guard {
-    uint64_t left;   /* data bytes left in the current chunk */
-    const char *end; /* end of the buffer being parsed */
-    uint8_t crlf;    /* CRLF bytes still to check (0..2) */
-} mg_chunk_guard;
-
-static inline int mg_chunk_guard_check(mg_chunk_guard *g, const char *p, const char *end)
-{
-    while (g->crlf && p < end) {
-        if (*p++ != (g->crlf == 2 ? '\r' : '\n')) return -1;
-        g->crlf--;
-    }
-    return 0;
-}
-
-/* A buffer is about to be parsed: checks pending CRLF bytes at its start. */
-static inline int mg_chunk_guard_feed(mg_chunk_guard *g, const char *p, size_t n)
-{
-    g->end = p + n;
-    return mg_chunk_guard_check(g, p, p + n);
-}
-
-/* on_body with chunked framing: returns -1 when the chunk's CRLF is wrong. */
-static inline int mg_chunk_guard_body(mg_chunk_guard *g, const char *at, size_t n)
-{
-    g->left = g->left > n ? g->left - n : 0;
-    if (g->left) return 0;
-    g->crlf = 2;
-    return mg_chunk_guard_check(g, at + n, g->end);
-}
 
 enum mg_conn_state {
     MG_C_IDLE = 0, /* waiting for a request (keep-alive) */
@@ -90,9 +57,10 @@ struct mg_conn {
     uint8_t trusted;      /* peer is a trusted proxy */
     uint8_t pause_reason; /* why the parser paused (http_conn.c) */
     uint8_t driving, redrive;
-    char last_byte; /* last head byte parsed, for the bare-LF check */
     uint32_t nrequests;
-    struct mg_chunk_guard chunk;
+    uint16_t refuse_status; /* a callback refused the request: answer this */
+    const char *refuse_why; /* static text for the answer and the log */
+    mg_h1check check;       /* strict framing check of request heads and chunked bodies */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
@@ -116,7 +84,9 @@ struct mg_upconn {
     uint8_t got_bytes; /* some response bytes arrived for the current request */
     uint8_t reusable;  /* the last response left it clean for keep-alive */
     uint8_t reading;
-    struct mg_chunk_guard chunk;
+    uint8_t head_paused; /* the parser paused at the end of a response head */
+    mg_h1check check;    /* strict framing check of response heads and chunked bodies */
+    mg_buf fix;          /* response bytes with bare LF line ends made CRLF */
 };
 
 struct mg_req {
@@ -140,6 +110,8 @@ struct mg_req {
     uint8_t in_trailers;
     uint8_t finished;
     uint16_t status;
+    uint8_t reason_len; /* the backend's reason phrase, when usable */
+    char reason[48];
     int tries;
     int tried[16];
     mg_buf uhead;     /* request head as serialized for the upstream */
@@ -148,6 +120,8 @@ struct mg_req {
     uint64_t start_ns;
     char host_lc[256];             /* lowercased Host for X-Forwarded-Host */
     uint32_t url_off, url_cur_len; /* current target in in.arena (set_path moves it) */
+    uint32_t auth_off;             /* authority of an absolute-form target in in.arena */
+    uint16_t auth_len;             /* 0: the target had none (Host names the origin) */
     int route;                     /* matched route index, -1 before routing */
     uint64_t id;                   /* per-worker request id (Lua ctx key) */
     uint8_t hooks;                 /* middlewares run on this request */

@@ -18,50 +18,7 @@ static uv_once_t settings_once = UV_ONCE_INIT;
 
 static void conn_drive(mg_conn *c);
 static void conn_read_start(mg_conn *c);
-
-const char *mg_status_reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 101:
-        return "Switching Protocols";
-    case 200:
-        return "OK";
-    case 204:
-        return "No Content";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
-    }
-}
+static void conn_bad_request(mg_conn *c, int status, const char *why);
 
 /* ---- requests ------------------------------------------------------- */
 
@@ -130,12 +87,20 @@ void mg_req_destroy(mg_req *r)
 
 /* ---- llhttp callbacks (collect only: no I/O, no Lua) ------------------ */
 
+/* Fails the parse with a status and reason of ours: llhttp replaces the
+ * reason of a non-data callback's error with its own text. */
+static int conn_refuse(mg_conn *c, int status, const char *why)
+{
+    c->refuse_status = (uint16_t)status;
+    c->refuse_why = why;
+    return HPE_USER;
+}
+
 static int head_limit(mg_conn *c, size_t n)
 {
     mg_req *r = c->req;
     if (r->in.arena.len + n + 4 * (r->in.n + 1) > c->w->cfg->max_header_size) {
-        llhttp_set_error_reason(&c->parser, "request head too large");
-        return HPE_USER;
+        return conn_refuse(c, 431, "request head too large");
     }
     return 0;
 }
@@ -146,7 +111,6 @@ static int on_message_begin(llhttp_t *p)
     c->req = req_new(c);
     if (!c->req) return HPE_USER;
     c->state = MG_C_HEAD;
-    memset(&c->chunk, 0, sizeof(c->chunk));
     mg_tq_arm(&c->w->q_client_header, &c->tq, uv_now(&c->w->loop));
     return 0;
 }
@@ -192,12 +156,10 @@ static int on_header_value_complete(llhttp_t *p)
      * to us: no whitespace in names ("X : y"), no folded or control bytes. */
     if (!mg_header_valid(mg_hname(&r->in, i), r->in.h[i].nlen, mg_hvalue(&r->in, i),
                          r->in.h[i].vlen)) {
-        llhttp_set_error_reason(p, "invalid header name or value");
-        return HPE_USER;
+        return conn_refuse(c, 400, "invalid header name or value");
     }
     if (r->in.n > c->w->cfg->max_headers) {
-        llhttp_set_error_reason(p, "too many headers");
-        return HPE_USER;
+        return conn_refuse(c, 431, "too many headers");
     }
     return 0;
 }
@@ -208,13 +170,11 @@ static int on_headers_complete(llhttp_t *p)
     mg_req *r = c->req;
     if (r->in_trailers) return 0; /* end of trailers */
     if (p->http_major != 1) {
-        llhttp_set_error_reason(p, "unsupported HTTP version");
-        return HPE_USER;
+        return conn_refuse(c, 505, "unsupported HTTP version");
     }
     if (p->http_minor == 0 && (p->flags & F_CHUNKED)) {
         /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing */
-        llhttp_set_error_reason(p, "Transfer-Encoding in an HTTP/1.0 request");
-        return HPE_USER;
+        return conn_refuse(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
     }
     r->http_minor = p->http_minor;
     r->method = p->method;
@@ -230,10 +190,6 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     mg_conn *c = p->data;
     mg_tq_arm(&c->w->q_client_io, &c->tq, uv_now(&c->w->loop));
-    if (c->req->body_chunked && mg_chunk_guard_body(&c->chunk, at, n)) {
-        llhttp_set_error_reason(p, "chunk data not followed by CRLF");
-        return HPE_USER;
-    }
     mg_proxy_body(c->req, at, n);
     return 0;
 }
@@ -242,8 +198,6 @@ static int on_chunk_header(llhttp_t *p)
 {
     mg_conn *c = p->data;
     if (p->content_length == 0) c->req->in_trailers = 1; /* last chunk: trailers follow */
-    c->chunk.left = p->content_length;
-    c->chunk.crlf = 0;
     return 0;
 }
 
@@ -465,23 +419,15 @@ static void pend_append(mg_conn *c, const char *p, size_t n)
     c->pend_len += (uint32_t)n;
 }
 
-static int status_for_error(mg_conn *c, llhttp_errno_t e)
+/* The answer to a parse error: ours when a callback refused (conn_refuse),
+ * else 400 with llhttp's reason. */
+static void conn_parse_error(mg_conn *c)
 {
-    const char *reason = llhttp_get_error_reason(&c->parser);
-    if (e == HPE_USER && reason && strstr(reason, "too large")) return 431;
-    if (e == HPE_USER && reason && strstr(reason, "too many headers")) return 431;
-    if (e == HPE_USER && reason && strstr(reason, "HTTP version")) return 505;
-    return 400;
-}
-
-/* Rejects what llhttp (8.1, strict) lets through but a backend might parse
- * differently: bare LF line ends in the head. */
-static int head_has_bare_lf(const char *p, size_t n, char prev)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '\n' && (i ? p[i - 1] : prev) != '\r') return 1;
-    }
-    return 0;
+    int status = c->refuse_status ? c->refuse_status : 400;
+    const char *why = c->refuse_why ? c->refuse_why : llhttp_get_error_reason(&c->parser);
+    c->refuse_status = 0;
+    c->refuse_why = NULL;
+    conn_bad_request(c, status, why ? why : "malformed request");
 }
 
 static void conn_bad_request(mg_conn *c, int status, const char *why)
@@ -507,33 +453,47 @@ static void conn_parse(mg_conn *c, const char *p, size_t n)
 {
     int in_head = c->state == MG_C_IDLE || c->state == MG_C_HEAD;
     c->pause_reason = PAUSE_NONE;
-    if (mg_chunk_guard_feed(&c->chunk, p, n)) {
-        conn_bad_request(c, 400, "chunk data not followed by CRLF");
-        return;
+    /* Heads and chunked bodies go through our own strict check first,
+     * which also decides where they end: llhttp only sees those bytes, and
+     * must end them at the same place. */
+    if (in_head && !(c->check.head && mg_h1check_active(&c->check))) mg_h1check_head(&c->check, 0);
+    size_t feed = n;
+    int checked = mg_h1check_active(&c->check);
+    if (checked) {
+        const char *why = NULL;
+        long k = mg_h1check_feed(&c->check, p, n, NULL, &why);
+        if (k < 0) {
+            conn_bad_request(c, 400, why);
+            return;
+        }
+        feed = (size_t)k;
     }
-    llhttp_errno_t e = llhttp_execute(&c->parser, p, n);
+    llhttp_errno_t e = llhttp_execute(&c->parser, p, feed);
     if (c->state == MG_C_CLOSING) return;
-    size_t used = n;
+    size_t used = feed;
     if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
         used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
         c->blocked = 1;
         if (used < n) pend_append(c, p + used, n - used);
     } else if (e != HPE_OK) {
-        conn_bad_request(c, status_for_error(c, e), llhttp_get_error_reason(&c->parser));
+        conn_parse_error(c);
         return;
     }
-    if (in_head && c->req && head_has_bare_lf(p, used, c->last_byte)) {
-        conn_bad_request(c, 400, "bare LF in request head");
-        return;
+    if (checked) {
+        int ended = mg_h1check_done(&c->check);
+        int llhttp_ended = c->pause_reason == (c->check.head ? PAUSE_HEAD : PAUSE_MESSAGE);
+        if (ended != llhttp_ended || used != feed) {
+            conn_bad_request(c, 400,
+                             c->check.head ? "a request head that parsers could read differently"
+                                           : "chunked framing that parsers could read differently");
+            return;
+        }
     }
-    if (used) c->last_byte = p[used - 1];
     if (c->pause_reason == PAUSE_HEAD) {
-        c->last_byte = 0;
+        if (c->req && c->req->body_chunked) mg_h1check_chunked(&c->check, 0);
         c->state = MG_C_WAIT;
         mg_tq_remove(&c->tq);
         mg_proxy_start(c);
-    } else if (e == HPE_PAUSED_UPGRADE && c->req && c->state != MG_C_TUNNEL) {
-        /* upgrade request complete: wait for the backend's answer */
     }
 }
 

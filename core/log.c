@@ -10,7 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
-int mg_log_level = MG_LOG_INFO;
+atomic_int mg_log_level = MG_LOG_INFO;
+
+void mg_log_set_level(int level)
+{
+    atomic_store_explicit(&mg_log_level, level, memory_order_relaxed);
+}
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 

@@ -6,12 +6,15 @@
 #ifndef MG_LOG_H
 #define MG_LOG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 enum { MG_LOG_DEBUG = 0, MG_LOG_INFO, MG_LOG_WARN, MG_LOG_ERROR };
 
-extern int mg_log_level;
+/* The threshold: set by the main thread on (re)load, read by every thread. */
+extern atomic_int mg_log_level;
+void mg_log_set_level(int level);
 
 /* Parses "debug"/"info"/"warn"/"error"; returns the level or -1. */
 int mg_log_level_parse(const char *name);
@@ -20,7 +23,7 @@ int mg_log_level_parse(const char *name);
 void mg_log(int level, int worker, uint64_t conn, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define mg_log_enabled(level) ((level) >= mg_log_level)
+#define mg_log_enabled(level) ((level) >= atomic_load_explicit(&mg_log_level, memory_order_relaxed))
 #define MG_LOG(level, w, c, ...)                                                                   \
     do {                                                                                           \
         if (mg_log_enabled(level)) mg_log(level, w, c, __VA_ARGS__);                               \

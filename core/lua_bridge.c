@@ -93,15 +93,74 @@ static inline void idle(mg_lua *lua)
 static void watchdog_hook(lua_State *L, lua_Debug *ar)
 {
     lua_sethook(L, NULL, 0, 0);
+    mg_lua *lua = mg_lua_self;
+    /* The hook was armed from the watchdog's thread for one call (named by
+     * its start time); if that call already returned, this is a later,
+     * innocent one: just disarm. */
+    if (!lua || atomic_load_explicit(&lua->interrupt_since, memory_order_acquire) !=
+                    atomic_load_explicit(&lua->busy_since, memory_order_acquire))
+        return;
     luaL_error(L, "interrupted by the watchdog: the plugin ran too long");
 }
 
-void mg_lua_interrupt(mg_lua *lua)
+void mg_lua_interrupt(mg_lua *lua, uint64_t since)
 {
     /* lua_sethook may be called asynchronously (Lua's own interpreter does
      * it from a signal handler). Code LuaJIT compiled does not check hooks:
      * such a loop cannot be interrupted, only reported. */
+    atomic_store_explicit(&lua->interrupt_since, since, memory_order_release);
     lua_sethook(lua->L, watchdog_hook, LUA_MASKCOUNT, 1000);
+}
+
+#define LOG_LIMIT_MS 5000
+
+/* Writes the count of errors held back for l, if any. */
+static void limit_flush(mg_lua *lua, mg_log_limit *l, uint64_t now)
+{
+    if (l->suppressed)
+        mg_log(MG_LOG_ERROR, lua->worker_id, 0, "%s: %u more errors in the last %.0f s (last: %s)",
+               l->what, l->suppressed, (double)(now - l->since_ms) / 1000.0, l->last);
+    l->suppressed = 0;
+    l->since_ms = now;
+}
+
+/* Logs a plugin error of kind `what` with its traceback, unless one of that
+ * kind was logged less than LOG_LIMIT_MS ago: then it is only counted, and
+ * the count is written once the interval is over. */
+static void log_plugin_error(mg_lua *lua, uint64_t conn, const char *what, const char *prefix,
+                             const char *msg)
+{
+    uint64_t now = uv_hrtime() / 1000000;
+    mg_log_limit *l = NULL, *free_slot = NULL;
+    for (int i = 0; i < MG_LOG_LIMITS; i++) {
+        if (lua->limits[i].what == what) l = &lua->limits[i];
+        if (!lua->limits[i].what && !free_slot) free_slot = &lua->limits[i];
+    }
+    if (!l && free_slot) {
+        l = free_slot;
+        l->what = what;
+        l->since_ms = 0;
+        l->suppressed = 0;
+    }
+    if (l && l->since_ms && now - l->since_ms < LOG_LIMIT_MS) {
+        l->suppressed++;
+        size_t n = strcspn(msg, "\n");
+        if (n >= sizeof(l->last)) n = sizeof(l->last) - 1;
+        memcpy(l->last, msg, n);
+        l->last[n] = 0;
+        return;
+    }
+    if (l) limit_flush(lua, l, now);
+    mg_log(MG_LOG_ERROR, lua->worker_id, conn, "%s%s", prefix, msg);
+}
+
+void mg_lua_flush_log_limits(mg_lua *lua)
+{
+    uint64_t now = uv_hrtime() / 1000000;
+    for (int i = 0; i < MG_LOG_LIMITS; i++) {
+        mg_log_limit *l = &lua->limits[i];
+        if (l->what && l->suppressed && now - l->since_ms >= LOG_LIMIT_MS) limit_flush(lua, l, now);
+    }
 }
 
 /* Calls the function under ref with nargs pushed after it (the function
@@ -116,7 +175,13 @@ static int protected_call(mg_lua *lua, int nargs, int nres, uint64_t conn, const
     int rc = lua_pcall(L, nargs, nres, base);
     idle(lua);
     if (rc) {
-        mg_log(MG_LOG_ERROR, lua->worker_id, conn, "%s: %s", what, lua_tostring(L, -1));
+        char prefix[80];
+        snprintf(prefix, sizeof(prefix), "%.70s: ", what);
+        const char *msg = lua_tostring(L, -1);
+        if (conn)
+            log_plugin_error(lua, conn, what, prefix, msg ? msg : "?");
+        else
+            mg_log(MG_LOG_ERROR, lua->worker_id, conn, "%s%s", prefix, msg ? msg : "?");
         lua_settop(L, base - 1);
         return -1;
     }
@@ -217,8 +282,9 @@ int mg_lua_pick(mg_lua *lua, mg_req *r, const int *tried, int ntried)
     idle(lua);
     mg_ffi_current = NULL;
     if (mg_unlikely(rc)) {
-        mg_log(MG_LOG_ERROR, lua->worker_id, r->c->id, "balancer error, using round robin: %s",
-               lua_tostring(L, -1));
+        const char *msg = lua_tostring(L, -1);
+        log_plugin_error(lua, r->c->id, "balancer pick", "balancer error, using round robin: ",
+                         msg ? msg : "?");
         lua_pop(L, 2);
         return -2;
     }

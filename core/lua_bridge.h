@@ -12,6 +12,16 @@
 
 struct mg_req;
 
+/* Per-request plugin errors are logged in full once, then counted: a
+ * balancer failing on every request must not write a traceback each time. */
+#define MG_LOG_LIMITS 4
+typedef struct mg_log_limit {
+    const char *what;      /* the kind of call (a static string), NULL: free slot */
+    uint64_t since_ms;     /* when the last full message was written */
+    uint32_t suppressed;   /* errors counted since then */
+    char last[200];        /* the first line of the newest suppressed error */
+} mg_log_limit;
+
 typedef struct mg_lua {
     lua_State *L;
     int ref_pick, ref_report, ref_on_request, ref_on_response, ref_on_log, ref_tick;
@@ -25,7 +35,9 @@ typedef struct mg_lua {
      * started (0: not in Lua) and what it is. */
     _Atomic uint64_t busy_since;
     _Atomic(const char *) busy_what;
+    _Atomic uint64_t interrupt_since; /* the call the watchdog interrupts */
     char busy_plugin[64]; /* the plugin running, as the runtime last said */
+    mg_log_limit limits[MG_LOG_LIMITS];
 } mg_lua;
 
 /* The worker's Lua bridge, for FFI calls made on the worker's thread. */
@@ -57,11 +69,15 @@ int mg_lua_on_request(mg_lua *lua, struct mg_req *r);
 void mg_lua_on_response(mg_lua *lua, struct mg_req *r);
 void mg_lua_on_log(mg_lua *lua, struct mg_req *r);
 
-/* Called from the watchdog thread when a call has run too long: arms a hook
- * that raises an error at the next Lua instruction count check. */
-void mg_lua_interrupt(mg_lua *lua);
+/* Called from the watchdog thread when the call that started at `since`
+ * (busy_since) has run too long: arms a hook that raises an error at the
+ * next instruction count check, if that call is still the one running. */
+void mg_lua_interrupt(mg_lua *lua, uint64_t since);
 
 /* Runs due Lua timers (the worker's tick). */
 void mg_lua_tick(mg_lua *lua);
+
+/* Writes the counts of plugin errors held back by the log limit (tick). */
+void mg_lua_flush_log_limits(mg_lua *lua);
 
 #endif

@@ -2,6 +2,7 @@
  * for the request in mg_ffi_current. */
 #include "lua_ffi.h"
 #include "http.h"
+#include "uri.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -13,20 +14,10 @@ static __thread char ip_buf[INET6_ADDRSTRLEN];
 
 static void url_parts(const mg_req *r, mg_str *path, mg_str *query)
 {
-    const char *u = r->in.arena.p + r->url_off;
-    size_t n = r->url_cur_len;
-    if (n > 7 && (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0)) {
-        size_t s = u[4] == ':' ? 7 : 8;
-        while (s < n && u[s] != '/' && u[s] != '?')
-            s++;
-        u += s;
-        n -= s;
-    }
-    const char *q = memchr(u, '?', n);
-    path->p = u;
-    path->len = q ? (size_t)(q - u) : n;
-    query->p = q ? q + 1 : "";
-    query->len = q ? n - path->len - 1 : 0;
+    mg_uri u;
+    mg_uri_split(r->in.arena.p + r->url_off, r->url_cur_len, &u);
+    *path = u.path;
+    *query = u.query;
 }
 
 int mg_ffi_req_field(int which, const char **p, size_t *len)

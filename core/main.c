@@ -11,7 +11,11 @@ static void usage(FILE *out)
             "moongate %s: a programmable HTTP gateway\n"
             "\n"
             "usage:\n"
-            "  moongate [-c FILE]          run the gateway in the foreground\n"
+            "  moongate [-c FILE] [--takeover]\n"
+            "                              run the gateway in the foreground; --takeover\n"
+            "                              shares listening ports another moongate holds\n"
+            "                              (zero-downtime upgrade: start the new one, then\n"
+            "                              SIGTERM the old one)\n"
             "  moongate check [-c FILE]    validate a config and exit\n"
             "  moongate test [PATH...]     run busted specs inside moongate's LuaJIT\n"
             "  moongate version            print the version\n"
@@ -22,11 +26,17 @@ static void usage(FILE *out)
             MG_VERSION);
 }
 
-/* Parses `-c FILE` / `--config FILE` / `--config=FILE`; returns 0 or -1. */
+static int takeover;
+
+/* Parses `-c FILE` / `--config FILE` / `--config=FILE` (and `--takeover`
+ * where running is meant); returns 0 or -1. */
 static int parse_config_flag(int argc, char **argv, const char **path)
 {
     for (int i = 0; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+        if (strcmp(argv[i], "--takeover") == 0) {
+            takeover = 1;
+        } else if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) &&
+                   i + 1 < argc) {
             *path = argv[++i];
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             *path = argv[i] + 9;
@@ -65,5 +75,5 @@ int main(int argc, char **argv)
     } else if (parse_config_flag(argc - 1, argv + 1, &config)) {
         return 2;
     }
-    return mg_cmd_run(config);
+    return mg_cmd_run(config, takeover);
 }

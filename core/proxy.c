@@ -4,6 +4,7 @@
 #include "http.h"
 #include "lua_bridge.h"
 #include "stats.h"
+#include "uri.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -67,7 +68,7 @@ static int is_hop_header(const mg_headers *h, uint32_t i)
     } hop[] = {
         {"connection", 10}, {"keep-alive", 10},        {"proxy-connection", 16},
         {"te", 2},          {"transfer-encoding", 17}, {"upgrade", 7},
-        {"trailer", 7},     {"content-length", 14},
+        {"trailer", 7},     {"content-length", 14},    {"proxy-authorization", 19},
     };
     for (size_t k = 0; k < MG_ARRAY_SIZE(hop); k++)
         if (mg_hname_is(h, i, hop[k].n, hop[k].len)) return 1;
@@ -110,40 +111,81 @@ static void buf_hdr(mg_buf *b, const mg_headers *h, uint32_t i)
 
 /* ---- request head validation and routing ----------------------------- */
 
+/* The current target's path and query (origin-form or "*": prepare_target
+ * rewrote an absolute-form target), and the authority it named. */
 static void split_url(const mg_req *r, mg_str *path, mg_str *query, mg_str *authority)
 {
-    const char *u = req_url(r);
-    size_t n = r->url_cur_len;
-    authority->p = NULL;
-    authority->len = 0;
-    /* absolute-form (RFC 9112 3.2.2): the authority replaces Host */
-    if (n > 7 && (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0)) {
-        size_t s = u[4] == ':' ? 7 : 8, e = s;
-        while (e < n && u[e] != '/' && u[e] != '?')
-            e++;
-        authority->p = u + s;
-        authority->len = e - s;
-        u += e;
-        n -= e;
-    }
-    const char *q = memchr(u, '?', n);
-    path->p = n ? u : "/";
-    path->len = q ? (size_t)(q - u) : n;
-    if (!path->len) {
-        path->p = "/";
-        path->len = 1;
-    }
-    query->p = q ? q + 1 : "";
-    query->len = q ? n - (size_t)(q - u) - 1 : 0;
+    mg_uri u;
+    mg_uri_split(req_url(r), r->url_cur_len, &u);
+    *path = u.path;
+    *query = u.query;
+    authority->p = r->in.arena.p + r->auth_off;
+    authority->len = r->auth_len;
 }
 
-static int check_head(mg_req *r, const char **why)
+/* Validates the request-target and rewrites it, in the arena, to the
+ * origin-form the backend gets: an absolute-form target loses its authority
+ * (kept in auth_off/auth_len: it replaces Host), an empty path becomes "/"
+ * ("*" for OPTIONS), and the path is normalised (dot segments, duplicate
+ * slashes, escapes) so that routing and the backend see the same path.
+ * Returns 0, or an HTTP status with *why. */
+static int prepare_target(mg_req *r, const mg_config *cfg, const char **why)
+{
+    mg_buf *a = &r->in.arena;
+    mg_uri u;
+    r->url_off = r->method_len;
+    r->url_cur_len = r->url_len;
+    if (mg_uri_parse(a->p + r->url_off, r->url_len, r->method == HTTP_OPTIONS, &u, why)) return 400;
+    if (u.form == MG_TARGET_ASTERISK) return 0;
+    size_t poff = (size_t)(u.path.p - a->p), plen = u.path.len;
+    size_t qoff = (size_t)(u.query.p - a->p), qlen = u.query.len;
+    int has_query = u.has_query;
+    if (u.form == MG_TARGET_ABSOLUTE) {
+        r->auth_off = (uint32_t)(u.authority.p - a->p);
+        r->auth_len = (uint16_t)(u.authority.len < 65535 ? u.authority.len : 65535);
+    }
+    int normalize = plen && cfg->normalize_paths && mg_uri_path_needs_normalizing(u.path.p, plen);
+    if (u.form != MG_TARGET_ABSOLUTE && !normalize) return 0;
+    /* the new target goes after everything in the arena: offsets stay valid */
+    if (mg_buf_reserve(a, plen + qlen + 3)) return 500;
+    size_t off = a->len;
+    char *o = a->p + off;
+    size_t n;
+    if (!plen) {
+        int star = r->method == HTTP_OPTIONS && !has_query;
+        o[0] = star ? '*' : '/';
+        n = 1;
+    } else if (normalize) {
+        long k = mg_uri_normalize_path(
+            a->p + poff, plen, o, cfg->keep_encoded_slash ? MG_PATH_KEEP_ENCODED_SLASH : 0, why);
+        if (k < 0) return 400;
+        n = (size_t)k;
+    } else {
+        memcpy(o, a->p + poff, plen);
+        n = plen;
+    }
+    if (has_query) {
+        o[n++] = '?';
+        memcpy(o + n, a->p + qoff, qlen);
+        n += qlen;
+    }
+    a->len += n;
+    r->url_off = (uint32_t)off;
+    r->url_cur_len = (uint32_t)n;
+    return 0;
+}
+
+static int check_head(mg_req *r, const mg_config *cfg, const char **why)
 {
     mg_headers *h = &r->in;
     int nhost = 0;
     for (uint32_t i = 0; i < h->n; i++) {
         if (mg_hname_is(h, i, "host", 4)) {
             nhost++;
+            if (mg_uri_check_host(mg_hvalue(h, i), h->h[i].vlen)) {
+                *why = "invalid Host header";
+                return 400;
+            }
         } else if (mg_hname_is(h, i, "transfer-encoding", 17)) {
             /* llhttp accepts "gzip, chunked"; we forward only what we decode. */
             const char *v = mg_hvalue(h, i);
@@ -173,7 +215,7 @@ static int check_head(mg_req *r, const char **why)
         *why = "CONNECT is not supported";
         return 405;
     }
-    return 0;
+    return prepare_target(r, cfg, why);
 }
 
 static int route(mg_req *r, mg_worker *w)
@@ -199,6 +241,7 @@ static int route(mg_req *r, mg_worker *w)
     mg_route_input in;
     split_url(r, &in.path, &in.query, &authority);
     if (authority.len) host = authority;
+    if (in.path.len == 1 && in.path.p[0] == '*') in.path.p = "/"; /* OPTIONS *: the whole server */
     in.method.p = req_method(r);
     in.method.len = r->method_len;
     in.host = host;
@@ -222,12 +265,7 @@ static void build_upstream_head(mg_req *r)
     b->len = 0;
     mg_buf_append(b, req_method(r), r->method_len);
     mg_buf_append(b, " ", 1);
-    if (authority.len) {
-        /* forward origin-form */
-        mg_buf_append(b, path.p, (size_t)(req_url(r) + r->url_cur_len - path.p));
-    } else {
-        mg_buf_append(b, req_url(r), r->url_cur_len);
-    }
+    mg_buf_append(b, req_url(r), r->url_cur_len); /* origin-form or "*" */
     mg_buf_append(b, " HTTP/1.1\r\n", 11);
     int xff = -1, xfp = -1, xfh = -1, has_host = 0;
     uint32_t end = h->ntrailer_start < h->n ? h->ntrailer_start : h->n;
@@ -304,7 +342,7 @@ void mg_proxy_start(mg_conn *c)
     mg_req *r = c->req;
     mg_worker *w = c->w;
     const char *why = NULL;
-    int bad = check_head(r, &why);
+    int bad = check_head(r, w->cfg, &why);
     if (bad) {
         MG_LOG(MG_LOG_INFO, w->id, c->id, "rejected request: %s", why);
         char body[128];
@@ -323,8 +361,6 @@ void mg_proxy_start(mg_conn *c)
         mg_conn_respond(c, 503, default_page, r->has_body);
         return;
     }
-    r->url_off = r->method_len;
-    r->url_cur_len = r->url_len;
     int ri = route(r, w);
     if (ri < 0) {
         mg_conn_respond(c, 404, "no route matches this request\n", r->has_body);
@@ -332,6 +368,12 @@ void mg_proxy_start(mg_conn *c)
     }
     r->route = ri;
     r->svc = r->snap->route_service[ri];
+    if (r->method == HTTP_TRACE && !(r->snap->route_flags[ri] & MG_ROUTE_ALLOW_TRACE)) {
+        /* TRACE echoes credentials back (cross-site tracing): off by default */
+        MG_LOG(MG_LOG_INFO, w->id, c->id, "rejected request: TRACE is not allowed on this route");
+        mg_conn_respond(c, 405, "TRACE is not allowed on this route\n", r->has_body);
+        return;
+    }
     if (r->snap->route_hooks[ri]) {
         r->hooks = 1;
         if (mg_lua_on_request(&w->lua, r)) {
@@ -697,6 +739,28 @@ static int resp_message_begin(llhttp_t *p)
     mg_req *r = u->req;
     mg_headers_reset(&r->out);
     r->in_trailers = 0;
+    r->reason_len = 0;
+    return 0;
+}
+
+/* The reason phrase, kept when it is short and plain (VCHAR and spaces):
+ * a client sees the backend's "201 Created", never a made-up text. */
+static int resp_status(llhttp_t *p, const char *at, size_t n)
+{
+    mg_upconn *u = p->data;
+    if (!u->req) return HPE_USER;
+    mg_req *r = u->req;
+    size_t have = r->reason_len;
+    if (have == 0xff) return 0; /* already unusable */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if (have >= sizeof(r->reason) || ch < 0x20 || ch >= 0x7f) {
+            r->reason_len = 0xff;
+            return 0;
+        }
+        r->reason[have++] = (char)ch;
+    }
+    r->reason_len = (uint8_t)have;
     return 0;
 }
 
@@ -783,9 +847,11 @@ static void write_response_head(mg_req *r, int status, int interim)
     mg_headers *h = &r->out;
     b->len = 0;
     {
-        /* status line without printf: "HTTP/1.1 200 OK\r\n" */
-        const char *reason = mg_status_reason(status);
-        size_t rl = strlen(reason);
+        /* status line without printf: "HTTP/1.1 200 OK\r\n"; the backend's
+         * own reason phrase when it gave a usable one */
+        int own = r->reason_len && r->reason_len != 0xff;
+        const char *reason = own ? r->reason : mg_status_reason(status);
+        size_t rl = own ? r->reason_len : strlen(reason);
         if (mg_buf_reserve(b, 15 + rl)) return;
         char *o = b->p + b->len;
         memcpy(o, "HTTP/1.1 ", 9);
@@ -831,31 +897,58 @@ static void write_response_head(mg_req *r, int status, int interim)
     }
 }
 
+/* The end of a response head: framing checks that need the parser's
+ * flags, then a pause, so the head is handled outside llhttp (Lua hooks
+ * run there) and the head's bytes are known for the CR/LF check. */
 static int resp_headers_complete(llhttp_t *p)
 {
     mg_upconn *u = p->data;
     if (!u->req) return HPE_USER; /* detached: the client went away */
     mg_req *r = u->req;
-    mg_conn *c = r->c;
     int status = p->status_code;
     if (p->http_major != 1) {
         llhttp_set_error_reason(p, "unsupported HTTP version");
         return HPE_USER;
     }
-    mg_tq_arm(&c->w->q_up_response, &u->tq, uv_now(&c->w->loop));
     if (r->in_trailers) return 0;
     if (status >= 100 && status < 200 && status != 101) {
-        /* interim response: relayed to HTTP/1.1 clients, then wait for more */
-        r->resp_interim = 1;
-        if (r->http_minor) write_response_head(r, status, 1);
-        return 0;
-    }
-    r->resp_interim = 0;
-    if (status == 101) {
+        /* RFC 9110 8.6, 15.2: an interim response has no content */
+        if (p->flags & (F_CHUNKED | F_CONTENT_LENGTH | F_TRANSFER_ENCODING)) {
+            llhttp_set_error_reason(p, "a 1xx response with a body or framing headers");
+            return HPE_USER;
+        }
+        p->flags |= F_SKIPBODY;
+    } else if (status == 101) {
         if (!r->upgrade) {
             llhttp_set_error_reason(p, "101 without an upgrade request");
             return HPE_USER;
         }
+    } else if (r->head_request || status == 204 || status == 304) {
+        p->flags |= F_SKIPBODY; /* what returning 1 would say, kept across the pause */
+    }
+    u->head_paused = 1;
+    return HPE_PAUSED;
+}
+
+/* A response head was parsed (the parser is paused at its end): relay an
+ * interim one, or run the response hooks and prepare the final head, which
+ * waits for the first body bytes (client_send). Returns 0, or -1 when the
+ * request is gone (the client closed during a hook). */
+static int response_head(mg_req *r, mg_upconn *u)
+{
+    llhttp_t *p = &u->parser;
+    mg_conn *c = r->c;
+    int status = p->status_code;
+    mg_tq_arm(&c->w->q_up_response, &u->tq, uv_now(&c->w->loop));
+    if (status >= 100 && status < 200 && status != 101) {
+        /* interim response: relayed to HTTP/1.1 clients, then wait for more */
+        r->resp_interim = 1;
+        if (r->http_minor) write_response_head(r, status, 1);
+        mg_h1check_head(&u->check, 1); /* the next head follows at once */
+        return 0;
+    }
+    r->resp_interim = 0;
+    if (status == 101) {
         r->status = 101;
         r->resp_started = 1;
         write_response_head(r, 101, 0);
@@ -864,13 +957,14 @@ static int resp_headers_complete(llhttp_t *p)
     r->status = (uint16_t)status;
     mg_lua_report(&c->w->lua, r, status, (double)(uv_hrtime() - r->try_start_ns) / 1e9, NULL);
     passive_outcome(r, status >= 500, "status 5xx");
-    if (!u->req) return HPE_USER;
+    if (u->req != r) return -1;
     if (r->hook_flags & 1) {
         r->in_resp_hook = 1;
         mg_lua_on_response(&c->w->lua, r);
         r->in_resp_hook = 0;
-        if (!u->req) return HPE_USER;
-        status = r->status; /* a hook may have changed it */
+        if (u->req != r) return -1;
+        if (r->status != status) r->reason_len = 0; /* a hook changed it */
+        status = r->status;
     }
     int no_body = r->head_request || status == 204 || status == 304;
     int has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
@@ -883,12 +977,13 @@ static int resp_headers_complete(llhttp_t *p)
         r->resp_close_delimited = !chunked;
         if (!r->http_minor) c->close_after = 1;
     }
+    if (chunked && !(p->flags & F_SKIPBODY)) mg_h1check_chunked(&u->check, 1);
     if (!r->http_minor && !r->client_keepalive) c->close_after = 1;
     if (c->w->stopping) c->close_after = 1;
     r->resp_started = 1;
     write_response_head(r, status, 0);
     if (!r->http_minor) r->resp_chunked = 0; /* raw bytes to a 1.0 client */
-    return no_body ? 1 : 0;
+    return 0;
 }
 
 static int resp_body(llhttp_t *p, const char *at, size_t n)
@@ -897,10 +992,6 @@ static int resp_body(llhttp_t *p, const char *at, size_t n)
     if (!u->req) return HPE_USER; /* detached: the client went away */
     mg_req *r = u->req;
     mg_conn *c = r->c;
-    if ((p->flags & F_CHUNKED) && mg_chunk_guard_body(&u->chunk, at, n)) {
-        llhttp_set_error_reason(p, "chunk data not followed by CRLF");
-        return HPE_USER;
-    }
     r->bytes_out += n;
     if (r->resp_chunked) {
         char line[24];
@@ -921,8 +1012,6 @@ static int resp_chunk_header(llhttp_t *p)
     mg_upconn *u = p->data;
     if (!u->req) return HPE_USER; /* detached: the client went away */
     if (p->content_length == 0) u->req->in_trailers = 1;
-    u->chunk.left = p->content_length;
-    u->chunk.crlf = 0;
     return 0;
 }
 
@@ -959,6 +1048,7 @@ static void resp_settings_init(void)
 {
     llhttp_settings_init(&resp_settings);
     resp_settings.on_message_begin = resp_message_begin;
+    resp_settings.on_status = resp_status;
     resp_settings.on_header_field = resp_header_field;
     resp_settings.on_header_value = resp_header_value;
     resp_settings.on_header_value_complete = resp_header_value_complete;
@@ -990,6 +1080,13 @@ static void response_finished(mg_req *r, int extra_bytes)
     }
 }
 
+static void invalid_response(mg_req *r, const char *why)
+{
+    MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id, "invalid response from %s: %s",
+           req_target(r)->address, why ? why : "framing error");
+    proxy_fail(r, 502, "invalid response from upstream");
+}
+
 void mg_proxy_up_data(mg_upconn *u, const char *p, size_t n)
 {
     mg_req *r = u->req;
@@ -1000,31 +1097,73 @@ void mg_proxy_up_data(mg_upconn *u, const char *p, size_t n)
         return;
     }
     u->got_bytes = 1;
-    llhttp_errno_t e =
-        mg_chunk_guard_feed(&u->chunk, p, n) ? HPE_USER : llhttp_execute(&u->parser, p, n);
-    /* A callback may have closed the client, which detaches (and recycles)
-     * the request; u itself lives until its close callback. */
-    if (u->req != r) return;
-    if (r->head_pending && e == HPE_OK) {
-        client_send(r, NULL, 0); /* the body comes in a later read */
+    /* One read may hold interim heads, a final head, body bytes and the
+     * end: parse piece by piece. Heads and chunked bodies go through the
+     * strict check first, which says where they end (llhttp must agree)
+     * and turns bare LF line ends into CRLF for llhttp. */
+    for (;;) {
+        const char *src = p;
+        size_t feed = n, mine = n; /* bytes of p this round covers */
+        const char *why = NULL;
+        int checked = mg_h1check_active(&u->check);
+        int head = u->check.head;
+        if (checked) {
+            u->fix.len = 0;
+            long k = mg_h1check_feed(&u->check, p, n, &u->fix, &why);
+            if (k < 0) {
+                invalid_response(r, why);
+                return;
+            }
+            mine = feed = (size_t)k;
+            if (u->fix.len) {
+                src = u->fix.p;
+                feed = u->fix.len;
+            }
+        }
+        u->head_paused = 0;
+        llhttp_errno_t e = llhttp_execute(&u->parser, src, feed);
+        /* A callback may have closed the client, which detaches (and
+         * recycles) the request; u itself lives until its close callback. */
         if (u->req != r) return;
-    }
-    if (e == HPE_OK) return;
-    if (e == HPE_PAUSED_UPGRADE && r->status == 101) {
-        size_t used = (size_t)(llhttp_get_error_pos(&u->parser) - p);
-        start_tunnel(r, p + used, n - used);
+        size_t used = e == HPE_OK ? feed : (size_t)(llhttp_get_error_pos(&u->parser) - src);
+        if (checked) {
+            int ended = mg_h1check_done(&u->check);
+            int llhttp_ended =
+                head ? (e == HPE_PAUSED && u->head_paused) : (e == HPE_PAUSED && !u->head_paused);
+            if (e != HPE_OK && !llhttp_ended) {
+                invalid_response(r, llhttp_get_error_reason(&u->parser));
+                return;
+            }
+            if (ended != llhttp_ended || used != feed) {
+                invalid_response(r, head ? "a response head that parsers could read differently"
+                                         : "chunked framing that parsers could read differently");
+                return;
+            }
+            used = mine;
+        }
+        if (e == HPE_PAUSED && u->head_paused) {
+            llhttp_resume(&u->parser);
+            if (response_head(r, u) || u->req != r) return;
+            p += used;
+            n -= used;
+            /* the rest: body, the end, or another head; even with no bytes
+             * left, llhttp reaches the end of a bodiless message only inside
+             * execute */
+            continue;
+        }
+        if (e == HPE_OK) break;
+        if (e == HPE_PAUSED_UPGRADE && r->status == 101) {
+            start_tunnel(r, p + used, n - used);
+            return;
+        }
+        if (e == HPE_PAUSED) {
+            response_finished(r, used < n);
+            return;
+        }
+        invalid_response(r, llhttp_get_error_reason(&u->parser));
         return;
     }
-    if (e == HPE_PAUSED) {
-        size_t used = (size_t)(llhttp_get_error_pos(&u->parser) - p);
-        response_finished(r, used < n);
-        return;
-    }
-    MG_LOG(MG_LOG_WARN, r->c->w->id, r->c->id, "invalid response from %s: %s",
-           req_target(r)->address,
-           llhttp_get_error_reason(&u->parser) ? llhttp_get_error_reason(&u->parser)
-                                               : "chunk data not followed by CRLF");
-    proxy_fail(r, 502, "invalid response from upstream");
+    if (r->head_pending) client_send(r, NULL, 0); /* the body comes in a later read */
 }
 
 void mg_proxy_up_eof(mg_req *r)

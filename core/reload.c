@@ -73,8 +73,13 @@ static int apply(mg_reloader *rl, int check_files)
     mg_snapshot *snap = NULL;
     uint64_t t0 = uv_hrtime();
     rl->last_reload = (double)time(NULL);
+    /* A file change re-reads the file; a membership change rebuilds from the
+     * text of the last good load, so a config being edited (or broken on
+     * disk) never holds back discovery. */
+    const char *text = check_files ? NULL : rl->cfg->text;
     if ((check_files && check_plugins(rl->cfg->plugins_dir, err, sizeof(err))) ||
-        mg_config_load_with(rl->config_path, rl->discovered, &cfg, &snap, err, sizeof(err))) {
+        mg_config_load_src(rl->config_path, text, rl->discovered, &cfg, &snap, err,
+                           sizeof(err))) {
         rl->failures++;
         snprintf(rl->last_error, sizeof(rl->last_error), "%s", err);
         atomic_fetch_add(&mg_stats.reloads_failed, 1);
@@ -94,14 +99,10 @@ static int apply(mg_reloader *rl, int check_files)
     snap->version = ++rl->version;
     if (check_files) rl->plugin_gen++;
     snap->plugin_gen = rl->plugin_gen;
-    mg_log_level = cfg->log_level;
-    mg_config **r = realloc(rl->retired, (size_t)(rl->nretired + 1) * sizeof(*r));
-    if (r) {
-        rl->retired = r;
-        rl->retired[rl->nretired++] = rl->cfg; /* workers may still read it */
-    }
+    mg_log_set_level(cfg->log_level);
+    /* the old config goes with the old snapshot's last reference */
     rl->cfg = cfg;
-    mg_workers_publish(rl->ws, rl->nworkers, cfg, snap);
+    mg_workers_publish(rl->ws, rl->nworkers, snap);
     mg_snapshot_unref(rl->snap);
     rl->snap = snap; /* ours; the workers hold their own references */
     rl->reloads++;
@@ -203,11 +204,8 @@ void mg_reload_stop(mg_reloader *rl)
 
 void mg_reload_free(mg_reloader *rl)
 {
-    for (int i = 0; i < rl->nretired; i++)
-        mg_config_free(rl->retired[i]);
-    free(rl->retired);
-    mg_config_free(rl->cfg);
-    mg_snapshot_unref(rl->snap);
+    rl->cfg = NULL;
+    mg_snapshot_unref(rl->snap); /* and with it the config */
     free(rl->config_path);
     free(rl->config_name);
     free(rl->discovered);

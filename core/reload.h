@@ -17,9 +17,7 @@ typedef struct mg_reloader {
     uv_signal_t sighup;
     char *config_path; /* NULL: the embedded default */
     char *config_name; /* the file name the config watcher filters on */
-    mg_config *cfg;    /* current; older ones are kept until exit */
-    mg_config **retired;
-    int nretired;
+    mg_config *cfg;    /* the newest snapshot's config (owned by rl->snap) */
     uint64_t version;
     uint64_t plugin_gen; /* bumped by reloads that re-read plugin files */
     mg_worker *ws;
@@ -49,7 +47,7 @@ int mg_reload_discovered(mg_reloader *rl, const char *discovered);
 /* Stops watching (closes its handles; run the loop once after). */
 void mg_reload_stop(mg_reloader *rl);
 
-/* Frees every config, current and retired (after the workers are joined). */
+/* Drops the newest snapshot, and so its config (after the workers are joined). */
 void mg_reload_free(mg_reloader *rl);
 
 #endif

@@ -108,12 +108,14 @@ void mg_snapshot_unref(mg_snapshot *s)
     if (s->router) mg_router_free(s->router);
     free(s->route_service);
     free(s->route_hooks);
+    free(s->route_flags);
     if (s->route_rule)
         for (int i = 0; i < s->nroutes; i++)
             free(s->route_rule[i]);
     free(s->route_rule);
     free(s->route_priority);
     free(s->plugins_literal);
+    if (s->cfg && s->cfg_free) s->cfg_free(s->cfg);
     free(s);
 }
 

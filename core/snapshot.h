@@ -50,6 +50,8 @@ typedef struct mg_service {
     int line;
 } mg_service;
 
+enum { MG_ROUTE_ALLOW_TRACE = 1 }; /* TRACE is forwarded (else 405) */
+
 typedef struct mg_snapshot {
     uint64_t version;
     uint64_t plugin_gen; /* changes only when plugin files (or the config file) changed */
@@ -59,10 +61,16 @@ typedef struct mg_snapshot {
     mg_router *router;    /* route value = route index */
     int *route_service;   /* route index -> service index */
     uint8_t *route_hooks; /* route index -> 1 if middlewares run on it */
+    uint8_t *route_flags; /* route index -> MG_ROUTE_* bits */
     char **route_rule;    /* route index -> rule text (admin API) */
     int *route_priority;
     int nroutes;
     char *plugins_literal; /* middleware chains, a Lua literal for the workers */
+    /* The config this snapshot was built with, freed with the snapshot:
+     * workers read it (limits, timeouts) for as long as they hold the
+     * snapshot, so its lifetime is the snapshot's reference count. */
+    struct mg_config *cfg;
+    void (*cfg_free)(struct mg_config *cfg);
 } mg_snapshot;
 
 /* Gateway-wide in-flight requests per target uid (incremented by workers). */

@@ -26,6 +26,7 @@ typedef struct mg_global_stats {
     atomic_int open_connections;
     atomic_uint_fast64_t reloads_ok, reloads_failed;
     atomic_uint_fast64_t snapshot_version;
+    atomic_int configs_alive; /* loaded configs not freed yet (bounded by held snapshots) */
 } mg_global_stats;
 
 extern mg_global_stats mg_stats;

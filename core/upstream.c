@@ -29,7 +29,9 @@ static void pool_unlink(mg_upconn *u)
 
 static void on_up_closed(uv_handle_t *h)
 {
-    free(h->data);
+    mg_upconn *u = h->data;
+    mg_buf_free(&u->fix);
+    free(u);
 }
 
 void mg_up_close(mg_upconn *u)
@@ -103,7 +105,7 @@ mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, mg_req *r)
         u->reused = 1;
         u->got_bytes = 0;
         u->reusable = 0;
-        memset(&u->chunk, 0, sizeof(u->chunk));
+        mg_h1check_head(&u->check, 1);
         u->req = r;
         mg_proxy_init_parser(u);
         mg_up_read_start(u);
@@ -118,6 +120,7 @@ mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, mg_req *r)
     u->req = r;
     u->connect_req.data = u;
     u->state = MG_U_CONNECTING;
+    mg_h1check_head(&u->check, 1);
     mg_proxy_init_parser(u);
     int rc =
         uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&t->addr, on_connect);

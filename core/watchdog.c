@@ -28,7 +28,7 @@ static void on_check(uv_timer_t *t)
                "wait. Interrupting it (a loop LuaJIT compiled cannot be interrupted)",
                lua->busy_plugin[0] ? lua->busy_plugin : "?", what ? what : "?",
                (double)(now - since) / 1e9);
-        mg_lua_interrupt(lua);
+        mg_lua_interrupt(lua, since);
     }
 }
 

@@ -2,6 +2,7 @@
  * the kernel spreads connections without a shared accept lock), a Lua
  * state, connection pools and timeout queues. */
 #include "http.h"
+#include "lua_ffi.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,24 +36,61 @@ mg_pool *mg_worker_pool(mg_worker *w, uint32_t uid)
     return &w->pools[uid];
 }
 
-/* libuv 1.44 has no UV_TCP_REUSEPORT: make the socket, set SO_REUSEPORT,
- * bind and listen, then hand the descriptor to uv_tcp_open. */
-static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *err, size_t errlen)
+/* Resolves a listen address; the caller frees *res. */
+static int listen_addr(const mg_listen *l, struct addrinfo **res, char *err, size_t errlen)
 {
-    struct addrinfo hints = {0}, *res = NULL;
+    struct addrinfo hints = {0};
     char port[8];
     snprintf(port, sizeof(port), "%d", l->port);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
-    int rc = getaddrinfo(l->host, port, &hints, &res);
+    int rc = getaddrinfo(l->host, port, &hints, res);
     if (rc) {
         hints.ai_flags = AI_PASSIVE;
-        rc = getaddrinfo(l->host, port, &hints, &res);
+        rc = getaddrinfo(l->host, port, &hints, res);
     }
-    if (rc || !res) {
+    if (rc || !*res) {
         snprintf(err, errlen, "listen %s:%d: %s", l->host, l->port, gai_strerror(rc));
         return -1;
     }
+    return 0;
+}
+
+int mg_listeners_check_free(const mg_config *cfg, char *err, size_t errlen)
+{
+    for (int i = 0; i < cfg->nlisten; i++) {
+        const mg_listen *l = &cfg->listen[i];
+        struct addrinfo *res = NULL;
+        if (listen_addr(l, &res, err, errlen)) return -1;
+        int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1, busy = 0;
+        if (fd >= 0) {
+            /* SO_REUSEADDR (as the real listener has) only passes TIME_WAIT
+             * sockets: any listener makes this bind fail */
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            if (res->ai_family == AF_INET6)
+                setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+            busy = bind(fd, res->ai_addr, res->ai_addrlen) != 0 && errno == EADDRINUSE;
+            close(fd);
+        }
+        freeaddrinfo(res);
+        if (busy) {
+            snprintf(err, errlen,
+                     "%s:%d: listen %s:%d: address already in use (another process listens "
+                     "there; to share it for a zero-downtime upgrade, start with --takeover)",
+                     cfg->source, l->line, l->host, l->port);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* libuv 1.44 has no UV_TCP_REUSEPORT: make the socket, set SO_REUSEPORT,
+ * bind and listen, then hand the descriptor to uv_tcp_open. */
+static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *err, size_t errlen)
+{
+    struct addrinfo *res = NULL;
+    if (listen_addr(l, &res, err, errlen)) return -1;
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
@@ -86,6 +124,7 @@ static void on_tick(uv_timer_t *t)
     mg_conn_expire(w, now);
     mg_up_expire(w, now);
     mg_lua_tick(&w->lua);
+    mg_lua_flush_log_limits(&w->lua);
     if (w->stopping && now >= w->stop_deadline) {
         /* grace period over: close whatever is still open */
         for (mg_conn *c = w->conns; c; c = c->next)
@@ -113,7 +152,7 @@ static void adopt_pending(mg_worker *w)
 {
     mg_snapshot *s = atomic_exchange(&w->pending_snap, NULL);
     if (!s) return;
-    const mg_config *cfg = atomic_load(&w->pending_cfg);
+    const mg_config *cfg = s->cfg;
     if (cfg && cfg != w->cfg) {
         w->cfg = cfg;
         w->q_client_idle.timeout_ms = cfg->client_idle_ms;
@@ -133,11 +172,10 @@ static void adopt_pending(mg_worker *w)
     MG_LOG(MG_LOG_DEBUG, w->id, 0, "adopted snapshot version %llu", (unsigned long long)s->version);
 }
 
-void mg_workers_publish(mg_worker *ws, int n, const mg_config *cfg, mg_snapshot *snap)
+void mg_workers_publish(mg_worker *ws, int n, mg_snapshot *snap)
 {
     for (int i = 0; i < n; i++) {
         mg_snapshot_ref(snap);
-        atomic_store(&ws[i].pending_cfg, cfg);
         mg_snapshot *old = atomic_exchange(&ws[i].pending_snap, snap);
         if (old) mg_snapshot_unref(old); /* superseded before the worker took it */
         uv_async_send(&ws[i].wake);
@@ -180,6 +218,7 @@ static void worker_main(void *arg)
 {
     mg_worker *w = arg;
     mg_lua_self = &w->lua;
+    mg_lua_log_worker = w->id; /* Lua logs outside a request (timers) name this worker */
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* drain: close every remaining handle and let their callbacks run */
     for (mg_conn *c = w->conns; c; c = c->next)

@@ -40,7 +40,6 @@ typedef struct mg_worker {
     /* A newer snapshot (and config) handed over by the main thread; the
      * worker takes it at its next loop turn (wake-up) or tick. */
     _Atomic(mg_snapshot *) pending_snap;
-    _Atomic(const mg_config *) pending_cfg;
     int stopping; /* worker-local view: 0 running, 1 draining */
     uint64_t stop_deadline;
 
@@ -74,14 +73,19 @@ typedef struct mg_worker {
     int readbuf_busy;
 } mg_worker;
 
+/* Checks that no other socket listens on cfg's addresses (a bind without
+ * SO_REUSEPORT). Returns 0, or -1 with "FILE:LINE: listen HOST:PORT:
+ * address already in use ..." in err. */
+int mg_listeners_check_free(const mg_config *cfg, char *err, size_t errlen);
+
 /* Starts n workers for cfg with snapshot snap (each takes its own
  * reference). Returns the array (caller owns; mg_workers_join frees it), or
  * NULL with err set. */
 mg_worker *mg_workers_start(const mg_config *cfg, mg_snapshot *snap, char *err, size_t errlen);
 
-/* Hands a new snapshot (one reference taken per worker) and config to every
- * worker. cfg must stay alive until the workers are joined. */
-void mg_workers_publish(mg_worker *ws, int n, const mg_config *cfg, mg_snapshot *snap);
+/* Hands a new snapshot (one reference taken per worker) to every worker;
+ * its config (snap->cfg) comes with it and lives as long as it. */
+void mg_workers_publish(mg_worker *ws, int n, mg_snapshot *snap);
 
 /* Asks every worker to stop accepting and finish in-flight requests. */
 void mg_workers_stop(mg_worker *ws, int n);

@@ -5,36 +5,29 @@
 -- pool is used in proportion to the weights, as nginx does.
 local mg = require("moongate")
 
+local inflight, smooth_pick = mg.inflight, mg.smooth_pick
+
 local _M = { type = "balancer" }
 
 function _M.new(targets, opts, service)
-    local current = {}
-    for i = 1, #targets do current[i] = 0 end
-    return { targets = targets, current = current }
+    return { targets = targets, current = {}, load = {}, eligible = {} }
 end
 
 function _M.pick(state, req)
-    local targets, tried, current = state.targets, req.tried, state.current
+    local targets, tried, load, eligible = state.targets, req.tried, state.load, state.eligible
+    -- Other workers change the shared counts at any time: read each once,
+    -- then decide on those readings.
     local min_load
     for i = 1, #targets do
         local t = targets[i]
-        if not tried[t] then
-            local load = mg.inflight(t) / t.weight
-            if not min_load or load < min_load then min_load = load end
-        end
+        local l = not tried[t] and inflight(t) / t.weight or false
+        load[i] = l
+        if l and (not min_load or l < min_load) then min_load = l end
     end
     if not min_load then return nil end
-    local best, total = nil, 0
-    for i = 1, #targets do
-        local t = targets[i]
-        if not tried[t] and mg.inflight(t) / t.weight == min_load then
-            current[i] = current[i] + t.weight
-            total = total + t.weight
-            if not best or current[i] > current[best] then best = i end
-        end
-    end
-    current[best] = current[best] - total
-    return targets[best]
+    for i = 1, #targets do eligible[i] = load[i] == min_load end
+    local best = smooth_pick(targets, state.current, tried, eligible)
+    return best and targets[best]
 end
 
 return _M

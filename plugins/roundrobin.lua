@@ -4,6 +4,8 @@
 -- counter, so requests alternate across the whole gateway, not per worker.
 local mg = require("moongate")
 
+local smooth_pick = mg.smooth_pick
+
 local _M = { type = "balancer" }
 
 local MAX_SEQUENCE = 65536
@@ -42,27 +44,13 @@ function _M.new(targets, opts, service)
     return { targets = targets, seq = sequence(targets), counter = mg.counter(key), current = {} }
 end
 
--- Fallback when the sequence would be too long: per-worker smooth WRR.
-local function smooth_pick(state, tried)
-    local targets, current = state.targets, state.current
-    local best, total = nil, 0
-    for i = 1, #targets do
-        local t = targets[i]
-        if not tried[t] then
-            local c = (current[i] or 0) + t.weight
-            current[i] = c
-            total = total + t.weight
-            if not best or c > current[best] then best = i end
-        end
-    end
-    if not best then return nil end
-    current[best] = current[best] - total
-    return targets[best]
-end
-
 function _M.pick(state, req)
     local seq, tried = state.seq, req.tried
-    if not seq then return smooth_pick(state, tried) end
+    if not seq then
+        -- the sequence would be too long: per-worker smooth WRR instead
+        local best = smooth_pick(state.targets, state.current, tried)
+        return best and state.targets[best]
+    end
     local n = #seq
     if n == 0 then return nil end
     local start = state.counter:next()

@@ -24,26 +24,12 @@ function _M.new(targets, opts)
              cookie = opts.cookie or "mg_sticky", max_age = opts.max_age }
 end
 
-local function round_robin(state, tried)
-    local targets, current = state.targets, state.current
-    local best, total = nil, 0
-    for i, t in ipairs(targets) do
-        if not tried[t] then
-            current[i] = current[i] + t.weight
-            total = total + t.weight
-            if not best or current[i] > current[best] then best = i end
-        end
-    end
-    if not best then return nil end
-    current[best] = current[best] - total
-    return targets[best]
-end
-
 function _M.pick(state, req)
     local tried = req.tried
     local pinned = state.by_token[req:cookie(state.cookie) or ""]
     if pinned and not tried[pinned] then return pinned end
-    local t = round_robin(state, tried)
+    local best = mg.smooth_pick(state.targets, state.current, tried)
+    local t = best and state.targets[best]
     if t then
         local v = state.cookie .. "=" .. state.token_of[t] .. "; Path=/; HttpOnly"
         if state.max_age then v = v .. "; Max-Age=" .. state.max_age end

@@ -24,12 +24,13 @@ local DEFAULTS = {
                  upstream_response = 60, grace = 10 },
     limits = { max_header_size = 32768, max_headers = 100 },
     upstream = { keepalive = 64, keepalive_timeout = 60, retries = 2 },
+    paths = { normalize = true, encoded_slash = "reject" },
 }
 
 local TOP_KEYS = {
     "listen", "workers", "plugins_dir", "access_log", "log_level", "timeouts", "limits",
     "upstream", "trusted_proxies", "services", "routes", "admin", "providers", "health",
-    "middlewares", "tls",
+    "middlewares", "paths", "tls",
 }
 
 -- A config error: carries the key path so the loader can add file:line.
@@ -262,6 +263,12 @@ local function normalize(t, opts)
     number(cfg.upstream.keepalive, "upstream.keepalive", 0, 10000, true)
     positive(cfg.upstream.keepalive_timeout, "upstream.keepalive_timeout")
     number(cfg.upstream.retries, "upstream.retries", 0, 10, true)
+    if type(cfg.paths.normalize) ~= "boolean" then
+        fail("paths.normalize", "expected true or false, got %s", describe(cfg.paths.normalize))
+    end
+    if cfg.paths.encoded_slash ~= "reject" and cfg.paths.encoded_slash ~= "keep" then
+        fail("paths.encoded_slash", "expected \"reject\" or \"keep\", got %s", describe(cfg.paths.encoded_slash))
+    end
 
     -- trusted proxies
     local tp = t.trusted_proxies == nil and {} or t.trusted_proxies
@@ -365,7 +372,7 @@ local function normalize(t, opts)
     for i, r in ipairs(routes) do
         local path = "routes[" .. i .. "]"
         if type(r) ~= "table" then fail(path, "expected a table, got %s", describe(r)) end
-        check_keys(r, { "rule", "service", "priority", "middlewares", "name", "tls", "entrypoints" }, path)
+        check_keys(r, { "rule", "service", "priority", "middlewares", "name", "allow_trace", "tls", "entrypoints" }, path)
         if type(r.rule) ~= "string" or r.rule:match("^%s*$") then
             fail(path .. ".rule", "expected a rule such as \"PathPrefix(`/`)\", got %s", describe(r.rule))
         end
@@ -376,8 +383,12 @@ local function normalize(t, opts)
         if type(r.service) ~= "string" then fail(path .. ".service", "expected a service name, got %s", describe(r.service)) end
         if not services[r.service] then fail(path .. ".service", "unknown service '%s'", r.service) end
         if r.priority ~= nil then number(r.priority, path .. ".priority", 0, 1e9, true) end
+        if r.allow_trace ~= nil and type(r.allow_trace) ~= "boolean" then
+            fail(path .. ".allow_trace", "expected true or false, got %s", describe(r.allow_trace))
+        end
         local rtls, eps = tls_config.route(U, r, path, cfg.tls, listeners_by_name, discovered_routes[r])
         cfg.routes[i] = { rule = r.rule, service = r.service, priority = r.priority,
+                          allow_trace = r.allow_trace or nil,
                           middlewares = r.middlewares, name = r.name or path, path = path,
                           tls = rtls, entrypoints = eps }
     end
@@ -471,11 +482,17 @@ function _M.load_string(src, chunkname, opts)
     return cfg
 end
 
+-- Loads the config file at path; opts.source, when given, is used as the
+-- file's text (the control plane passes the text it last loaded, so a
+-- membership change never re-reads a file that is being edited).
 function _M.load(path, opts)
-    local f, err = io.open(path, "rb")
-    if not f then return nil, path .. ":0: cannot read config: " .. tostring(err) end
-    local src = f:read("*a")
-    f:close()
+    local src = opts and opts.source
+    if not src then
+        local f, err = io.open(path, "rb")
+        if not f then return nil, path .. ":0: cannot read config: " .. tostring(err) end
+        src = f:read("*a")
+        f:close()
+    end
     local cfg, lerr = _M.load_string(src, path, opts)
     if not cfg then return nil, lerr end
     if cfg.plugins_dir:sub(1, 1) ~= "/" then

@@ -215,6 +215,26 @@ function _M.inflight(target)
     return target.inflight or 0
 end
 
+-- Smooth weighted round robin, as nginx does it (weights 5,1,1 give
+-- a a b a c a a): picks among the targets not in tried (and, when eligible
+-- is given, only where eligible[i] is true), updating current (one number
+-- per target that the caller keeps between picks). Returns the index of the
+-- pick, or nil when no target is left.
+function _M.smooth_pick(targets, current, tried, eligible)
+    local best, total, bestc = nil, 0, 0
+    for i = 1, #targets do
+        local t = targets[i]
+        if not tried[t] and (not eligible or eligible[i]) then
+            local c = (current[i] or 0) + t.weight
+            current[i] = c
+            total = total + t.weight
+            if not best or c > bestc then best, bestc = i, c end
+        end
+    end
+    if best then current[best] = bestc - total end
+    return best
+end
+
 -- ---- async I/O (control plane and specs) ---------------------------------
 
 if rawget(_G, "__mg_io") then

@@ -57,7 +57,7 @@ describe("bad input", function()
         { "a DEL in a value", "GET / HTTP/1.1\r\nHost: x\r\nX: a\127b\r\n\r\n", 400 },
         { "no Host in HTTP/1.1", "GET / HTTP/1.1\r\n\r\n", 400 },
         { "two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400 },
-        { "HTTP/2.0 on an HTTP/1 connection", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 400 },
+        { "HTTP/2.0 on an HTTP/1 connection", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505 },
         { "an unknown HTTP version", "GET / HTTP/1.7\r\nHost: x\r\n\r\n", 400 },
     }
 

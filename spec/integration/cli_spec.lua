@@ -94,4 +94,49 @@ return {
         assert.equal("delayed\n", r.body)
         assert.equal(0, h.reap(gw.proc, 5))
     end)
+
+    describe("on a port another process listens on", function()
+        -- Starts a second gateway on port; returns its process and error log path.
+        local function second(port, extra)
+            local path = config_file(string.format([[
+return {
+  listen = "127.0.0.1:%d", admin = false,
+  services = { api = { targets = { "127.0.0.1:9" } } },
+  routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+}]], port))
+            local err = path .. ".err"
+            local argv = { h.bin, "-c", path }
+            if extra then argv[#argv + 1] = extra end
+            return h.spawn(argv, { stderr = err }), err
+        end
+
+        local function gateway()
+            return h.start_gateway({ config = {
+                services = { api = { targets = { "127.0.0.1:9" } } },
+                routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+            } })
+        end
+
+        it("refuses to start when another gateway holds it", function()
+            local gw = gateway()
+            local p, err = second(gw.port)
+            assert.equal(1, h.reap(p, 10))
+            assert.truthy(h.read_file(err):find("address already in use", 1, true), h.read_file(err))
+        end)
+
+        it("refuses to start when any other program holds it", function()
+            local b = h.start_backend()
+            local p, err = second(b.port)
+            assert.equal(1, h.reap(p, 10))
+            assert.truthy(h.read_file(err):find("address already in use", 1, true), h.read_file(err))
+        end)
+
+        it("shares it with --takeover, for a zero-downtime upgrade", function()
+            local gw = gateway()
+            local p, err = second(gw.port, "--takeover")
+            h.wait_until(function() return h.read_file(err):find("listening on", 1, true) end, 10,
+                "the second gateway to listen")
+            assert.equal(0, h.kill(p))
+        end)
+    end)
 end)

@@ -34,6 +34,55 @@ describe("dns discovery", function()
         assert.is_not_nil(two)
     end)
 
+    it("keeps following membership while the config file on disk is broken", function()
+        local port = h.free_port()
+        local one = h.start_backend({ name = "one", port = port })
+        local two = h.start_backend({ name = "two", port = port, host = "127.0.0.2" })
+        local dir = h.tmpdir()
+        local hosts = dir .. "/hosts"
+        h.write_file(hosts, "127.0.0.1 api.test\n")
+        local gw = h.start_gateway({ config = {
+            providers = { dns = { interval = 0.2, hosts_file = hosts,
+                                  services = { api = { host = "api.test", port = port } } } },
+            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+        } })
+        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "one" end, 3, "one")
+        local good = h.read_file(gw.config_path)
+        h.write_file(gw.config_path, good .. "\nthis is not lua\n")
+        gw:wait_log("reload failed")
+        -- a replica goes away and another comes: the last good config plus
+        -- the new members must serve, not the members of the broken moment
+        h.write_file(hosts, "127.0.0.2 api.test\n")
+        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "two" end, 3, "two")
+        assert.is_not_nil(one)
+        assert.is_not_nil(two)
+    end)
+
+    it("frees the configs of past membership changes", function()
+        local port = h.free_port()
+        h.start_backend({ name = "one", port = port })
+        h.start_backend({ name = "two", port = port, host = "127.0.0.2" })
+        local dir = h.tmpdir()
+        local hosts = dir .. "/hosts"
+        h.write_file(hosts, "127.0.0.1 api.test\n")
+        local gw = h.start_gateway({ config = {
+            providers = { dns = { interval = 0.05, hosts_file = hosts,
+                                  services = { api = { host = "api.test", port = port } } } },
+            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+        } })
+        local function metric(name)
+            local r = h.request(gw.admin_port, { path = "/metrics" })
+            return tonumber(r.body:match("\n" .. name .. " (%d+)"))
+        end
+        local v0 = metric("moongate_snapshot_version")
+        for i = 1, 30 do
+            h.write_file(hosts, (i % 2 == 1 and "127.0.0.2" or "127.0.0.1") .. " api.test\n")
+            h.wait_until(function() return metric("moongate_snapshot_version") >= v0 + i end, 3, "change " .. i)
+        end
+        -- the current one, plus at most one a worker has not let go of yet
+        h.wait_until(function() return metric("moongate_configs_alive") <= 2 end, 3, "configs freed")
+    end)
+
     it("answers 503 for a routed service with no members yet, not a config error", function()
         local gw = h.start_gateway({ config = {
             providers = { dns = { interval = 5, hosts_file = "/nonexistent",

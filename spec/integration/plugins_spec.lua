@@ -156,6 +156,32 @@ describe("plugins", function()
         gw:wait_log("balancer error, using round robin")
     end)
 
+    it("logs a failing balancer once, then a count, not a traceback per request", function()
+        local b1 = h.start_backend({ name = "one" })
+        local gw = h.start_gateway({
+            config = {
+                services = { api = { balancer = "broken", targets = { b1.address } } },
+                routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+            },
+            plugins = { broken = [[
+                return {
+                    type = "balancer",
+                    new = function(targets) return targets end,
+                    pick = function(state, req) error("no idea") end,
+                }
+            ]] },
+        })
+        local c = assert(h.connect(gw.port))
+        for _ = 1, 300 do
+            c:send_request({})
+            assert.equal(200, assert(c:read_response()).status)
+        end
+        c:close()
+        local _, full = gw:error_log():gsub("balancer error, using round robin", "")
+        assert.is_true(full <= 2, full .. " full messages")
+        gw:wait_log("balancer pick: %d+ more errors in the last %d+ s %(last: .*no idea", 8)
+    end)
+
     it("checks middleware options against the plugin's schema at load", function()
         local dir = h.tmpdir()
         h.write_file(dir .. "/moongate.lua", [[

@@ -36,6 +36,22 @@ describe("least_conn", function()
         local heavy = kit.targets({ { inflight = 4, weight = 4 }, { inflight = 2, weight = 1 } })
         assert.equal(heavy[1], lc.pick(lc.new(heavy, {}, { name = "lc-w" }), kit.request()))
     end)
+
+    it("still picks when other workers change the counts while it reads them", function()
+        local lc = plugin("least_conn")
+        local ts = kit.targets({ 1, 1, 1 })
+        -- every read of a count sees a new value, as when other workers'
+        -- requests start and end between two reads of the shared counters
+        local reads = 0
+        for _, t in ipairs(ts) do
+            t.inflight = nil
+            setmetatable(t, { __index = function(_, k)
+                if k == "inflight" then reads = reads + 1; return reads end
+            end })
+        end
+        local st = lc.new(ts, {}, { name = "lc-race" })
+        for _ = 1, 20 do assert.is_not_nil(lc.pick(st, kit.request())) end
+    end)
 end)
 
 describe("p2c", function()

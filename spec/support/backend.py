@@ -208,7 +208,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(out + data)
             self.wfile.flush()
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = handle_any
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = do_TRACE = handle_any
 
 
 class Server(ThreadingHTTPServer):
