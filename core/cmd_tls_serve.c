@@ -140,7 +140,7 @@ static void answer(conn *c)
 {
     c->answered = 1;
     mg_buf_append(&c->in, "", 1);
-    char path[1024], host[256], body[1024], extra[1400];
+    char path[1024], host[256], body[2048], extra[1400];
     parse_head(c->in.p, path, sizeof(path), host, sizeof(host));
     static const char acme[] = "/.well-known/acme-challenge/";
     if (!c->tls && strncmp(path, acme, sizeof(acme) - 1) == 0) {

@@ -67,7 +67,7 @@ typedef struct mg_config {
     char *admin_token; /* NULL: no token required */
     char *providers;   /* discovery providers' settings, a Lua literal */
     mg_tls_conf tls;
-    char *text;        /* the config file's text this was built from (NULL: embedded) */
+    char *text; /* the config file's text this was built from (NULL: embedded) */
 } mg_config;
 
 /* Loads and validates a config file (path NULL: ./moongate.lua if present,

@@ -283,8 +283,8 @@ int mg_lua_pick(mg_lua *lua, mg_req *r, const int *tried, int ntried)
     mg_ffi_current = NULL;
     if (mg_unlikely(rc)) {
         const char *msg = lua_tostring(L, -1);
-        log_plugin_error(lua, r->c->id, "balancer pick", "balancer error, using round robin: ",
-                         msg ? msg : "?");
+        log_plugin_error(lua, r->c->id, "balancer pick",
+                         "balancer error, using round robin: ", msg ? msg : "?");
         lua_pop(L, 2);
         return -2;
     }

@@ -16,10 +16,10 @@ struct mg_req;
  * balancer failing on every request must not write a traceback each time. */
 #define MG_LOG_LIMITS 4
 typedef struct mg_log_limit {
-    const char *what;      /* the kind of call (a static string), NULL: free slot */
-    uint64_t since_ms;     /* when the last full message was written */
-    uint32_t suppressed;   /* errors counted since then */
-    char last[200];        /* the first line of the newest suppressed error */
+    const char *what;    /* the kind of call (a static string), NULL: free slot */
+    uint64_t since_ms;   /* when the last full message was written */
+    uint32_t suppressed; /* errors counted since then */
+    char last[200];      /* the first line of the newest suppressed error */
 } mg_log_limit;
 
 typedef struct mg_lua {
@@ -36,7 +36,7 @@ typedef struct mg_lua {
     _Atomic uint64_t busy_since;
     _Atomic(const char *) busy_what;
     _Atomic uint64_t interrupt_since; /* the call the watchdog interrupts */
-    char busy_plugin[64]; /* the plugin running, as the runtime last said */
+    char busy_plugin[64];             /* the plugin running, as the runtime last said */
     mg_log_limit limits[MG_LOG_LIMITS];
 } mg_lua;
 

@@ -78,8 +78,7 @@ static int apply(mg_reloader *rl, int check_files)
      * disk) never holds back discovery. */
     const char *text = check_files ? NULL : rl->cfg->text;
     if ((check_files && check_plugins(rl->cfg->plugins_dir, err, sizeof(err))) ||
-        mg_config_load_src(rl->config_path, text, rl->discovered, &cfg, &snap, err,
-                           sizeof(err))) {
+        mg_config_load_src(rl->config_path, text, rl->discovered, &cfg, &snap, err, sizeof(err))) {
         rl->failures++;
         snprintf(rl->last_error, sizeof(rl->last_error), "%s", err);
         atomic_fetch_add(&mg_stats.reloads_failed, 1);
