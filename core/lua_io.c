@@ -288,6 +288,17 @@ static void parse(io_req *r, const char *p, size_t n)
         fail(r, "invalid response: %s", llhttp_get_error_reason(&r->parser));
 }
 
+/* The peer ended the stream (EOF, or TLS close_notify). */
+static void at_end(io_req *r)
+{
+    llhttp_errno_t e = llhttp_finish(&r->parser);
+    if (r->done) return;
+    if (e == HPE_OK && r->head_done)
+        finish(r);
+    else
+        fail(r, "connection closed before the response ended%s", "");
+}
+
 /* HTTPS: ciphertext from the engine goes straight to the socket. */
 static int tls_sink(void *ud, const char *data, size_t len)
 {
@@ -323,13 +334,7 @@ static void tls_pump(io_req *r)
             continue;
         }
         if (n == 0) { /* close_notify: the same as the end of a plain stream */
-            llhttp_errno_t e = llhttp_finish(&r->parser);
-            if (!r->done) {
-                if (e == HPE_OK && r->head_done)
-                    finish(r);
-                else
-                    fail(r, "connection closed before the response ended%s", "");
-            }
+            at_end(r);
         } else if (n != -EAGAIN) {
             fail(r, "%s", mg_tls_error(r->tls));
         }
@@ -353,13 +358,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return;
     if (nread == UV_EOF) {
-        llhttp_errno_t e = llhttp_finish(&r->parser);
-        if (!r->done) {
-            if (e == HPE_OK && r->head_done)
-                finish(r);
-            else
-                fail(r, "connection closed before the response ended%s", "");
-        }
+        at_end(r);
         return;
     }
     fail(r, "read failed: %s", uv_strerror((int)nread));

@@ -31,6 +31,20 @@ local function serial_of(tls_port, name)
     return pem and t.cert_subject_serial(pem):match("serial=(%x+)")
 end
 
+-- pebble, the harness with resolver le, and the first certificate served.
+local function issued()
+    local http_port, tls_port = h.free_port(), h.free_port()
+    local pebble = t.start_pebble(http_port, tls_port)
+    local dir = h.tmpdir()
+    local cfg = config(http_port, tls_port, pebble, dir)
+    local s = t.start_server(cfg, dir)
+    local root = dir .. "/root.pem"
+    h.write_file(root, pebble.root())
+    h.wait_until(function() return served(tls_port, "shop.example.test", root) == 200 end, 60,
+        "the first certificate\n" .. s:error_log())
+    return { pebble = pebble, dir = dir, cfg = cfg, server = s, root = root, tls_port = tls_port }
+end
+
 describe("the ACME client against pebble", function()
     after_each(h.cleanup)
 
@@ -52,14 +66,8 @@ describe("the ACME client against pebble", function()
     end
 
     it("keeps the account and certificates in a 0600 storage file and reuses them after a restart", function()
-        local http_port, tls_port = h.free_port(), h.free_port()
-        local pebble = t.start_pebble(http_port, tls_port)
-        local dir = h.tmpdir()
-        local cfg = config(http_port, tls_port, pebble, dir)
-        local s = t.start_server(cfg, dir)
-        local root = dir .. "/root.pem"
-        h.write_file(root, pebble.root())
-        h.wait_until(function() return served(tls_port, "shop.example.test", root) == 200 end, 60, "the first certificate")
+        local e = issued()
+        local tls_port, root, dir, cfg, s, pebble = e.tls_port, e.root, e.dir, e.cfg, e.server, e.pebble
         h.wait_until(function() return served(tls_port, "www.example.test", root) == 200 end, 60, "the second certificate")
         local first = serial_of(tls_port, "shop.example.test")
         local st = require("posix.sys.stat").stat(dir .. "/acme.json")
@@ -78,14 +86,8 @@ describe("the ACME client against pebble", function()
     end)
 
     it("renews a certificate once it is within renew_before of its expiry", function()
-        local http_port, tls_port = h.free_port(), h.free_port()
-        local pebble = t.start_pebble(http_port, tls_port)
-        local dir = h.tmpdir()
-        local cfg = config(http_port, tls_port, pebble, dir)
-        local s = t.start_server(cfg, dir)
-        local root = dir .. "/root.pem"
-        h.write_file(root, pebble.root())
-        h.wait_until(function() return served(tls_port, "shop.example.test", root) == 200 end, 60, "the first certificate")
+        local e = issued()
+        local tls_port, root, dir, cfg, s = e.tls_port, e.root, e.dir, e.cfg, e.server
         local first = serial_of(tls_port, "shop.example.test")
         s:stop()
         -- pebble's certificates last years: a window longer than that makes them due now
