@@ -1,7 +1,8 @@
 /* One access log line per request, appended to the worker's buffer and
  * written to stdout once per loop turn. */
-#include "http.h"
+#include "proxy.h"
 #include "stats.h"
+#include "worker.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -19,20 +20,6 @@ void mg_worker_refresh_time(mg_worker *w)
     gmtime_r(&now, &tm);
     strftime(w->clf_time, sizeof(w->clf_time), "%d/%b/%Y:%H:%M:%S +0000", &tm);
     strftime(w->iso_time, sizeof(w->iso_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static void peer_ip(const mg_conn *c, char *out, size_t len)
-{
-    out[0] = 0;
-    if (c->peer.sa.sa_family == AF_INET6) {
-        const struct in6_addr *a = &c->peer.in6.sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a))
-            inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)len);
-        else
-            inet_ntop(AF_INET6, a, out, (socklen_t)len);
-    } else if (c->peer.sa.sa_family == AF_INET) {
-        inet_ntop(AF_INET, &c->peer.in.sin_addr, out, (socklen_t)len);
-    }
 }
 
 /* Appends s with quotes and control characters escaped, as nginx does. */
@@ -60,8 +47,7 @@ static mg_str header_or_dash(const mg_req *r, const char *name, size_t len)
 
 void mg_req_log(mg_req *r)
 {
-    mg_conn *c = r->c;
-    mg_worker *w = c->w;
+    mg_worker *w = r->w;
     if (r->hook_flags & 2) mg_lua_on_log(&w->lua, r);
     if (r->svc >= 0 && r->target >= 0 && r->snap) {
         mg_stats_request(r->snap->services[r->svc].targets[r->target].suid, r->status,
@@ -75,8 +61,8 @@ void mg_req_log(mg_req *r)
     }
     if (w->cfg->access_log == MG_ACCESS_LOG_OFF) return;
     mg_worker_refresh_time(w);
-    char ip[INET6_ADDRSTRLEN];
-    peer_ip(c, ip, sizeof(ip));
+    char ip[64];
+    mg_req_client_ip(r, ip, sizeof(ip));
     double dur = (double)(uv_hrtime() - r->start_ns) / 1e9;
     const char *svc = r->svc >= 0 && r->snap ? r->snap->services[r->svc].name : NULL;
     mg_str ref = header_or_dash(r, "referer", 7), ua = header_or_dash(r, "user-agent", 10);

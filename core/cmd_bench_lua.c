@@ -2,7 +2,7 @@
  * Lua balancer for a target: one protected C -> Lua call of the runtime's
  * pick, which calls plugins/roundrobin.lua's pick, for a two-target service. */
 #include "cmd.h"
-#include "http.h"
+#include "request.h"
 #include "lua_bridge.h"
 #include "lua_ffi.h"
 #include "router.h"
@@ -54,9 +54,7 @@ int mg_cmd_bench_lua(int argc, char **argv)
     s->version = 1;
     mg_lua_adopt(&lua, s);
     /* a request as the proxy would hand it over */
-    static mg_conn conn;
     static mg_req req;
-    req.c = &conn;
     req.snap = s;
     req.svc = 0;
     long hits[2] = {0, 0};

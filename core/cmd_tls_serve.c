@@ -8,17 +8,19 @@
  *                  version, ALPN, cipher, resumed);
  *   plain ones:    ACME HTTP-01 answers from the store's challenge table,
  *                  the listener's HTTPS redirect, or the same JSON.
- * One request per connection. It is also the reference for wiring the
- * engine into a transport: see on_read and tls_sink. */
+ * One request per connection, over the transport layer (stream.h): plain
+ * TCP streams, wrapped as TLS streams (tls_stream.h) on TLS listeners, as
+ * the gateway's connections will be. */
 #define _GNU_SOURCE /* memmem */
 #include "cmd.h"
 #include "config.h"
 #include "control.h"
 #include "log.h"
 #include "reload.h"
-#include "stream_write.h"
+#include "stream.h"
 #include "tls.h"
 #include "tls_certs.h"
+#include "tls_stream.h"
 #include "tls_watch.h"
 
 #include <errno.h>
@@ -35,11 +37,10 @@ typedef struct listener {
 } listener;
 
 typedef struct conn {
-    uv_tcp_t tcp;
+    mg_stream s;              /* plain TCP, wrapped as a TLS stream on TLS listeners */
     struct conn *prev, *next; /* every open connection, for shutdown */
     const mg_listen *conf;
-    mg_tls *tls; /* NULL on plain listeners; owned */
-    mg_buf in;   /* plaintext request head */
+    mg_buf in; /* plaintext request head */
     int answered;
 } conn;
 
@@ -47,57 +48,9 @@ static mg_tls_holder holder; /* the main loop's view of the published store */
 static conn conns = {.prev = &conns, .next = &conns};
 static char readbuf[65536];
 
-static void on_closed(uv_handle_t *h)
+static conn *of_stream(mg_stream *s)
 {
-    conn *c = h->data;
-    c->prev->next = c->next;
-    c->next->prev = c->prev;
-    mg_tls_free(c->tls);
-    mg_buf_free(&c->in);
-    free(c);
-}
-
-static void conn_close(conn *c)
-{
-    if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_closed);
-}
-
-static void on_shut(uv_shutdown_t *req, int status)
-{
-    conn_close(req->data);
-    free(req);
-}
-
-/* Ciphertext from the engine: written at once, the rest queued (copied). */
-static int tls_sink(void *ud, const char *data, size_t len)
-{
-    conn *c = ud;
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    int rc = mg_write((uv_stream_t *)&c->tcp, &b, 1, NULL, c);
-    return rc < 0 ? rc : 0;
-}
-
-static void send_plain(conn *c, const char *data, size_t len)
-{
-    if (c->tls) {
-        if (mg_tls_write(c->tls, data, len) < 0 || mg_tls_shutdown(c->tls) < 0) {
-            conn_close(c);
-            return;
-        }
-    } else {
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        if (mg_write((uv_stream_t *)&c->tcp, &b, 1, NULL, c) < 0) {
-            conn_close(c);
-            return;
-        }
-    }
-    uv_shutdown_t *req = malloc(sizeof(*req));
-    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shut)) {
-        free(req);
-        conn_close(c);
-        return;
-    }
-    req->data = c;
+    return mg_container_of(s, conn, s);
 }
 
 static void respond(conn *c, int status, const char *reason, const char *extra, const char *body)
@@ -106,11 +59,12 @@ static void respond(conn *c, int status, const char *reason, const char *extra, 
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s\r\n", status,
                      reason, strlen(body), extra ? extra : "");
-    mg_buf out = {0};
-    mg_buf_append(&out, head, (size_t)n);
-    mg_buf_append(&out, body, strlen(body));
-    send_plain(c, out.p, out.len);
-    mg_buf_free(&out);
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init((char *)body, strlen(body))};
+    if (mg_stream_write(&c->s, bufs, 2) < 0) {
+        mg_stream_close(&c->s);
+        return;
+    }
+    mg_stream_shutdown(&c->s); /* TLS: close_notify, then the socket once written */
 }
 
 /* Pulls the path and Host out of a complete request head (harness only). */
@@ -142,8 +96,9 @@ static void answer(conn *c)
     mg_buf_append(&c->in, "", 1);
     char path[1024], host[256], body[2048], extra[1400];
     parse_head(c->in.p, path, sizeof(path), host, sizeof(host));
+    mg_tls *t = mg_tls_stream_engine(&c->s);
     static const char acme[] = "/.well-known/acme-challenge/";
-    if (!c->tls && strncmp(path, acme, sizeof(acme) - 1) == 0) {
+    if (!t && strncmp(path, acme, sizeof(acme) - 1) == 0) {
         /* what the data plane must do on plain listeners, before redirects */
         mg_tls_store *s = mg_tls_holder_get(&holder);
         const char *tok = path + sizeof(acme) - 1;
@@ -154,7 +109,7 @@ static void answer(conn *c)
             respond(c, 404, "Not Found", NULL, "no such challenge\n");
         return;
     }
-    if (!c->tls && c->conf->redirect_port) {
+    if (!t && c->conf->redirect_port) {
         if (c->conf->redirect_port == 443)
             snprintf(extra, sizeof(extra), "Location: https://%s%s\r\n", host, path);
         else
@@ -164,67 +119,64 @@ static void answer(conn *c)
         return;
     }
     size_t alen = 0;
-    const char *alpn = c->tls ? mg_tls_alpn(c->tls, &alen) : NULL;
-    const char *sni = c->tls ? mg_tls_sni(c->tls) : NULL;
+    const char *alpn = t ? mg_tls_alpn(t, &alen) : NULL;
+    const char *sni = t ? mg_tls_sni(t) : NULL;
     snprintf(body, sizeof(body),
              "{\"scheme\":\"%s\",\"sni\":\"%s\",\"version\":\"%s\",\"alpn\":\"%.*s\","
              "\"cipher\":\"%s\",\"resumed\":%s,\"host\":\"%s\",\"path\":\"%s\"}\n",
-             c->tls ? "https" : "http", sni ? sni : "", c->tls ? mg_tls_version(c->tls) : "",
-             (int)alen, alpn ? alpn : "", c->tls ? mg_tls_cipher(c->tls) : "",
-             c->tls && mg_tls_resumed(c->tls) ? "true" : "false", host, path);
+             t ? "https" : "http", sni ? sni : "", t ? mg_tls_version(t) : "", (int)alen,
+             alpn ? alpn : "", t ? mg_tls_cipher(t) : "", t && mg_tls_resumed(t) ? "true" : "false",
+             host, path);
     respond(c, 200, "OK", "Content-Type: application/json\r\n", body);
 }
 
-static void got_plain(conn *c, const char *p, size_t n)
+/* ---- stream events: plaintext, whatever the listener ---------------------- */
+
+static void on_read(mg_stream *s, const char *p, size_t n)
 {
+    conn *c = of_stream(s);
     if (c->answered) return;
     mg_buf_append(&c->in, p, n);
     if (c->in.len > 16384) {
-        conn_close(c);
+        mg_stream_close(s);
         return;
     }
     if (c->in.len >= 4 && memmem(c->in.p, c->in.len, "\r\n\r\n", 4)) answer(c);
 }
 
-static void alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *b)
+static void on_eof(mg_stream *s)
 {
-    b->base = readbuf;
-    b->len = sizeof(readbuf);
+    mg_stream_close(s);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_error(mg_stream *s, int err)
 {
-    conn *c = s->data;
-    if (nread < 0) {
-        conn_close(c);
-        return;
-    }
-    if (nread == 0) return;
-    if (!c->tls) {
-        got_plain(c, buf->base, (size_t)nread);
-        return;
-    }
-    /* The transport's whole job: ciphertext in, plaintext out, keep what
-     * the engine has not consumed before the shared buffer is reused. */
-    mg_tls_feed(c->tls, buf->base, (size_t)nread);
-    int rc = mg_tls_handshake(c->tls);
-    if (rc == 0) {
-        char plain[16384];
-        ssize_t n;
-        while (!c->answered && (n = mg_tls_read(c->tls, plain, sizeof(plain))) > 0)
-            got_plain(c, plain, (size_t)n);
-    } else if (rc != -EAGAIN) {
-        mg_log(MG_LOG_INFO, -1, 0, "tls-test-server: %s", mg_tls_error(c->tls));
-        conn_close(c);
-        return;
-    }
-    if (!uv_is_closing((uv_handle_t *)&c->tcp)) mg_tls_feed_end(c->tls);
+    mg_tls *t = mg_tls_stream_engine(s);
+    if (err == UV_EPROTO && t) mg_log(MG_LOG_INFO, -1, 0, "tls-test-server: %s", mg_tls_error(t));
+    mg_stream_close(s);
 }
+
+static void on_closed(mg_stream *s)
+{
+    conn *c = of_stream(s);
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    mg_buf_free(&c->in);
+    free(c);
+}
+
+static const mg_stream_events conn_events = {
+    .read = on_read,
+    .eof = on_eof,
+    .error = on_error,
+    .close = on_closed,
+};
 
 static void on_connection(uv_stream_t *server, int status)
 {
     listener *l = server->data;
     if (status < 0) return;
+    /* Ownership: freed in on_closed. */
     conn *c = calloc(1, sizeof(*c));
     if (!c) return;
     c->conf = l->conf;
@@ -232,25 +184,22 @@ static void on_connection(uv_stream_t *server, int status)
     c->prev = &conns;
     conns.next->prev = c;
     conns.next = c;
-    uv_tcp_init(server->loop, &c->tcp);
-    c->tcp.data = c;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
-        conn_close(c);
+    mg_stream_tcp_init(&c->s, server->loop, &conn_events, readbuf, sizeof(readbuf));
+    if (mg_stream_accept(&c->s, server)) {
+        mg_stream_close(&c->s);
         return;
     }
     if (l->conf->tls) {
+        /* the one call a TLS listener adds */
         mg_tls_store *st = mg_tls_holder_get(&holder);
-        char err[256] = "no certificate store";
-        c->tls = st ? mg_tls_new(mg_tls_store_ctx(st), 1, NULL, err, sizeof(err)) : NULL;
-        if (!c->tls ||
-            (l->conf->alpn_len && mg_tls_set_alpn(c->tls, l->conf->alpn, l->conf->alpn_len))) {
-            mg_log(MG_LOG_ERROR, -1, 0, "tls-test-server: %s", err);
-            conn_close(c);
+        if (!st || mg_tls_stream_server(&c->s, mg_tls_store_ctx(st), l->conf->alpn,
+                                        (size_t)l->conf->alpn_len)) {
+            mg_log(MG_LOG_ERROR, -1, 0, "tls-test-server: no certificate store");
+            mg_stream_close(&c->s);
             return;
         }
-        mg_tls_set_sink(c->tls, tls_sink, c);
     }
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+    mg_stream_read_start(&c->s);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -328,7 +277,7 @@ int mg_cmd_tls_serve(int argc, char **argv)
         if (!uv_is_closing((uv_handle_t *)&ls[i].tcp)) uv_close((uv_handle_t *)&ls[i].tcp, NULL);
     }
     for (conn *c = conns.next; c != &conns; c = c->next)
-        conn_close(c);
+        mg_stream_close(&c->s);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -1,7 +1,7 @@
 /* Header collection for both directions: llhttp hands names and values in
  * pieces (a read can end mid-header); they are appended to an arena and
  * recorded as offsets, so nothing points into the shared read buffer. */
-#include "http.h"
+#include "headers.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +76,15 @@ static inline unsigned char lc(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
 }
 
+int mg_headers_append(mg_headers *h, const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    h->in_field = 0;
+    if (mg_headers_field(h, name, nlen) || mg_headers_value(h, v, vlen)) return -1;
+    if (!vlen) h->in_field = 1; /* an empty value: value_done sets the offset */
+    mg_headers_value_done(h);
+    return 0;
+}
+
 int mg_hname_is(const mg_headers *h, uint32_t i, const char *name, size_t len)
 {
     if (h->h[i].nlen != len) return 0;
@@ -113,11 +122,6 @@ int mg_value_has_token(const char *v, size_t vlen, const char *tok, size_t tokle
         }
     }
     return 0;
-}
-
-uint64_t mg_hrtime_ns(void)
-{
-    return uv_hrtime();
 }
 
 int mg_header_valid(const char *name, size_t nlen, const char *value, size_t vlen)

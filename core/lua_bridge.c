@@ -3,7 +3,7 @@
  * logged with its traceback and never unwinds through C. mg_ffi_current
  * names the request for the FFI functions during the call. */
 #include "lua_bridge.h"
-#include "http.h"
+#include "request.h"
 #include "log.h"
 #include "lua_env.h"
 #include "lua_ffi.h"
@@ -283,7 +283,7 @@ int mg_lua_pick(mg_lua *lua, mg_req *r, const int *tried, int ntried)
     mg_ffi_current = NULL;
     if (mg_unlikely(rc)) {
         const char *msg = lua_tostring(L, -1);
-        log_plugin_error(lua, r->c->id, "balancer pick",
+        log_plugin_error(lua, r->conn_id, "balancer pick",
                          "balancer error, using round robin: ", msg ? msg : "?");
         lua_pop(L, 2);
         return -2;
@@ -310,7 +310,7 @@ void mg_lua_report(mg_lua *lua, mg_req *r, int status, double latency, const cha
     else
         lua_pushnil(L);
     mg_ffi_current = r;
-    protected_call(lua, 6, 0, r->c->id, "balancer report");
+    protected_call(lua, 6, 0, r->conn_id, "balancer report");
     mg_ffi_current = NULL;
 }
 
@@ -322,7 +322,7 @@ int mg_lua_on_request(mg_lua *lua, mg_req *r)
     lua_pushinteger(L, r->route);
     lua_pushnumber(L, (lua_Number)r->id);
     mg_ffi_current = r;
-    int rc = protected_call(lua, 3, 1, r->c->id, "on_request");
+    int rc = protected_call(lua, 3, 1, r->conn_id, "on_request");
     mg_ffi_current = NULL;
     if (rc == 0) {
         r->hook_flags = (uint8_t)lua_tointeger(L, -1);
@@ -339,7 +339,7 @@ void mg_lua_on_response(mg_lua *lua, mg_req *r)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_on_response);
     lua_pushnumber(L, (lua_Number)r->id);
     mg_ffi_current = r;
-    protected_call(lua, 1, 0, r->c->id, "on_response");
+    protected_call(lua, 1, 0, r->conn_id, "on_response");
     mg_ffi_current = NULL;
 }
 
@@ -349,7 +349,7 @@ void mg_lua_on_log(mg_lua *lua, mg_req *r)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_on_log);
     lua_pushnumber(L, (lua_Number)r->id);
     mg_ffi_current = r;
-    protected_call(lua, 1, 0, r->c->id, "on_log");
+    protected_call(lua, 1, 0, r->conn_id, "on_log");
     mg_ffi_current = NULL;
 }
 

@@ -1,7 +1,9 @@
 /* See lua_ffi.h. These run on the worker thread, inside a call into Lua,
  * for the request in mg_ffi_current. */
 #include "lua_ffi.h"
-#include "http.h"
+#include "addr.h"
+#include "request.h"
+#include "worker.h"
 #include "uri.h"
 
 #include <arpa/inet.h>
@@ -10,7 +12,7 @@
 
 __thread struct mg_req *mg_ffi_current;
 __thread int mg_lua_log_worker = -1;
-static __thread char ip_buf[INET6_ADDRSTRLEN];
+static __thread char ip_buf[64];
 
 static void url_parts(const mg_req *r, mg_str *path, mg_str *query)
 {
@@ -47,17 +49,7 @@ int mg_ffi_req_field(int which, const char **p, size_t *len)
         return 0;
     }
     case MG_FIELD_CLIENT_IP: {
-        const mg_conn *c = r->c;
-        ip_buf[0] = 0;
-        if (c->peer.sa.sa_family == AF_INET6) {
-            const struct in6_addr *a = &c->peer.in6.sin6_addr;
-            if (IN6_IS_ADDR_V4MAPPED(a))
-                inet_ntop(AF_INET, a->s6_addr + 12, ip_buf, sizeof(ip_buf));
-            else
-                inet_ntop(AF_INET6, a, ip_buf, sizeof(ip_buf));
-        } else {
-            inet_ntop(AF_INET, &c->peer.in.sin_addr, ip_buf, sizeof(ip_buf));
-        }
+        mg_req_client_ip(r, ip_buf, sizeof(ip_buf));
         *p = ip_buf;
         *len = strlen(ip_buf);
         return 0;
@@ -93,16 +85,6 @@ static int headers_get(const mg_headers *h, const char *name, size_t nlen, int n
     return 0;
 }
 
-/* Appends a complete header to a collected head (after parsing ended). */
-static int headers_append(mg_headers *h, const char *name, size_t nlen, const char *v, size_t vlen)
-{
-    h->in_field = 0;
-    if (mg_headers_field(h, name, nlen) || mg_headers_value(h, v, vlen)) return -1;
-    if (!vlen) h->in_field = 1; /* an empty value: value_done sets the offset */
-    mg_headers_value_done(h);
-    return 0;
-}
-
 static int headers_set(mg_headers *h, const char *name, size_t nlen, const char *v, size_t vlen,
                        int mode)
 {
@@ -113,7 +95,7 @@ static int headers_set(mg_headers *h, const char *name, size_t nlen, const char 
             if (mg_hname_is(h, i, name, nlen)) h->h[i].nlen = 0; /* removed */
     }
     if (mode == 2) return 0;
-    return headers_append(h, name, nlen, v, vlen);
+    return mg_headers_append(h, name, nlen, v, vlen);
 }
 
 int mg_ffi_req_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen)
@@ -238,8 +220,8 @@ void mg_ffi_log(int level, const char *msg, size_t len)
 {
     mg_req *r = mg_ffi_current;
     if (level < MG_LOG_DEBUG || level > MG_LOG_ERROR || !mg_log_enabled(level)) return;
-    int worker = r ? r->c->w->id : mg_lua_log_worker;
-    mg_log(level, worker, r ? r->c->id : 0, "%.*s", (int)(len > 1800 ? 1800 : len), msg);
+    int worker = r ? r->w->id : mg_lua_log_worker;
+    mg_log(level, worker, r ? r->conn_id : 0, "%.*s", (int)(len > 1800 ? 1800 : len), msg);
 }
 
 double mg_ffi_now(void)

@@ -7,7 +7,6 @@
 #include "control.h"
 #include "log.h"
 #include "lua_crypto.h"
-#include "stream_write.h"
 #include "tls.h"
 #include "tls_certs.h"
 
@@ -299,13 +298,43 @@ static void at_end(io_req *r)
         fail(r, "connection closed before the response ended%s", "");
 }
 
-/* HTTPS: ciphertext from the engine goes straight to the socket. */
+typedef struct io_write {
+    uv_write_t req;
+    io_req *r;
+    char data[];
+} io_write;
+
+static void on_tls_written(uv_write_t *w, int status)
+{
+    io_write *q = (io_write *)w;
+    io_req *r = q->r;
+    free(q);
+    if (status < 0 && status != UV_ECANCELED) fail(r, "write failed: %s", uv_strerror(status));
+}
+
+/* HTTPS: ciphertext from the engine goes to the socket at once; what it
+ * does not take is copied into a queued write. */
 static int tls_sink(void *ud, const char *data, size_t len)
 {
     io_req *r = ud;
+    uv_stream_t *s = (uv_stream_t *)&r->h;
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    int rc = mg_write((uv_stream_t *)&r->h, &b, 1, NULL, r);
-    return rc < 0 ? rc : 0;
+    size_t done = 0;
+    if (s->write_queue_size == 0) {
+        int n = uv_try_write(s, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) return n;
+        if (n > 0) done = (size_t)n;
+        if (done == len) return 0;
+    }
+    /* Ownership: the copy belongs to the write request, freed in on_tls_written. */
+    io_write *q = malloc(sizeof(*q) + (len - done));
+    if (!q) return UV_ENOMEM;
+    q->r = r;
+    memcpy(q->data, data + done, len - done);
+    uv_buf_t rest = uv_buf_init(q->data, (unsigned)(len - done));
+    int rc = uv_write(&q->req, s, &rest, 1, on_tls_written);
+    if (rc) free(q);
+    return rc;
 }
 
 /* Drives the engine after new ciphertext (or none, right after connect):

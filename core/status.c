@@ -1,7 +1,7 @@
 /* Reason phrases for status codes (RFC 9110 15, plus the registered codes
  * of RFC 6585, 8297 and 8470), one table for every answer the gateway
  * writes. A proxied response keeps the backend's own phrase (proxy.c). */
-#include "http.h"
+#include "h1.h"
 
 const char *mg_status_reason(int status)
 {

@@ -1,21 +1,35 @@
-/* Backend connections: connect with a timeout, and keep idle keep-alive
- * connections in a per-worker pool per target. Idle pooled connections keep
- * reading, so a backend closing one is noticed before it is reused. */
-#include "http.h"
+/* See upstream.h. */
+#include "upstream.h"
+#include "worker.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static inline mg_upconn *of_stream(mg_stream *s)
 {
-    mg_upconn *u = h->data;
-    buf->base = u->w->readbuf;
-    buf->len = sizeof(u->w->readbuf);
+    return mg_container_of(s, mg_upconn, s);
+}
+
+mg_pool *mg_up_pool(mg_worker *w, uint32_t uid)
+{
+    if (uid >= w->npools) {
+        uint32_t n = w->npools ? w->npools : 64;
+        while (n <= uid)
+            n *= 2;
+        if (n > MG_MAX_TARGET_UIDS) n = MG_MAX_TARGET_UIDS;
+        if (uid >= n) return NULL;
+        mg_pool *np = realloc(w->pools, n * sizeof(*np));
+        if (!np) return NULL;
+        memset(np + w->npools, 0, (n - w->npools) * sizeof(*np));
+        w->pools = np;
+        w->npools = n;
+    }
+    return &w->pools[uid];
 }
 
 static void pool_unlink(mg_upconn *u)
 {
-    mg_pool *p = mg_worker_pool(u->w, u->uid);
+    mg_pool *p = mg_up_pool(u->w, u->uid);
     if (u->pprev)
         u->pprev->pnext = u->pnext;
     else if (p && p->idle == u)
@@ -27,139 +41,149 @@ static void pool_unlink(mg_upconn *u)
     if (p) p->nidle--;
 }
 
-static void on_up_closed(uv_handle_t *h)
-{
-    mg_upconn *u = h->data;
-    mg_buf_free(&u->fix);
-    free(u);
-}
-
 void mg_up_close(mg_upconn *u)
 {
     if (u->state == MG_U_CLOSING) return;
     if (u->state == MG_U_IDLE) pool_unlink(u);
     u->state = MG_U_CLOSING;
-    u->req = NULL;
+    u->owner = NULL;
     mg_tq_remove(&u->tq);
-    uv_close((uv_handle_t *)&u->tcp, on_up_closed);
+    mg_stream_close(&u->s);
 }
 
-static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* ---- stream events -------------------------------------------------- */
+
+static void on_read(mg_stream *s, const char *p, size_t n)
 {
-    mg_upconn *u = s->data;
-    if (nread == 0) return;
-    if (u->state != MG_U_ACTIVE || !u->req) {
-        /* idle in the pool: the backend closed it or sent something unasked */
+    mg_upconn *u = of_stream(s);
+    if (u->state != MG_U_ACTIVE || !u->owner) {
+        /* idle in the pool: the backend sent something unasked */
         mg_up_close(u);
         return;
     }
-    mg_req *r = u->req;
-    if (nread > 0) {
-        mg_tq_arm(&u->w->q_up_response, &u->tq, uv_now(&u->w->loop));
-        mg_proxy_up_data(u, buf->base, (size_t)nread);
+    u->ev->data(u->owner, p, n);
+}
+
+static void on_eof(mg_stream *s)
+{
+    mg_upconn *u = of_stream(s);
+    if (u->state != MG_U_ACTIVE || !u->owner) {
+        mg_up_close(u); /* the backend closed an idle connection */
+        return;
+    }
+    u->ev->eof(u->owner);
+}
+
+static void on_error(mg_stream *s, int err)
+{
+    mg_upconn *u = of_stream(s);
+    if (u->state != MG_U_ACTIVE || !u->owner) {
+        mg_up_close(u);
         return;
     }
     mg_up_read_stop(u);
-    if (nread == UV_EOF)
-        mg_proxy_up_eof(r);
-    else
-        mg_proxy_up_error(r, (int)nread, "read failed:");
+    u->ev->error(u->owner, err);
 }
+
+static void on_drain(mg_stream *s)
+{
+    mg_upconn *u = of_stream(s);
+    if (u->state == MG_U_ACTIVE && u->owner) u->ev->drained(u->owner);
+}
+
+static void on_connect(mg_stream *s, int status)
+{
+    mg_upconn *u = of_stream(s);
+    if (u->state == MG_U_CLOSING) return;
+    mg_tq_remove(&u->tq);
+    if (status == 0) {
+        u->state = MG_U_ACTIVE;
+        mg_up_read_start(u);
+    }
+    u->ev->connected(u->owner, status); /* on failure the owner closes u */
+}
+
+static void on_closed(mg_stream *s)
+{
+    free(of_stream(s));
+}
+
+static const mg_stream_events up_events = {
+    .read = on_read,
+    .eof = on_eof,
+    .error = on_error,
+    .drain = on_drain,
+    .connect = on_connect,
+    .close = on_closed,
+};
+
+/* ---- use ------------------------------------------------------------ */
 
 void mg_up_read_start(mg_upconn *u)
 {
-    if (u->reading || u->state == MG_U_CLOSING || u->state == MG_U_CONNECTING) return;
-    if (uv_read_start((uv_stream_t *)&u->tcp, up_alloc, on_up_read) == 0) u->reading = 1;
+    if (u->state == MG_U_CLOSING || u->state == MG_U_CONNECTING) return;
+    mg_stream_read_start(&u->s);
 }
 
 void mg_up_read_stop(mg_upconn *u)
 {
-    if (!u->reading) return;
-    uv_read_stop((uv_stream_t *)&u->tcp);
-    u->reading = 0;
+    mg_stream_read_stop(&u->s);
 }
 
-static void on_connect(uv_connect_t *req, int status)
+mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, void *owner, const mg_up_events *ev,
+                     int *err)
 {
-    mg_upconn *u = req->data;
-    if (status == UV_ECANCELED || u->state == MG_U_CLOSING) return;
-    mg_tq_remove(&u->tq);
-    mg_req *r = u->req;
-    if (status < 0) {
-        mg_proxy_up_connected(r, status); /* closes u through detach */
-        return;
-    }
-    u->state = MG_U_ACTIVE;
-    mg_up_read_start(u);
-    mg_proxy_up_connected(r, 0);
-}
-
-mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, mg_req *r)
-{
-    mg_pool *p = mg_worker_pool(w, t->uid);
+    mg_pool *p = mg_up_pool(w, t->uid);
     if (p && p->idle) {
         mg_upconn *u = p->idle;
         pool_unlink(u);
         mg_tq_remove(&u->tq);
         u->state = MG_U_ACTIVE;
         u->reused = 1;
-        u->got_bytes = 0;
-        u->reusable = 0;
-        mg_h1check_head(&u->check, 1);
-        u->req = r;
-        mg_proxy_init_parser(u);
+        u->owner = owner;
+        u->ev = ev;
         mg_up_read_start(u);
         return u;
     }
+    /* Ownership: freed in on_closed, after the stream's handle closed. */
     mg_upconn *u = calloc(1, sizeof(*u));
-    if (!u) return NULL;
-    uv_tcp_init(&w->loop, &u->tcp);
-    u->tcp.data = u;
-    u->w = w;
-    u->uid = t->uid;
-    u->req = r;
-    u->connect_req.data = u;
-    u->state = MG_U_CONNECTING;
-    mg_h1check_head(&u->check, 1);
-    mg_proxy_init_parser(u);
-    int rc =
-        uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&t->addr, on_connect);
-    if (rc) {
-        MG_LOG(MG_LOG_WARN, w->id, r->c->id, "connect to %s failed: %s", t->address,
-               uv_strerror(rc));
-        u->state = MG_U_CLOSING;
-        uv_close((uv_handle_t *)&u->tcp, on_up_closed);
+    if (!u) {
+        *err = UV_ENOMEM;
         return NULL;
     }
-    uv_tcp_nodelay(&u->tcp, 1);
+    mg_stream_tcp_init(&u->s, &w->loop, &up_events, w->readbuf, sizeof(w->readbuf));
+    u->w = w;
+    u->uid = t->uid;
+    u->owner = owner;
+    u->ev = ev;
+    u->state = MG_U_CONNECTING;
+    int rc = mg_stream_connect(&u->s, &u->connect_req, (const struct sockaddr *)&t->addr);
+    if (rc) {
+        *err = rc;
+        u->state = MG_U_CLOSING;
+        u->owner = NULL;
+        mg_stream_close(&u->s);
+        return NULL;
+    }
     mg_tq_arm(&w->q_up_connect, &u->tq, uv_now(&w->loop));
     return u;
 }
 
-static void on_up_written(void *owner, int status)
-{
-    mg_upconn *u = owner;
-    if (u->state != MG_U_ACTIVE || !u->req) return;
-    if (status < 0) return; /* the read side reports the failure */
-    if (u->tcp.write_queue_size == 0) mg_proxy_up_drained(u->req);
-}
-
 int mg_up_send(mg_upconn *u, const uv_buf_t *bufs, unsigned n)
 {
-    return mg_write((uv_stream_t *)&u->tcp, bufs, n, on_up_written, u);
+    return mg_stream_write(&u->s, bufs, n);
 }
 
-void mg_up_release(mg_upconn *u)
+void mg_up_release(mg_upconn *u, int reusable)
 {
     mg_worker *w = u->w;
-    mg_pool *p = mg_worker_pool(w, u->uid);
-    if (!u->reusable || !p || p->nidle >= w->cfg->keepalive || w->stopping ||
-        u->tcp.write_queue_size) {
+    mg_pool *p = mg_up_pool(w, u->uid);
+    if (!reusable || !p || p->nidle >= w->cfg->keepalive || w->stopping || mg_up_queued(u)) {
         mg_up_close(u);
         return;
     }
     u->state = MG_U_IDLE;
-    u->req = NULL;
+    u->owner = NULL;
     u->pprev = NULL;
     u->pnext = p->idle;
     if (p->idle) p->idle->pprev = u;
@@ -167,6 +191,19 @@ void mg_up_release(mg_upconn *u)
     p->nidle++;
     mg_tq_arm(&w->q_up_idle, &u->tq, uv_now(&w->loop));
     mg_up_read_start(u);
+}
+
+void mg_up_close_idle(mg_worker *w, uint32_t uid)
+{
+    if (uid >= w->npools) return;
+    while (w->pools[uid].idle)
+        mg_up_close(w->pools[uid].idle);
+}
+
+void mg_up_close_all(mg_worker *w)
+{
+    for (uint32_t i = 0; i < w->npools; i++)
+        mg_up_close_idle(w, i);
 }
 
 void mg_up_expire(mg_worker *w, uint64_t now)
@@ -177,16 +214,8 @@ void mg_up_expire(mg_worker *w, uint64_t now)
     while ((n = mg_tq_expired(&w->q_up_connect, now))) {
         mg_upconn *u = mg_container_of(n, mg_upconn, tq);
         mg_tq_remove(n);
-        if (u->req)
-            mg_proxy_up_timeout(u->req, 1);
-        else
-            mg_up_close(u);
-    }
-    while ((n = mg_tq_expired(&w->q_up_response, now))) {
-        mg_upconn *u = mg_container_of(n, mg_upconn, tq);
-        mg_tq_remove(n);
-        if (u->req)
-            mg_proxy_up_timeout(u->req, 0);
+        if (u->owner)
+            u->ev->timeout(u->owner);
         else
             mg_up_close(u);
     }

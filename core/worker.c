@@ -1,8 +1,11 @@
 /* Worker threads: each owns a loop, its listening sockets (SO_REUSEPORT, so
  * the kernel spreads connections without a shared accept lock), a Lua
  * state, connection pools and timeout queues. */
-#include "http.h"
+#include "worker.h"
+#include "conn.h"
 #include "lua_ffi.h"
+#include "proxy.h"
+#include "upstream.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,25 +18,11 @@
 
 #define TICK_MS 100
 
-mg_pool *mg_worker_pool(mg_worker *w, uint32_t uid)
+static void on_accept(uv_stream_t *server, int status)
 {
-    if (uid >= w->npools) {
-        uint32_t n = w->npools ? w->npools : 64;
-        while (n <= uid)
-            n *= 2;
-        if (n > MG_MAX_TARGET_UIDS) n = MG_MAX_TARGET_UIDS;
-        if (uid >= n) return NULL;
-        mg_pool *np = realloc(w->pools, n * sizeof(*np));
-        if (!np) return NULL;
-        w->pools = np;
-        uint64_t *nd = realloc(w->down_until, n * sizeof(*nd));
-        if (!nd) return NULL;
-        w->down_until = nd;
-        memset(w->pools + w->npools, 0, (n - w->npools) * sizeof(*np));
-        memset(w->down_until + w->npools, 0, (n - w->npools) * sizeof(*nd));
-        w->npools = n;
-    }
-    return &w->pools[uid];
+    mg_worker *w = server->data;
+    if (status < 0 || w->stopping) return;
+    mg_conn_accept(w, server, &mg_proxy_handler);
 }
 
 /* Resolves a listen address; the caller frees *res. */
@@ -107,7 +96,7 @@ static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *
     freeaddrinfo(res);
     uv_tcp_init(&w->loop, tcp);
     tcp->data = w;
-    if (uv_tcp_open(tcp, fd) || uv_listen((uv_stream_t *)tcp, 4096, mg_conn_accept)) {
+    if (uv_tcp_open(tcp, fd) || uv_listen((uv_stream_t *)tcp, 4096, on_accept)) {
         snprintf(err, errlen, "listen on %s:%d failed", l->host, l->port);
         return -1;
     }
@@ -123,6 +112,7 @@ static void on_tick(uv_timer_t *t)
     adopt_pending(w); /* in case a wake-up was coalesced away: versions, not events */
     mg_conn_expire(w, now);
     mg_up_expire(w, now);
+    mg_proxy_expire(w, now);
     mg_lua_tick(&w->lua);
     mg_lua_flush_log_limits(&w->lua);
     if (w->stopping && now >= w->stop_deadline) {
@@ -191,14 +181,7 @@ static void on_wake(uv_async_t *a)
         w->stop_deadline = uv_now(&w->loop) + w->cfg->grace_ms;
         close_listeners(w);
         /* idle keep-alive connections go now; busy ones after their response */
-        mg_conn *next;
-        for (mg_conn *c = w->conns; c; c = next) {
-            next = c->next;
-            if (c->state == MG_C_IDLE && !c->pend_len)
-                mg_conn_close(c);
-            else
-                c->close_after = 1;
-        }
+        mg_conn_stop_all(w);
         if (w->nconns == 0) uv_stop(&w->loop);
     }
 }
@@ -223,9 +206,7 @@ static void worker_main(void *arg)
     /* drain: close every remaining handle and let their callbacks run */
     for (mg_conn *c = w->conns; c; c = c->next)
         mg_conn_close(c);
-    for (uint32_t i = 0; i < w->npools; i++)
-        while (w->pools[i].idle)
-            mg_up_close(w->pools[i].idle);
+    mg_up_close_all(w);
     uv_run(&w->loop, UV_RUN_NOWAIT);
     uv_walk(&w->loop, close_walk, w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -283,7 +264,6 @@ static void worker_free(mg_worker *w)
     }
     free(w->listeners);
     free(w->pools);
-    free(w->down_until);
     free(w->hdr_view);
     mg_buf_free(&w->scratch);
     mg_buf_free(&w->access);

@@ -17,11 +17,7 @@
 
 typedef struct mg_conn mg_conn;
 typedef struct mg_upconn mg_upconn;
-
-typedef struct mg_pool {
-    mg_upconn *idle; /* most recently used first */
-    int nidle;
-} mg_pool;
+typedef struct mg_pool mg_pool;
 
 typedef struct mg_worker {
     int id;
@@ -52,9 +48,8 @@ typedef struct mg_worker {
     uint64_t next_conn_id;
     uint64_t next_req_id;
 
-    mg_pool *pools; /* indexed by target uid */
+    mg_pool *pools; /* upstream connection pools by target uid (upstream.c) */
     uint32_t npools;
-    uint64_t *down_until; /* passive failure marks by uid, uv_now ms */
 
     struct mg_req *req_free; /* recycled requests, arenas kept */
     int nreq_free;
@@ -98,8 +93,7 @@ int mg_workers_all_exited(mg_worker *ws, int n);
  * timeout_ms: a plugin stuck in a loop. */
 int mg_workers_join(mg_worker *ws, int n, uint64_t timeout_ms);
 
-/* Worker-internal helpers shared by the HTTP files. */
-mg_pool *mg_worker_pool(mg_worker *w, uint32_t uid);
+/* Refreshes the cached log timestamps (once a second at most). */
 void mg_worker_refresh_time(mg_worker *w);
 
 #endif

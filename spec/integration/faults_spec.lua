@@ -27,6 +27,23 @@ describe("faults", function()
         gw:wait_log("connect failed.*trying another target")
     end)
 
+    it("sends to a target within a second of it listening after it refused (a replica starting)", function()
+        local live = h.start_backend({ name = "live" })
+        local port = h.free_port()
+        local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. port, live.address }) })
+        -- the new replica refuses while its app starts: the gateway moves on
+        for _ = 1, 4 do assert.equal("live", h.request(gw.port, {}).headers["x-backend"]) end
+        local late = h.start_backend({ name = "late", port = port })
+        local t0 = socket.gettime()
+        h.wait_until(function()
+            return h.request(gw.port, {}).headers["x-backend"] == "late"
+        end, 5, "the late replica to get traffic")
+        -- a 10 s rest (the old passive mark) fails this by far
+        local took = socket.gettime() - t0
+        assert.is_true(took < 1.5 * h.slow, "took " .. took .. " s")
+        assert.is_not_nil(late)
+    end)
+
     it("answers 502 when every target is down", function()
         local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. h.free_port(), "127.0.0.1:" .. h.free_port() }) })
         assert.equal(502, h.request(gw.port, {}).status)
@@ -98,7 +115,9 @@ describe("faults", function()
     it("keeps trying resting targets when all failed (panic mode)", function()
         local port = h.free_port()
         local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. port }) })
-        assert.equal(502, h.request(gw.port, {}).status) -- marks the only target as failed
+        -- each refused connect makes the target rest longer (250 ms doubling):
+        -- after six it rests for seconds, longer than a backend takes to start
+        for _ = 1, 6 do assert.equal(502, h.request(gw.port, {}).status) end
         local b = h.start_backend({ port = port, name = "back" })
         local r = h.request(gw.port, {})
         assert.equal(200, r.status)

@@ -3,9 +3,11 @@
  * made at run time. Built by the Makefile as build/tls_engine_test and run
  * by spec/tls/engine_spec.lua; prints one line per test and
  * "N passed, N failed". */
+#include "log.h"
 #include "tls.h"
 #include "tls_certs.h"
 #include "tls_crypto.h"
+#include "tls_stream.h"
 #include "tls_tickets.h"
 
 #include <errno.h>
@@ -543,6 +545,176 @@ static int t_cert_errors_name_the_file(void)
     return 0;
 }
 
+/* ---- TLS streams over a real loopback socket --------------------------------------- */
+
+typedef struct peer {
+    mg_stream s;
+    mg_buf got;
+    int connected, eof, closed, errors, pause_at;
+    uv_loop_t *loop;
+} peer;
+
+static char sbuf[65536], cbuf[65536];
+static peer srv, cli;
+static uv_tcp_t listener_tcp;
+static uv_timer_t resume_timer;
+
+static void resume_cb(uv_timer_t *t)
+{
+    mg_stream_read_start(&srv.s); /* the engine's kept plaintext comes first */
+}
+
+static peer *of(mg_stream *s)
+{
+    return (peer *)s; /* s is the first member */
+}
+
+static void p_read(mg_stream *s, const char *d, size_t n)
+{
+    peer *p = of(s);
+    mg_buf_append(&p->got, d, n);
+    if (s == &srv.s && p->got.len == 200000) {
+        /* everything arrived: answer, then close_notify */
+        uv_buf_t b = uv_buf_init((char *)"ok", 2);
+        mg_stream_write(s, &b, 1);
+        mg_stream_shutdown(s);
+        return;
+    }
+    if (p->pause_at && p->got.len >= (size_t)p->pause_at) {
+        p->pause_at = 0;
+        mg_stream_read_stop(s); /* back-pressure: the rest waits in the engine */
+        uv_timer_start(&resume_timer, resume_cb, 0, 0);
+    }
+}
+static void p_eof(mg_stream *s)
+{
+    of(s)->eof = 1;
+    mg_stream_close(s);
+}
+static void p_error(mg_stream *s, int err)
+{
+    of(s)->errors++;
+    mg_tls *t = mg_tls_stream_engine(s);
+    fprintf(stderr, "  %s: error %s: %s\n", s == &srv.s ? "server" : "client", uv_strerror(err),
+            t ? mg_tls_error(t) : "");
+    mg_stream_close(s);
+}
+static void p_connect(mg_stream *s, int status)
+{
+    peer *p = of(s);
+    p->connected = status == 0 ? 1 : status;
+    if (status) return;
+    mg_stream_read_start(s);
+    static char big[200000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)(i % 251);
+    uv_buf_t b = uv_buf_init(big, sizeof(big));
+    mg_stream_write(s, &b, 1);
+}
+static void p_close(mg_stream *s)
+{
+    of(s)->closed = 1;
+    if (s == &srv.s) uv_close((uv_handle_t *)&listener_tcp, NULL);
+}
+
+static const mg_stream_events p_events = {
+    .read = p_read, .eof = p_eof, .error = p_error, .connect = p_connect, .close = p_close};
+
+static mg_tls_store *stream_store;
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    mg_stream_tcp_init(&srv.s, server->loop, &p_events, sbuf, sizeof(sbuf));
+    mg_stream_accept(&srv.s, server);
+    mg_tls_stream_server(&srv.s, mg_tls_store_ctx(stream_store), NULL, 0);
+    mg_stream_read_start(&srv.s);
+}
+
+
+static int t_streams(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    stream_store = make_store(MG_TLS_MIN_12);
+    memset(&srv, 0, sizeof(srv));
+    memset(&cli, 0, sizeof(cli));
+    srv.pause_at = 50000;
+    uv_timer_init(&loop, &resume_timer);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &listener_tcp);
+    CHECK(uv_tcp_bind(&listener_tcp, (struct sockaddr *)&a, 0) == 0);
+    CHECK(uv_listen((uv_stream_t *)&listener_tcp, 8, on_accept) == 0);
+    int alen = sizeof(a);
+    uv_tcp_getsockname(&listener_tcp, (struct sockaddr *)&a, &alen);
+    SSL_CTX *cctx = client_ctx();
+    mg_stream_tcp_init(&cli.s, &loop, &p_events, cbuf, sizeof(cbuf));
+    CHECK(mg_tls_stream_client(&cli.s, cctx, "a.test") == 0);
+    uv_connect_t req;
+    CHECK(mg_stream_connect(&cli.s, &req, (struct sockaddr *)&a) == 0);
+    for (int i = 0; i < 2000 && !(srv.closed && cli.closed); i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&resume_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&listener_tcp)) uv_close((uv_handle_t *)&listener_tcp, NULL);
+    if (!cli.closed) mg_stream_close(&cli.s);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0);
+    CHECK(cli.connected == 1);
+    if (srv.got.len != 200000) fprintf(stderr, "  got %zu eof %d errors %d/%d\n", srv.got.len, srv.eof, srv.errors, cli.errors);
+    CHECK(srv.got.len == 200000);
+    for (size_t i = 0; i < srv.got.len; i++)
+        CHECK(srv.got.p[i] == (char)(i % 251));
+    CHECK(cli.got.len == 2 && memcmp(cli.got.p, "ok", 2) == 0);
+    CHECK(cli.eof == 1); /* the server's close_notify */
+    CHECK(srv.errors == 0 && cli.errors == 0);
+    mg_buf_free(&srv.got);
+    mg_buf_free(&cli.got);
+    mg_tls_store_unref(stream_store);
+    SSL_CTX_free(cctx);
+    return 0;
+}
+
+/* A client that verifies gets its connect event with UV_EPROTO when the
+ * certificate is not trusted. */
+static int t_stream_verify_fails(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    stream_store = make_store(MG_TLS_MIN_12);
+    memset(&srv, 0, sizeof(srv));
+    memset(&cli, 0, sizeof(cli));
+    uv_timer_init(&loop, &resume_timer);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    uv_tcp_init(&loop, &listener_tcp);
+    CHECK(uv_tcp_bind(&listener_tcp, (struct sockaddr *)&a, 0) == 0);
+    CHECK(uv_listen((uv_stream_t *)&listener_tcp, 8, on_accept) == 0);
+    int alen = sizeof(a);
+    uv_tcp_getsockname(&listener_tcp, (struct sockaddr *)&a, &alen);
+    char err[256];
+    SSL_CTX *cctx = mg_tls_client_ctx_new(1, NULL, err, sizeof(err));
+    mg_stream_tcp_init(&cli.s, &loop, &p_events, cbuf, sizeof(cbuf));
+    CHECK(mg_tls_stream_client(&cli.s, cctx, "a.test") == 0);
+    uv_connect_t req;
+    CHECK(mg_stream_connect(&cli.s, &req, (struct sockaddr *)&a) == 0);
+    for (int i = 0; i < 2000 && cli.connected == 0; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(cli.connected == UV_EPROTO);
+    CHECK(strstr(mg_tls_error(mg_tls_stream_engine(&cli.s)), "verify failed") != NULL);
+    mg_stream_close(&cli.s);
+    for (int i = 0; i < 2000 && !srv.closed; i++)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&resume_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&listener_tcp)) uv_close((uv_handle_t *)&listener_tcp, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0);
+    CHECK(srv.closed && cli.closed);
+    mg_buf_free(&srv.got);
+    mg_tls_store_unref(stream_store);
+    SSL_CTX_free(cctx);
+    return 0;
+}
+
 int main(void)
 {
     const char *d[] = {"default.test"}, *a[] = {"a.test"}, *w[] = {"*.w.test"};
@@ -578,6 +750,10 @@ int main(void)
         {"a failing sink's error is returned", t_sink_errors},
         {"a client verifies the chain and the name", t_client_verifies},
         {"certificate errors name the file", t_cert_errors_name_the_file},
+        {"TLS streams carry 200 kB through back-pressure, answer, and end with close_notify",
+         t_streams},
+        {"a verifying client stream reports the failed handshake as its connect status",
+         t_stream_verify_fails},
     };
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         current = tests[i].name;

@@ -1,0 +1,526 @@
+/* The client side's HTTP/1 framing: accept, read, parse request heads and
+ * bodies with llhttp under our own strict check (h1check.c), enforce limits
+ * and timeouts, and keep connections alive between requests. Responses are
+ * serialised in conn_response.c. See conn.h. */
+#include "conn.h"
+#include "conn_int.h"
+#include "stats.h"
+#include "worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PEND_MAX (64 * 1024) /* stop reading a client that is this far ahead */
+
+enum { PAUSE_NONE = 0, PAUSE_HEAD, PAUSE_MESSAGE };
+
+static llhttp_settings_t req_settings;
+static uv_once_t settings_once = UV_ONCE_INIT;
+
+static void conn_drive(mg_conn *c);
+static void conn_bad_request(mg_conn *c, int status, const char *why);
+
+static inline mg_conn *of_stream(mg_stream *s)
+{
+    return mg_container_of(s, mg_conn, s);
+}
+
+/* ---- requests ------------------------------------------------------- */
+
+static mg_req *conn_new_req(mg_conn *c)
+{
+    mg_req *r = mg_req_new(c->w);
+    if (!r) return NULL;
+    r->src = &mg_conn__src;
+    r->src_ctx = c;
+    r->conn_id = c->id;
+    r->client = &c->peer.sa;
+    r->client_trusted = mg_cidr_match(c->w->cfg->trusted, c->w->cfg->ntrusted, &c->peer.sa);
+    r->http_major = 1;
+    r->http_minor = 1;
+    return r;
+}
+
+/* The source lets go of its request: the handler hears of it unless the
+ * exchange ended normally (mg_conn__exchange_done). */
+static void conn_drop_req(mg_conn *c, int tell)
+{
+    mg_req *r = c->req;
+    if (!r) return;
+    c->req = NULL;
+    c->head_held = 0;
+    if (tell) c->h->gone(r);
+    r->src = NULL;
+    r->src_ctx = NULL;
+    r->client = NULL;
+    mg_req_release(r);
+}
+
+/* ---- llhttp callbacks (collect only: no I/O) ------------------------- */
+
+/* Fails the parse with a status and reason of ours: llhttp replaces the
+ * reason of a non-data callback's error with its own text. */
+static int conn_refuse(mg_conn *c, int status, const char *why)
+{
+    c->refuse_status = (uint16_t)status;
+    c->refuse_why = why;
+    return HPE_USER;
+}
+
+static int head_limit(mg_conn *c, size_t n)
+{
+    mg_req *r = c->req;
+    if (r->in.arena.len + n + 4 * (r->in.n + 1) > c->w->cfg->max_header_size)
+        return conn_refuse(c, 431, "request head too large");
+    return 0;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    mg_conn *c = p->data;
+    c->req = conn_new_req(c);
+    if (!c->req) return conn_refuse(c, 500, "out of memory");
+    c->state = MG_C_HEAD;
+    mg_tq_arm(&c->w->q_client_header, &c->tq, uv_now(&c->w->loop));
+    return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t n)
+{
+    mg_conn *c = p->data;
+    if (head_limit(c, n)) return HPE_USER;
+    c->req->method_len += (uint32_t)n;
+    return mg_buf_append(&c->req->in.arena, at, n) ? HPE_USER : 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n)
+{
+    mg_conn *c = p->data;
+    if (head_limit(c, n)) return HPE_USER;
+    c->req->url_len += (uint32_t)n;
+    return mg_buf_append(&c->req->in.arena, at, n) ? HPE_USER : 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    mg_conn *c = p->data;
+    if (head_limit(c, n)) return HPE_USER;
+    return mg_headers_field(&c->req->in, at, n) ? HPE_USER : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    mg_conn *c = p->data;
+    if (head_limit(c, n)) return HPE_USER;
+    return mg_headers_value(&c->req->in, at, n) ? HPE_USER : 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    mg_conn *c = p->data;
+    mg_req *r = c->req;
+    if (r->in_trailers && r->in.ntrailer_start == UINT32_MAX) r->in.ntrailer_start = r->in.n;
+    mg_headers_value_done(&r->in);
+    uint32_t i = r->in.n - 1;
+    /* Re-serialized headers must mean to a backend exactly what they meant
+     * to us: no whitespace in names ("X : y"), no folded or control bytes. */
+    if (!mg_header_valid(mg_hname(&r->in, i), r->in.h[i].nlen, mg_hvalue(&r->in, i),
+                         r->in.h[i].vlen))
+        return conn_refuse(c, 400, "invalid header name or value");
+    if (r->in.n > c->w->cfg->max_headers) return conn_refuse(c, 431, "too many headers");
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    mg_conn *c = p->data;
+    mg_req *r = c->req;
+    if (r->in_trailers) return 0; /* end of trailers */
+    if (p->http_major != 1) return conn_refuse(c, 505, "unsupported HTTP version");
+    if (p->http_minor == 0 && (p->flags & F_CHUNKED)) {
+        /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing */
+        return conn_refuse(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    }
+    r->http_minor = p->http_minor;
+    r->method = p->method;
+    c->keepalive = (uint8_t)llhttp_should_keep_alive(p);
+    int chunked = (p->flags & F_CHUNKED) != 0;
+    int has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
+    r->body_len = chunked ? MG_BODY_CHUNKED : has_cl ? (int64_t)p->content_length : MG_BODY_NONE;
+    r->has_body = chunked || (has_cl && p->content_length > 0);
+    r->upgrade = p->upgrade;
+    c->pause_reason = PAUSE_HEAD;
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    mg_conn *c = p->data;
+    mg_tq_arm(&c->w->q_client_io, &c->tq, uv_now(&c->w->loop));
+    c->h->body(c->req, at, n);
+    return 0;
+}
+
+static int on_chunk_header(llhttp_t *p)
+{
+    mg_conn *c = p->data;
+    if (p->content_length == 0) c->req->in_trailers = 1; /* last chunk: trailers follow */
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    mg_conn *c = p->data;
+    mg_tq_remove(&c->tq);
+    c->pause_reason = PAUSE_MESSAGE;
+    if (c->state == MG_C_BODY || c->state == MG_C_WAIT) c->state = MG_C_RESP;
+    mg_req *r = c->req;
+    r->body_done = 1;
+    c->h->body_end(r);
+    return HPE_PAUSED;
+}
+
+static void settings_init(void)
+{
+    llhttp_settings_init(&req_settings);
+    req_settings.on_message_begin = on_message_begin;
+    req_settings.on_method = on_method;
+    req_settings.on_url = on_url;
+    req_settings.on_header_field = on_header_field;
+    req_settings.on_header_value = on_header_value;
+    req_settings.on_header_value_complete = on_header_value_complete;
+    req_settings.on_headers_complete = on_headers_complete;
+    req_settings.on_body = on_body;
+    req_settings.on_chunk_header = on_chunk_header;
+    req_settings.on_message_complete = on_message_complete;
+}
+
+/* ---- closing -------------------------------------------------------- */
+
+void mg_conn_close(mg_conn *c)
+{
+    if (c->state == MG_C_CLOSING) return;
+    c->state = MG_C_CLOSING;
+    mg_tq_remove(&c->tq);
+    conn_drop_req(c, 1);
+    mg_stream_close(&c->s);
+}
+
+/* Closes after the queued writes went out. */
+void mg_conn__close_gracefully(mg_conn *c)
+{
+    if (c->state == MG_C_CLOSING) return;
+    if (mg_stream_queued(&c->s) == 0) {
+        mg_conn_close(c);
+        return;
+    }
+    mg_tq_remove(&c->tq);
+    c->state = MG_C_CLOSING;
+    conn_drop_req(c, 1);
+    mg_stream_shutdown(&c->s);
+}
+
+/* ---- the request cycle ---------------------------------------------- */
+
+void mg_conn__exchange_done(mg_conn *c)
+{
+    if (c->state == MG_C_CLOSING) return;
+    mg_req *r = c->req;
+    /* a request whose body was not read to its end leaves the stream
+     * unparseable: that connection carries nothing more */
+    if (r && r->has_body && !r->body_done) c->close_after = 1;
+    conn_drop_req(c, 0);
+    c->nrequests++;
+    if (c->close_after || c->w->stopping || !c->keepalive || c->peer_eof) {
+        mg_conn__close_gracefully(c);
+        return;
+    }
+    c->state = MG_C_IDLE;
+    c->resp_chunked = c->resp_raw = 0;
+    mg_tq_arm(&c->w->q_client_idle, &c->tq, uv_now(&c->w->loop));
+    mg_conn__resume(c);
+}
+
+void mg_conn__resume(mg_conn *c)
+{
+    if (c->state == MG_C_CLOSING) return;
+    c->paused = 0;
+    if (c->state == MG_C_WAIT) c->state = c->req && !c->req->body_done ? MG_C_BODY : MG_C_RESP;
+    if (c->blocked) {
+        c->blocked = 0;
+        llhttp_resume(&c->parser);
+    }
+    conn_drive(c);
+}
+
+void mg_conn__pause(mg_conn *c)
+{
+    c->paused = 1;
+    mg_stream_read_stop(&c->s);
+}
+
+static void pend_append(mg_conn *c, const char *p, size_t n)
+{
+    if (c->pend_len + n > c->pend_cap) {
+        uint32_t cap = c->pend_cap ? c->pend_cap : 1024;
+        while (cap < c->pend_len + n)
+            cap *= 2;
+        char *np = realloc(c->pend, cap);
+        if (!np) {
+            mg_conn_close(c);
+            return;
+        }
+        c->pend = np;
+        c->pend_cap = cap;
+    }
+    memcpy(c->pend + c->pend_len, p, n);
+    c->pend_len += (uint32_t)n;
+}
+
+/* Answers a parse error: ours when a callback refused (conn_refuse), else
+ * 400 with llhttp's reason. */
+static void conn_parse_error(mg_conn *c)
+{
+    int status = c->refuse_status ? c->refuse_status : 400;
+    const char *why = c->refuse_why ? c->refuse_why : llhttp_get_error_reason(&c->parser);
+    c->refuse_status = 0;
+    c->refuse_why = NULL;
+    conn_bad_request(c, status, why ? why : "malformed request");
+}
+
+static void conn_bad_request(mg_conn *c, int status, const char *why)
+{
+    c->close_after = 1;
+    c->keepalive = 0;
+    if (!c->req) c->req = conn_new_req(c);
+    if (!c->req) {
+        mg_conn_close(c);
+        return;
+    }
+    c->h->error(c->req, status, why);
+}
+
+static void conn_parse(mg_conn *c, const char *p, size_t n)
+{
+    int in_head = c->state == MG_C_IDLE || c->state == MG_C_HEAD;
+    c->pause_reason = PAUSE_NONE;
+    /* Heads and chunked bodies go through our own strict check first,
+     * which also decides where they end: llhttp only sees those bytes, and
+     * must end them at the same place. */
+    if (in_head && !(c->check.head && mg_h1check_active(&c->check))) mg_h1check_head(&c->check, 0);
+    size_t feed = n;
+    int checked = mg_h1check_active(&c->check);
+    int head = c->check.head;
+    if (checked) {
+        const char *why = NULL;
+        long k = mg_h1check_feed(&c->check, p, n, NULL, &why);
+        if (k < 0) {
+            conn_bad_request(c, 400, why);
+            return;
+        }
+        feed = (size_t)k;
+    }
+    llhttp_errno_t e = llhttp_execute(&c->parser, p, feed);
+    if (c->state == MG_C_CLOSING) return;
+    size_t used = feed;
+    if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+        used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
+        c->blocked = 1;
+        if (used < n) pend_append(c, p + used, n - used);
+    } else if (e != HPE_OK) {
+        conn_parse_error(c);
+        return;
+    }
+    if (checked) {
+        int ended = mg_h1check_done(&c->check);
+        int llhttp_ended = c->pause_reason == (head ? PAUSE_HEAD : PAUSE_MESSAGE);
+        if (ended != llhttp_ended || used != feed) {
+            conn_bad_request(c, 400,
+                             head ? "a request head that parsers could read differently"
+                                  : "chunked framing that parsers could read differently");
+            return;
+        }
+    }
+    if (c->pause_reason == PAUSE_HEAD && c->req) {
+        if (c->req->body_len == MG_BODY_CHUNKED) mg_h1check_chunked(&c->check, 0);
+        c->state = MG_C_WAIT;
+        mg_tq_remove(&c->tq);
+        if (c->req->has_body) mg_tq_arm(&c->w->q_client_io, &c->tq, uv_now(&c->w->loop));
+        c->h->head(c->req);
+    }
+}
+
+/* Feeds pending bytes to the parser while it is not blocked. Re-entrant
+ * calls (a response finished synchronously) only ask the loop to run again,
+ * so a long pipeline does not grow the stack. */
+static void conn_drive(mg_conn *c)
+{
+    if (c->driving) {
+        c->redrive = 1;
+        return;
+    }
+    c->driving = 1;
+    do {
+        c->redrive = 0;
+        /* llhttp advances through non-consuming steps (the end of a bodiless
+         * request after a pause at its head) only inside execute. */
+        if (c->state != MG_C_CLOSING && !c->blocked && !c->pend_len && c->req &&
+            !c->req->body_done && c->state != MG_C_TUNNEL)
+            conn_parse(c, "", 0);
+        while (c->state != MG_C_CLOSING && !c->blocked && c->pend_len) {
+            char *buf = c->pend;
+            uint32_t len = c->pend_len;
+            c->pend = NULL;
+            c->pend_len = c->pend_cap = 0;
+            conn_parse(c, buf, len);
+            free(buf);
+        }
+    } while (c->redrive && c->state != MG_C_CLOSING);
+    c->driving = 0;
+    /* Read again unless the client is far ahead or the handler asked for a
+     * pause (back-pressure from the backend; resume restarts us). */
+    if (c->state != MG_C_CLOSING && !c->peer_eof && c->pend_len < PEND_MAX && !c->paused)
+        mg_stream_read_start(&c->s);
+    if (c->state != MG_C_CLOSING && c->peer_eof && !c->blocked && !c->pend_len &&
+        (c->state == MG_C_IDLE || c->state == MG_C_HEAD))
+        mg_conn_close(c);
+}
+
+/* ---- stream events -------------------------------------------------- */
+
+static void on_read(mg_stream *s, const char *p, size_t n)
+{
+    mg_conn *c = of_stream(s);
+    if (c->state == MG_C_TUNNEL) {
+        if (c->req) c->h->tunnel_data(c->req, p, n);
+    } else if (c->blocked || c->pend_len || c->driving) {
+        pend_append(c, p, n);
+        if (c->pend_len >= PEND_MAX) mg_stream_read_stop(s);
+    } else {
+        conn_parse(c, p, n);
+    }
+}
+
+static void on_eof(mg_stream *s)
+{
+    mg_conn *c = of_stream(s);
+    c->peer_eof = 1;
+    switch (c->state) {
+    case MG_C_IDLE:
+    case MG_C_HEAD:
+        if (!c->blocked && !c->pend_len) mg_conn_close(c);
+        break;
+    case MG_C_BODY:
+    case MG_C_WAIT:
+        /* the request body can never complete */
+        if (c->req && c->req->has_body && !c->req->body_done) mg_conn_close(c);
+        break;
+    case MG_C_TUNNEL:
+        mg_conn_close(c);
+        break;
+    default:
+        /* half-close after a complete request: answer it, then close */
+        break;
+    }
+}
+
+static void on_error(mg_stream *s, int err)
+{
+    mg_conn_close(of_stream(s));
+}
+
+static void on_drain(mg_stream *s)
+{
+    mg_conn *c = of_stream(s);
+    if (c->state != MG_C_CLOSING && c->req) c->h->drain(c->req);
+}
+
+static void on_closed(mg_stream *s)
+{
+    mg_conn *c = of_stream(s);
+    mg_worker *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->nconns--;
+    atomic_fetch_sub_explicit(&mg_stats.open_connections, 1, memory_order_relaxed);
+    free(c->pend);
+    free(c);
+}
+
+static const mg_stream_events conn_events = {
+    .read = on_read,
+    .eof = on_eof,
+    .error = on_error,
+    .drain = on_drain,
+    .close = on_closed,
+};
+
+void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h)
+{
+    uv_once(&settings_once, settings_init);
+    /* Ownership: freed in on_closed, after the stream's handle closed. */
+    mg_conn *c = calloc(1, sizeof(*c));
+    if (!c) return;
+    mg_stream_tcp_init(&c->s, &w->loop, &conn_events, w->readbuf, sizeof(w->readbuf));
+    c->w = w;
+    c->h = h;
+    c->id = ++w->next_conn_id;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    atomic_fetch_add_explicit(&mg_stats.open_connections, 1, memory_order_relaxed);
+    if (mg_stream_accept(&c->s, server)) {
+        c->state = MG_C_CLOSING;
+        mg_stream_close(&c->s);
+        return;
+    }
+    mg_stream_peer(&c->s, &c->peer.ss);
+    llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
+    c->parser.data = c;
+    c->state = MG_C_IDLE;
+    /* The first request must arrive within client_header. */
+    mg_tq_arm(&w->q_client_header, &c->tq, uv_now(&w->loop));
+    mg_stream_read_start(&c->s);
+}
+
+void mg_conn_expire(mg_worker *w, uint64_t now)
+{
+    mg_tq_node *n;
+    while ((n = mg_tq_expired(&w->q_client_idle, now))) {
+        mg_conn *c = mg_container_of(n, mg_conn, tq);
+        mg_tq_remove(n);
+        mg_conn_close(c);
+    }
+    while ((n = mg_tq_expired(&w->q_client_header, now))) {
+        mg_conn *c = mg_container_of(n, mg_conn, tq);
+        mg_tq_remove(n);
+        if (c->state == MG_C_HEAD)
+            conn_bad_request(c, 408, "request head not received in time");
+        else
+            mg_conn_close(c); /* connected and never sent a byte */
+    }
+    while ((n = mg_tq_expired(&w->q_client_io, now))) {
+        mg_conn *c = mg_container_of(n, mg_conn, tq);
+        mg_tq_remove(n);
+        if (c->req)
+            conn_bad_request(c, 408, "request body not received in time");
+        else
+            mg_conn_close(c);
+    }
+}
+
+void mg_conn_stop_all(mg_worker *w)
+{
+    mg_conn *next;
+    for (mg_conn *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->state == MG_C_IDLE && !c->pend_len)
+            mg_conn_close(c);
+        else
+            c->close_after = 1;
+    }
+}

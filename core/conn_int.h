@@ -1,0 +1,23 @@
+/* Internal to conn.c and conn_response.c: the HTTP/1 source's functions
+ * that both halves of the client side use. */
+#ifndef MG_CONN_INT_H
+#define MG_CONN_INT_H
+
+#include "conn.h"
+
+/* The mg_req_src table of HTTP/1 client connections (conn_response.c). */
+extern const mg_req_src mg_conn__src;
+
+/* The response went out: release the request, then keep the connection
+ * alive (parse the next request) or close it. */
+void mg_conn__exchange_done(mg_conn *c);
+
+/* Closes once the queued writes went out. */
+void mg_conn__close_gracefully(mg_conn *c);
+
+/* Unblocks the parser and reads on (after a head was handled, or when
+ * back-pressure ends); pause stops reading the request body. */
+void mg_conn__resume(mg_conn *c);
+void mg_conn__pause(mg_conn *c);
+
+#endif

@@ -1,0 +1,21 @@
+/* The proxy: the whole life of a request between a client-side source and
+ * a backend: checks, routing, hooks, the balancer's pick, tries and
+ * retries, the response parser, the relay both ways, on_log and the access
+ * log. It is the only code that sees both sides, and it does not know which
+ * framing a request came from: sources hand requests in through
+ * mg_proxy_handler and are answered through r->src. */
+#ifndef MG_PROXY_H
+#define MG_PROXY_H
+
+#include "conn.h"
+
+/* The handler client-side sources register. */
+extern const mg_conn_handler mg_proxy_handler;
+
+/* The worker's tick: requests whose response did not come in time. */
+void mg_proxy_expire(mg_worker *w, uint64_t now);
+
+/* Writes the access log line and runs on_log hooks (access_log.c). */
+void mg_req_log(mg_req *r);
+
+#endif

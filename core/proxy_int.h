@@ -1,0 +1,61 @@
+/* Internal to the proxy's files (proxy*.c). */
+#ifndef MG_PROXY_INT_H
+#define MG_PROXY_INT_H
+
+#include "log.h"
+#include "lua_bridge.h"
+#include "proxy.h"
+#include "stats.h"
+#include "upstream.h"
+#include "worker.h"
+
+#include <uv.h>
+
+/* Whether the source still listens: a request whose client went away (or
+ * whose exchange ended) answers nothing more. */
+static inline int mg_proxy__live(const mg_req *r)
+{
+    return r->src != NULL;
+}
+
+/* proxy.c */
+/* Answers r without a backend: headers are "Name: value\r\n" lines. */
+void mg_proxy__respond(mg_req *r, int status, const char *headers, size_t hlen, const char *body,
+                       size_t blen, int close);
+void mg_proxy__respond_text(mg_req *r, int status, const char *text, int close);
+/* The response is complete: log it, then end the exchange (r is gone). */
+void mg_proxy__finish(mg_req *r);
+/* Sends bytes upstream, pausing the client on back-pressure. */
+void mg_proxy__up_send(mg_req *r, const uv_buf_t *bufs, unsigned n);
+
+/* proxy_try.c */
+extern const mg_up_events mg_proxy__up_events;
+void mg_proxy__try(mg_req *r);
+/* Ends a request that got no usable response: an answer with status, or
+ * closing the client when a response is half sent. */
+void mg_proxy__fail(mg_req *r, int status, const char *why);
+/* Lets go of the upstream connection (back to the pool when reusable). */
+void mg_proxy__detach(mg_req *r, int reusable);
+void mg_proxy__passive(mg_req *r, int failed, const char *what);
+void mg_proxy__up_error(void *owner, int err);
+void mg_proxy__up_timeout_response(mg_req *r);
+/* After a failure with nothing of the response received: another try, or
+ * an error. connect_failed: the connect was refused or timed out. */
+void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char *what, int err);
+
+/* proxy_response.c */
+void mg_proxy__response_start(mg_req *r); /* a try begins: a fresh parser */
+void mg_proxy__up_data(void *owner, const char *p, size_t n);
+void mg_proxy__up_eof(void *owner);
+
+/* proxy_head.c */
+/* Validates the target and Host and rewrites the target (origin-form,
+ * normalised path). Returns 0 or a status with *why. */
+int mg_proxy__check_head(mg_req *r, const mg_config *cfg, const char **why);
+void mg_proxy__split_url(const mg_req *r, mg_str *path, mg_str *query, mg_str *authority);
+void mg_proxy__upstream_head(mg_req *r);
+/* Removes hop-by-hop entries (and those Connection names) from r->out,
+ * from index `from`; keep_upgrade keeps Upgrade (a 101). */
+void mg_proxy__strip_hop(mg_headers *h, uint32_t from, int keep_upgrade);
+
+#endif

@@ -1,0 +1,274 @@
+/* Tries: pick a target through the Lua balancer, connect (or reuse a pooled
+ * connection), send the head, and on a failure before any response decide
+ * between another target and an error. Upstream events land here, except
+ * response bytes (proxy_response.c). */
+#include "h1.h"
+#include "proxy_int.h"
+#include "targets.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ---- passive health ------------------------------------------------- */
+
+void mg_proxy__passive(mg_req *r, int failed, const char *what)
+{
+    const mg_service *s = &r->snap->services[r->svc];
+    if (!s->passive_failures || r->target < 0) return;
+    const mg_target *t = &s->targets[r->target];
+    uint64_t now = uv_hrtime() / 1000000;
+    if (mg_passive_record(t->suid, failed, s->passive_failures, s->passive_cooldown_ms, now))
+        MG_LOG(MG_LOG_WARN, r->w->id, r->conn_id,
+               "service %s: target %s ejected after %d consecutive failures (last: %s)", s->name,
+               t->address, s->passive_failures, what);
+}
+
+/* ---- picking a target ----------------------------------------------- */
+
+static int was_tried(const mg_req *r, int idx)
+{
+    for (int i = 0; i < r->tries; i++)
+        if (r->tried[i] == idx) return 1;
+    return 0;
+}
+
+/* Round robin over untried targets: the fallback when a balancer fails. */
+static int fallback_pick(mg_req *r, mg_worker *w, const int *excl, int nexcl)
+{
+    const mg_service *s = &r->snap->services[r->svc];
+    for (int k = 0; k < s->ntargets; k++) {
+        int idx = (int)(w->rr_fallback++ % (uint32_t)s->ntargets);
+        int skip = 0;
+        for (int i = 0; i < nexcl; i++)
+            if (excl[i] == idx) skip = 1;
+        if (!skip) return idx;
+    }
+    return -1;
+}
+
+/* Whether a target should be avoided while others are left: resting after
+ * connect failures, down by its health check, or ejected by passive health. */
+static int avoid(const mg_service *s, int idx, uint64_t now_ms)
+{
+    const mg_target *t = &s->targets[idx];
+    return mg_targets_resting(t->uid, now_ms) || mg_health_get(t->suid) == MG_HEALTH_DOWN ||
+           (s->passive_failures && mg_passive_ejected(t->suid, now_ms));
+}
+
+/* Asks the balancer for a target, skipping targets to avoid unless every
+ * untried target is (panic mode: try them anyway). */
+static int pick_target(mg_req *r)
+{
+    mg_worker *w = r->w;
+    const mg_service *s = &r->snap->services[r->svc];
+    int excl[64];
+    int nexcl = 0;
+    for (int i = 0; i < r->tries && nexcl < 64; i++)
+        excl[nexcl++] = r->tried[i];
+    int base = nexcl;
+    uint64_t now = mg_targets_now_ms();
+    for (int attempt = 0; attempt <= s->ntargets; attempt++) {
+        int idx = mg_lua_pick(&w->lua, r, excl, nexcl);
+        if (idx == -2 || (idx >= 0 && (idx >= s->ntargets || was_tried(r, idx)))) {
+            if (idx >= 0)
+                MG_LOG(MG_LOG_WARN, w->id, r->conn_id,
+                       "balancer %s returned a target already tried; using round robin",
+                       s->balancer);
+            idx = fallback_pick(r, w, excl, nexcl);
+        }
+        if (idx < 0) break;
+        if (avoid(s, idx, now) && nexcl < 64) {
+            excl[nexcl++] = idx; /* try the others first */
+            continue;
+        }
+        return idx;
+    }
+    if (nexcl > base) {
+        /* every untried target is resting: panic mode, try them anyway */
+        MG_LOG(MG_LOG_WARN, w->id, r->conn_id,
+               "service %s: every target failed recently; trying them anyway", s->name);
+        int idx = mg_lua_pick(&w->lua, r, excl, base);
+        if (idx < 0 || idx >= s->ntargets || was_tried(r, idx))
+            idx = fallback_pick(r, w, excl, base);
+        return idx;
+    }
+    return -1;
+}
+
+/* ---- a try ---------------------------------------------------------- */
+
+static void send_head(mg_req *r)
+{
+    mg_upconn *u = r->up;
+    uv_buf_t b = uv_buf_init(r->uhead.p, (unsigned)r->uhead.len);
+    if (mg_up_send(u, &b, 1) < 0) {
+        /* the write failed at once: treat like a reset before any response */
+        mg_proxy__up_error(r, UV_EPIPE);
+        return;
+    }
+    mg_tq_arm(&r->w->q_up_response, &r->tq, uv_now(&r->w->loop));
+    if (mg_proxy__live(r)) r->src->resume(r); /* stream the body, if any */
+}
+
+void mg_proxy__try(mg_req *r)
+{
+    mg_worker *w = r->w;
+    const mg_service *s = &r->snap->services[r->svc];
+    if (s->ntargets == 0) {
+        mg_proxy__fail(r, 503, "service has no targets");
+        return;
+    }
+    int idx = pick_target(r);
+    if (idx < 0) {
+        mg_proxy__fail(r, 502, "no target left to try");
+        return;
+    }
+    r->target = idx;
+    r->try_start_ns = uv_hrtime();
+    if (r->tries < (int)MG_ARRAY_SIZE(r->tried)) r->tried[r->tries] = idx;
+    r->tries++;
+    const mg_target *t = &s->targets[idx];
+    if (r->upstreams.len) mg_buf_append(&r->upstreams, ",", 1);
+    /* a discovered target is logged by name too: "web-1@172.18.0.3:80" */
+    if (strcmp(t->id, t->address) != 0) {
+        mg_buf_append(&r->upstreams, t->id, strlen(t->id));
+        mg_buf_append(&r->upstreams, "@", 1);
+    }
+    mg_buf_append(&r->upstreams, t->address, strlen(t->address));
+    atomic_fetch_add_explicit(&mg_target_inflight[t->uid], 1, memory_order_relaxed);
+    mg_proxy__response_start(r);
+    int err = 0;
+    mg_upconn *u = mg_up_get(w, t, r, &mg_proxy__up_events, &err);
+    if (!u) {
+        atomic_fetch_sub_explicit(&mg_target_inflight[t->uid], 1, memory_order_relaxed);
+        MG_LOG(MG_LOG_WARN, w->id, r->conn_id, "connect to %s failed: %s", t->address,
+               uv_strerror(err));
+        mg_proxy__retry_or_fail(r, 1, 1, "cannot connect", 0);
+        return;
+    }
+    r->up = u;
+    if (u->state == MG_U_ACTIVE) {
+        send_head(r);
+    } else if (mg_proxy__live(r)) {
+        /* nothing may go upstream before the connection and the head */
+        r->src->pause(r);
+    }
+}
+
+void mg_proxy__detach(mg_req *r, int reusable)
+{
+    mg_upconn *u = r->up;
+    if (!u) return;
+    r->up = NULL;
+    atomic_fetch_sub_explicit(&mg_target_inflight[u->uid], 1, memory_order_relaxed);
+    mg_up_release(u, reusable);
+}
+
+void mg_proxy__fail(mg_req *r, int status, const char *why)
+{
+    mg_proxy__detach(r, 0);
+    mg_tq_remove(&r->tq);
+    if (!mg_proxy__live(r)) return;
+    /* a head the source still holds back can be replaced by an honest error */
+    if (r->resp_started && !r->resp_sent) r->resp_started = 0;
+    if (r->resp_started) {
+        /* a response is half sent: the only honest signal left is closing */
+        MG_LOG(MG_LOG_WARN, r->w->id, r->conn_id, "upstream failed mid-response: %s", why);
+        r->src->abort(r);
+        return;
+    }
+    char body[160];
+    snprintf(body, sizeof(body), "%s: %s\n", mg_status_reason(status), why);
+    mg_proxy__respond_text(r, status, body, !r->body_done);
+}
+
+/* Decides between another try and an error, after a failure with nothing
+ * of the response received. connect_failed: the target refused or did not
+ * answer the connect (it rests a moment, gateway-wide). */
+void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char *what, int err)
+{
+    mg_worker *w = r->w;
+    const mg_target *t = mg_req_target(r);
+    mg_lua_report(&w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9,
+                  connect_failed ? "connect" : "reset");
+    mg_target_stats *ts = mg_target_stats_of(t->suid);
+    if (ts) atomic_fetch_add_explicit(&ts->connect_errors, 1, memory_order_relaxed);
+    mg_proxy__passive(r, 1, what);
+    if (connect_failed) mg_targets_connect_failed(t->uid, mg_targets_now_ms());
+    mg_proxy__detach(r, 0);
+    if (!mg_proxy__live(r)) return;
+    const mg_service *s = &r->snap->services[r->svc];
+    int can = safe && r->tries <= w->cfg->retries && !r->body_started && !r->resp_started;
+    MG_LOG(MG_LOG_WARN, w->id, r->conn_id, "upstream %s (service %s): %s %s%s", t->address, s->name,
+           what, err ? uv_strerror(err) : "", can ? ", trying another target" : "");
+    if (can) {
+        if (ts) atomic_fetch_add_explicit(&ts->retries, 1, memory_order_relaxed);
+        mg_proxy__try(r);
+    } else {
+        mg_proxy__fail(r, 502, what);
+    }
+}
+
+/* ---- upstream events ------------------------------------------------ */
+
+static void up_connected(void *owner, int status)
+{
+    mg_req *r = owner;
+    if (status < 0) {
+        mg_proxy__retry_or_fail(r, 1, 1, "connect failed:", status);
+        return;
+    }
+    mg_targets_connect_ok(r->up->uid);
+    send_head(r);
+}
+
+static void up_connect_timeout(void *owner)
+{
+    mg_proxy__retry_or_fail(owner, 1, 1, "connect timed out", 0);
+}
+
+void mg_proxy__up_timeout_response(mg_req *r)
+{
+    mg_lua_report(&r->w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9, "timeout");
+    mg_target_stats *ts = mg_target_stats_of(mg_req_target(r)->suid);
+    if (ts) atomic_fetch_add_explicit(&ts->timeouts, 1, memory_order_relaxed);
+    mg_proxy__passive(r, 1, "timeout");
+    /* No retry after a response timeout: it would multiply the wait. */
+    MG_LOG(MG_LOG_WARN, r->w->id, r->conn_id,
+           "upstream %s: no response in time (request body %s, %zu bytes queued upstream)",
+           mg_req_target(r)->address, r->body_done ? "sent" : "incomplete",
+           r->up ? mg_up_queued(r->up) : 0);
+    mg_proxy__fail(r, 504, "upstream did not answer in time");
+}
+
+void mg_proxy__up_error(void *owner, int err)
+{
+    mg_req *r = owner;
+    mg_upconn *u = r->up;
+    if (u && !r->got_bytes && !r->resp_started) {
+        /* Nothing came back. A reused keep-alive connection that the backend
+         * had closed is retried for any method; a fresh one only for
+         * idempotent requests. */
+        int safe = u->reused || r->idempotent;
+        mg_proxy__retry_or_fail(r, !u->reused, safe, "connection lost before a response:", err);
+        return;
+    }
+    MG_LOG(MG_LOG_WARN, r->w->id, r->conn_id, "upstream %s: %s", mg_req_target(r)->address,
+           uv_strerror(err));
+    mg_proxy__fail(r, 502, "upstream connection failed");
+}
+
+static void up_drained(void *owner)
+{
+    mg_req *r = owner;
+    if ((!r->body_done || r->tunnel) && mg_proxy__live(r)) r->src->resume(r);
+}
+
+const mg_up_events mg_proxy__up_events = {
+    .connected = up_connected,
+    .data = mg_proxy__up_data,
+    .eof = mg_proxy__up_eof,
+    .error = mg_proxy__up_error,
+    .drained = up_drained,
+    .timeout = up_connect_timeout,
+};
