@@ -631,6 +631,18 @@ static void on_accept(uv_stream_t *server, int status)
 }
 
 
+/* A TLS server stream on an ephemeral loopback port; its address in a. */
+static int listen_loopback(uv_loop_t *loop, struct sockaddr_in *a)
+{
+    uv_ip4_addr("127.0.0.1", 0, a);
+    uv_tcp_init(loop, &listener_tcp);
+    if (uv_tcp_bind(&listener_tcp, (struct sockaddr *)a, 0) ||
+        uv_listen((uv_stream_t *)&listener_tcp, 8, on_accept))
+        return -1;
+    int alen = sizeof(*a);
+    return uv_tcp_getsockname(&listener_tcp, (struct sockaddr *)a, &alen);
+}
+
 static int t_streams(void)
 {
     uv_loop_t loop;
@@ -641,12 +653,7 @@ static int t_streams(void)
     srv.pause_at = 50000;
     uv_timer_init(&loop, &resume_timer);
     struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &listener_tcp);
-    CHECK(uv_tcp_bind(&listener_tcp, (struct sockaddr *)&a, 0) == 0);
-    CHECK(uv_listen((uv_stream_t *)&listener_tcp, 8, on_accept) == 0);
-    int alen = sizeof(a);
-    uv_tcp_getsockname(&listener_tcp, (struct sockaddr *)&a, &alen);
+    CHECK(listen_loopback(&loop, &a) == 0);
     SSL_CTX *cctx = client_ctx();
     mg_stream_tcp_init(&cli.s, &loop, &p_events, cbuf, sizeof(cbuf));
     CHECK(mg_tls_stream_client(&cli.s, cctx, "a.test") == 0);
@@ -685,12 +692,7 @@ static int t_stream_verify_fails(void)
     memset(&cli, 0, sizeof(cli));
     uv_timer_init(&loop, &resume_timer);
     struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_init(&loop, &listener_tcp);
-    CHECK(uv_tcp_bind(&listener_tcp, (struct sockaddr *)&a, 0) == 0);
-    CHECK(uv_listen((uv_stream_t *)&listener_tcp, 8, on_accept) == 0);
-    int alen = sizeof(a);
-    uv_tcp_getsockname(&listener_tcp, (struct sockaddr *)&a, &alen);
+    CHECK(listen_loopback(&loop, &a) == 0);
     char err[256];
     SSL_CTX *cctx = mg_tls_client_ctx_new(1, NULL, err, sizeof(err));
     mg_stream_tcp_init(&cli.s, &loop, &p_events, cbuf, sizeof(cbuf));
