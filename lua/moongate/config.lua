@@ -13,7 +13,12 @@
 --     services = { { name, balancer, balancer_opts, line,
 --                    targets = { { host, port, address, id, weight, labels, line } } } },  -- sorted by name
 --     routes = { { rule, service, priority (nil = rule length), line, name } },
---     admin, providers, health, middlewares = reserved tables, passed through }
+--     admin, providers, health, middlewares = reserved tables, passed through,
+--     tls = nil | { certificates = { { cert, key, line } }, min_version = 0x0303|0x0304,
+--                   acme = { name = settings }, domains = { name = { { main, sans } } } } }
+--   TLS fields (lua/moongate/tls_config.lua): listen[i].tls/name/redirect_port/alpn,
+--   services[i].tls = { verify, ca_file, server_name }, targets[i].tls,
+--   routes[i].tls = { resolver, domains } | {}, routes[i].entrypoints
 local lines_of = require("moongate.config_lines")
 local tls_config = require("moongate.tls_config")
 
