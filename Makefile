@@ -12,8 +12,10 @@ BUSTED    ?= busted
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # What building needs (make run installs only these), then what the specs add.
-BUILD_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libluajit2-5.1-dev luajit2 node-llhttp
-DEPS_PKGS := $(BUILD_PKGS) lua-busted lua-socket lua-posix lua-cjson python3 curl clang-format chromium
+BUILD_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libluajit2-5.1-dev luajit2 node-llhttp \
+              libssl-dev
+DEPS_PKGS := $(BUILD_PKGS) lua-busted lua-socket lua-posix lua-cjson python3 curl clang-format chromium \
+             openssl pebble testssl.sh
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT       ?= -O2 -g
@@ -21,7 +23,7 @@ CFLAGS_ALL = -std=gnu11 $(OPT) $(WARN) -fvisibility=hidden -pthread \
              -I core -I $(LLHTTP_INC) -I $(LUAJIT_INC) -I $(BUILD) \
              -DMG_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
 LDFLAGS_ALL = -pthread -Wl,-E $(EXTRA_LDFLAGS)
-LIBS      := -luv -ljansson -lluajit-5.1 -lm -ldl
+LIBS      := -luv -ljansson -lluajit-5.1 -lssl -lcrypto -lm -ldl
 
 CORE_SRCS := $(wildcard core/*.c)
 CORE_OBJS := $(patsubst core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS))
@@ -34,8 +36,16 @@ EMBED_FILES := $(EMBED_LUA) core/dashboard.html
 
 all: $(BUILD)/moongate
 
+# C unit tests, built for `make test` (not needed to build the gateway)
+TEST_BINS = $(BUILD)/tls_engine_test
+
 $(BUILD)/moongate: $(CORE_OBJS) $(LLHTTP_OBJS) $(BUILD)/embedded.o
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# The TLS engine's unit tests (spec/tls/engine_spec.lua runs them).
+TLS_TEST_OBJS := $(patsubst %,$(BUILD)/core/%.o,tls tls_certs tls_tickets tls_crypto tls_stream stream log)
+$(BUILD)/tls_engine_test: spec/tls/engine_test.c $(TLS_TEST_OBJS) $(wildcard core/*.h)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ spec/tls/engine_test.c $(TLS_TEST_OBJS) -luv -lssl -lcrypto
 
 $(BUILD)/core/%.o: core/%.c $(wildcard core/*.h) | $(BUILD)/core
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
@@ -68,13 +78,13 @@ build-deps:
 	@sh tools/deps.sh $(BUILD_PKGS)
 
 test: deps
-	$(MAKE) all
+	$(MAKE) all $(TEST_BINS)
 	sh tools/run-specs.sh $(BUILD)/moongate
 
 asan:
 	$(MAKE) BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all build/asan/tls_engine_test
 
 test-asan: deps asan
 	MG_SANITIZED=1 sh tools/run-specs.sh build/asan/moongate

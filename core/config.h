@@ -12,7 +12,29 @@ typedef struct mg_listen {
     char host[64];
     int port;
     int line;
+    /* TLS (docs/tls.md). A plain POD so reloads can swap listener arrays. */
+    int tls;                /* 1: clients speak TLS on this listener */
+    int redirect_port;      /* plain listener: answer every request (but ACME HTTP-01
+                               challenges) with a redirect to https://host:PORT; 0: off */
+    char name[64];          /* the entry point name, "" if none */
+    unsigned char alpn[64]; /* ALPN protocols in wire format, server preference */
+    int alpn_len;           /* 0: the default ("http/1.1") */
 } mg_listen;
+
+typedef struct mg_tls_file_conf {
+    char *cert, *key; /* paths, relative ones already made relative to the config's dir */
+    int line;
+} mg_tls_file_conf;
+
+/* The top-level `tls` table. */
+typedef struct mg_tls_conf {
+    int enabled;     /* a tls table, or a listener with tls = true */
+    int min_version; /* 0x0303 (TLS 1.2) or 0x0304 */
+    mg_tls_file_conf *files;
+    int nfiles;
+    char *sources; /* { resolvers = {...}, domains = {...} } as a Lua literal, for the
+                      certificate source plugins on the control plane */
+} mg_tls_conf;
 
 typedef struct mg_cidr {
     int family; /* AF_INET or AF_INET6 */
@@ -49,7 +71,8 @@ typedef struct mg_config {
     int admin_port;
     char *admin_token; /* NULL: no token required */
     char *providers;   /* discovery providers' settings, a Lua literal */
-    char *text;        /* the config file's text this was built from (NULL: embedded) */
+    mg_tls_conf tls;
+    char *text; /* the config file's text this was built from (NULL: embedded) */
 } mg_config;
 
 /* Loads and validates a config file (path NULL: ./moongate.lua if present,

@@ -3,6 +3,7 @@
 #include "stats.h"
 #include "targets.h"
 
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,9 @@ static void free_service(mg_service *svc)
     free(svc->balancer);
     free(svc->balancer_opts);
     free(svc->health);
+    free(svc->tls_ca_file);
+    free(svc->tls_server_name);
+    if (svc->tls_ctx) SSL_CTX_free(svc->tls_ctx);
 }
 
 void mg_snapshot_unref(mg_snapshot *s)

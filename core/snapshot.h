@@ -24,6 +24,7 @@ typedef struct mg_target {
     char *address; /* "host:port", for logs */
     uint16_t port;
     int weight;
+    uint8_t tls;   /* 1: connect with TLS (an https:// target or a service with tls) */
     uint32_t uid;  /* the address: pools, passive marks, in-flight counts */
     uint32_t suid; /* the (service, address) pair: request statistics */
     struct sockaddr_storage addr;
@@ -38,6 +39,12 @@ typedef struct mg_service {
     char *health;         /* health check settings as a Lua literal, or NULL */
     int passive_failures; /* consecutive failures that eject a target; 0: off */
     uint64_t passive_cooldown_ms;
+    /* upstream TLS (docs/tls.md): settings, and the client context built
+     * from them at load (owned by the snapshot; mg_tls_new takes its own
+     * reference per connection) */
+    int tls, tls_verify;
+    char *tls_ca_file, *tls_server_name; /* NULL: system CAs / the target's host */
+    struct ssl_ctx_st *tls_ctx;
     mg_target *targets;
     int ntargets;
     int line;

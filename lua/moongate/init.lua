@@ -276,5 +276,9 @@ if rawget(_G, "__mg_io") then
     _M.spawn = aio.spawn
     _M.run = aio.run
 end
+if rawget(_G, "__mg_crypto") then
+    _M.crypto = require("moongate.crypto")
+    _M.tls = require("moongate.tls")
+end
 
 return _M
