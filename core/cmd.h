@@ -10,6 +10,5 @@ int mg_cmd_check(const char *config_path);
  * shared (SO_REUSEPORT) instead of refused. */
 int mg_cmd_run(const char *config_path, int takeover);
 int mg_cmd_bench_lua(int argc, char **argv);
-int mg_cmd_tls_serve(int argc, char **argv); /* hidden: the TLS test harness */
 
 #endif

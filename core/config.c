@@ -319,11 +319,14 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
                 memcpy(&t->addr, &addrs[k], lens[k]);
                 t->addrlen = lens[k];
                 ip_string(&addrs[k], ip, sizeof(ip));
-                snprintf(key, sizeof(key), "%s|%u", ip, port);
+                snprintf(key, sizeof(key), "%s|%u%s", ip, port, target_tls ? "|tls" : "");
             } else {
                 t->addr.ss_family = AF_UNSPEC;
-                snprintf(key, sizeof(key), "unresolved|%s|%u", host, port);
+                snprintf(key, sizeof(key), "unresolved|%s|%u%s", host, port,
+                         target_tls ? "|tls" : "");
             }
+            /* (TLS is in the key: a plain and a TLS target on one address
+             * must not share pooled connections) */
             if (na > 1) {
                 /* one name, several instances: each is its own target */
                 char a[300];
@@ -355,6 +358,35 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     }
     lua_pop(L, 1);
     return 0;
+}
+
+/* The listeners route r (at index r on the stack) matches on: the ones its
+ * entrypoints name (all when none), and only TLS ones when it has tls. */
+static uint64_t route_listeners(lua_State *L, int r, const mg_config *cfg)
+{
+    uint64_t mask = UINT64_MAX;
+    lua_getfield(L, r, "entrypoints");
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    if (n) {
+        mask = 0;
+        for (int k = 1; k <= n; k++) {
+            lua_rawgeti(L, -1, k);
+            const char *name = lua_tostring(L, -1);
+            for (int j = 0; name && j < cfg->nlisten && j < 64; j++)
+                if (strcmp(cfg->listen[j].name, name) == 0) mask |= (uint64_t)1 << j;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, r, "tls");
+    if (lua_istable(L, -1)) {
+        uint64_t tls = 0;
+        for (int j = 0; j < cfg->nlisten && j < 64; j++)
+            if (cfg->listen[j].tls) tls |= (uint64_t)1 << j;
+        mask &= tls;
+    }
+    lua_pop(L, 1);
+    return mask;
 }
 
 static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from_file, char *err,
@@ -494,6 +526,7 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
         int rc = sidx < 0 ? (snprintf(why, sizeof(why), "unknown service '%s'", svc), -1)
                           : mg_router_add(snap->router, rule, prio, i - 1, why, sizeof(why));
         if (rc) snprintf(err, errlen, "%s:%d: routes[%d]: %s", cfg->source, line, i, why);
+        if (!rc) mg_router_restrict(snap->router, i - 1, route_listeners(L, r, cfg));
         free(rule);
         free(svc);
         lua_pop(L, 1);

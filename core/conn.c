@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "conn_int.h"
 #include "stats.h"
+#include "tls_stream.h"
 #include "worker.h"
 
 #include <stdlib.h>
@@ -38,6 +39,8 @@ static mg_req *conn_new_req(mg_conn *c)
     r->client_trusted = mg_cidr_match(c->w->cfg->trusted, c->w->cfg->ntrusted, &c->peer.sa);
     r->http_major = 1;
     r->http_minor = 1;
+    r->secure = c->secure;
+    r->listen = c->listen;
     return r;
 }
 
@@ -426,7 +429,13 @@ static void on_eof(mg_stream *s)
 
 static void on_error(mg_stream *s, int err)
 {
-    mg_conn_close(of_stream(s));
+    mg_conn *c = of_stream(s);
+    if (err == UV_EPROTO && c->secure && c->h->broken) {
+        mg_tls *t = mg_tls_stream_engine(s);
+        const char *why = t ? mg_tls_error(t) : NULL;
+        c->h->broken(c->w, c->id, &c->peer.sa, why ? why : "TLS failed");
+    }
+    mg_conn_close(c);
 }
 
 static void on_drain(mg_stream *s)
@@ -458,7 +467,7 @@ static const mg_stream_events conn_events = {
     .close = on_closed,
 };
 
-void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h)
+void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h, int listen)
 {
     uv_once(&settings_once, settings_init);
     /* Ownership: freed in on_closed, after the stream's handle closed. */
@@ -479,6 +488,18 @@ void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h)
         return;
     }
     mg_stream_peer(&c->s, &c->peer.ss);
+    c->listen = (uint8_t)listen;
+    const mg_listen *l = listen < w->cfg->nlisten ? &w->cfg->listen[listen] : NULL;
+    if (l && l->tls) {
+        mg_tls_store *st = mg_tls_holder_get(&w->tls);
+        if (!st || mg_tls_stream_server(&c->s, mg_tls_store_ctx(st), l->alpn_len ? l->alpn : NULL,
+                                        (size_t)l->alpn_len)) {
+            c->state = MG_C_CLOSING;
+            mg_stream_close(&c->s);
+            return;
+        }
+        c->secure = 1;
+    }
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
     c->state = MG_C_IDLE;

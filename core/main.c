@@ -68,7 +68,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "test") == 0) return mg_cmd_test(argc - 2, argv + 2);
     if (strcmp(cmd, "new") == 0) return mg_cmd_new(argc - 2, argv + 2);
     if (strcmp(cmd, "bench-lua") == 0) return mg_cmd_bench_lua(argc - 2, argv + 2);
-    if (strcmp(cmd, "tls-test-server") == 0) return mg_cmd_tls_serve(argc - 2, argv + 2);
     if (cmd[0] && cmd[0] != '-' && strchr(cmd, '/') && access(cmd, R_OK) == 0)
         return mg_cmd_script(cmd, argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0) {

@@ -167,7 +167,12 @@ void mg_proxy__try(mg_req *r)
     atomic_fetch_add_explicit(&mg_target_inflight[t->uid], 1, memory_order_relaxed);
     mg_proxy__response_start(r);
     int err = 0;
-    mg_upconn *u = mg_up_get(w, t, r, &mg_proxy__up_events, &err);
+    mg_upconn *u =
+        t->tls ? (s->tls_ctx ? mg_up_get_tls(w, t, s->tls_ctx,
+                                             s->tls_server_name ? s->tls_server_name : t->host, r,
+                                             &mg_proxy__up_events, &err)
+                             : (err = UV_EPROTO, NULL))
+               : mg_up_get(w, t, r, &mg_proxy__up_events, &err);
     if (!u) {
         atomic_fetch_sub_explicit(&mg_target_inflight[t->uid], 1, memory_order_relaxed);
         MG_LOG(MG_LOG_WARN, w->id, r->conn_id, "connect to %s failed: %s", t->address,
@@ -258,6 +263,12 @@ void mg_proxy__retry_unsent(mg_req *r, const char *what)
 static void up_connected(void *owner, int status)
 {
     mg_req *r = owner;
+    if (status == UV_EPROTO) {
+        /* the TLS handshake failed (verification, protocol): the target
+         * answers, so no back-off, but another target may do better */
+        mg_proxy__retry_or_fail(r, 0, 1, "TLS handshake failed:", status);
+        return;
+    }
     if (status < 0) {
         mg_proxy__retry_or_fail(r, 1, 1, "connect failed:", status);
         return;

@@ -66,7 +66,11 @@ typedef struct mg_req_src {
     void (*abort)(mg_req *r);
     /* Response bytes waiting to go to the client. */
     size_t (*queued)(const mg_req *r);
+    /* What TLS says of the client side (MG_TLS_*), or NULL (plain). */
+    const char *(*tls)(const mg_req *r, int what);
 } mg_req_src;
+
+enum { MG_TLS_SNI = 0, MG_TLS_VERSION, MG_TLS_ALPN, MG_TLS_RESUMED };
 
 struct mg_req {
     /* ---- filled by the source ---------------------------------------- */
@@ -77,6 +81,8 @@ struct mg_req {
     uint64_t id;                    /* per-worker request id (Lua ctx key) */
     const struct sockaddr *client;  /* the client's address (the source's) */
     uint8_t client_trusted;         /* the client is a trusted proxy */
+    uint8_t secure;                 /* the client spoke TLS (scheme https) */
+    uint8_t listen;                 /* the listener it came in on (cfg->listen index) */
     uint8_t http_major, http_minor; /* as the client spoke it */
     uint8_t method;                 /* llhttp's method enum */
     uint8_t upgrade;                /* asks to switch protocols (WebSocket) */

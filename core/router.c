@@ -23,6 +23,7 @@ typedef struct route {
     int priority;
     int value;
     int order;
+    uint64_t listeners; /* bit i: matches on listener i */
 } route;
 
 struct mg_router {
@@ -314,6 +315,7 @@ int mg_router_add(mg_router *r, const char *rule, int priority, int value, char 
     }
     route *rt = &r->routes[r->n];
     if (mg_router__compile(&rt->pg, rule, err, errlen)) return -1;
+    rt->listeners = UINT64_MAX;
     size_t len = strlen(rule);
     rt->priority = priority >= 0 ? priority : (len > 0x7fffffff ? 0x7fffffff : (int)len);
     rt->value = value;
@@ -333,13 +335,27 @@ void mg_router_finalize(mg_router *r)
     if (r && r->n > 1) qsort(r->routes, (size_t)r->n, sizeof(route), by_priority);
 }
 
+int mg_router_restrict(mg_router *r, int value, uint64_t mask)
+{
+    for (int i = 0; r && i < r->n; i++)
+        if (r->routes[i].value == value) {
+            r->routes[i].listeners = mask;
+            return 0;
+        }
+    return -1;
+}
+
 int mg_router_match(const mg_router *r, const mg_route_input *in)
 {
     if (!r || !r->n) return -1;
     req rq;
     prepare(&rq, in);
-    for (int i = 0; i < r->n; i++)
-        if (eval(&r->routes[i].pg, r->routes[i].pg.root, &rq)) return r->routes[i].value;
+    uint64_t bit = in->listener >= 0 && in->listener < 64 ? (uint64_t)1 << in->listener : 0;
+    for (int i = 0; i < r->n; i++) {
+        const route *rt = &r->routes[i];
+        if (rt->listeners != UINT64_MAX && !(rt->listeners & bit)) continue;
+        if (eval(&rt->pg, rt->pg.root, &rq)) return rt->value;
+    }
     return -1;
 }
 

@@ -1,6 +1,7 @@
 /* See upstream.h. */
 #include "upstream.h"
 #include "worker.h"
+#include "tls_stream.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,12 @@ void mg_up_read_stop(mg_upconn *u)
 mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, void *owner, const mg_up_events *ev,
                      int *err)
 {
+    return mg_up_get_tls(w, t, NULL, NULL, owner, ev, err);
+}
+
+mg_upconn *mg_up_get_tls(mg_worker *w, const mg_target *t, struct ssl_ctx_st *tls_ctx,
+                         const char *server_name, void *owner, const mg_up_events *ev, int *err)
+{
     mg_pool *p = mg_up_pool(w, t->uid);
     if (p && p->idle) {
         mg_upconn *u = p->idle;
@@ -176,7 +183,8 @@ mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, void *owner, const mg_up_
     u->owner = owner;
     u->ev = ev;
     u->state = MG_U_CONNECTING;
-    int rc = mg_stream_connect(&u->s, &u->connect_req, (const struct sockaddr *)&t->addr);
+    int rc = tls_ctx ? mg_tls_stream_client(&u->s, tls_ctx, server_name) : 0;
+    if (!rc) rc = mg_stream_connect(&u->s, &u->connect_req, (const struct sockaddr *)&t->addr);
     if (rc) {
         *err = rc;
         u->state = MG_U_CLOSING;

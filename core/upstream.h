@@ -15,6 +15,7 @@
 #include "tq.h"
 
 typedef struct mg_upconn mg_upconn;
+struct ssl_ctx_st;
 typedef struct mg_worker mg_worker;
 
 /* What an upstream connection reports to its owner. */
@@ -54,6 +55,12 @@ typedef struct mg_pool {
  * even start (the reason is in *err). */
 mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, void *owner, const mg_up_events *ev,
                      int *err);
+
+/* The same for a target that speaks TLS: a new connection does its
+ * handshake (verified as tls_ctx says, SNI server_name) before the
+ * connected event, which carries UV_EPROTO when the handshake failed. */
+mg_upconn *mg_up_get_tls(mg_worker *w, const mg_target *t, struct ssl_ctx_st *tls_ctx,
+                         const char *server_name, void *owner, const mg_up_events *ev, int *err);
 
 /* Whether mg_up_get would give a connection to uid now: one is idle, or
  * fewer than upstream.max_connecting connects are under way (a burst of

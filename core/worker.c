@@ -21,9 +21,10 @@
 
 static void on_accept(uv_stream_t *server, int status)
 {
-    mg_worker *w = server->data;
+    mg_listener *l = mg_container_of((uv_tcp_t *)server, mg_listener, tcp);
+    mg_worker *w = l->w;
     if (status < 0 || w->stopping) return;
-    mg_conn_accept(w, server, &mg_proxy_handler);
+    mg_conn_accept(w, server, &mg_proxy_handler, l->index);
 }
 
 /* Resolves a listen address; the caller frees *res. */
@@ -77,7 +78,8 @@ int mg_listeners_check_free(const mg_config *cfg, char *err, size_t errlen)
 
 /* libuv 1.44 has no UV_TCP_REUSEPORT: make the socket, set SO_REUSEPORT,
  * bind and listen, then hand the descriptor to uv_tcp_open. */
-static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *err, size_t errlen)
+static int open_listener(mg_worker *w, const mg_listen *l, mg_listener *ml, char *err,
+                         size_t errlen)
 {
     struct addrinfo *res = NULL;
     if (listen_addr(l, &res, err, errlen)) return -1;
@@ -95,8 +97,9 @@ static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *
         return -1;
     }
     freeaddrinfo(res);
+    uv_tcp_t *tcp = &ml->tcp;
     uv_tcp_init(&w->loop, tcp);
-    tcp->data = w;
+    ml->w = w;
     if (uv_tcp_open(tcp, fd) || uv_listen((uv_stream_t *)tcp, 4096, on_accept)) {
         snprintf(err, errlen, "listen on %s:%d failed", l->host, l->port);
         return -1;
@@ -134,8 +137,8 @@ static void on_flush(uv_prepare_t *p)
 static void close_listeners(mg_worker *w)
 {
     for (int i = 0; i < w->nlisteners; i++)
-        if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
-            uv_close((uv_handle_t *)&w->listeners[i], NULL);
+        if (!uv_is_closing((uv_handle_t *)&w->listeners[i].tcp))
+            uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
 }
 
 /* Takes a snapshot the main thread published, if any. Requests in flight
@@ -247,8 +250,9 @@ static int worker_init(mg_worker *w, int id, const mg_config *cfg, mg_snapshot *
     w->snap = snap;
     mg_snapshot_ref(snap);
     mg_lua_adopt(&w->lua, snap);
-    w->listeners = calloc((size_t)cfg->nlisten, sizeof(uv_tcp_t));
+    w->listeners = calloc((size_t)cfg->nlisten, sizeof(mg_listener));
     for (int i = 0; i < cfg->nlisten; i++) {
+        w->listeners[i].index = i;
         if (open_listener(w, &cfg->listen[i], &w->listeners[i], err, errlen)) return -1;
         w->nlisteners++;
     }
@@ -277,6 +281,7 @@ static void worker_free(mg_worker *w)
         mg_req_destroy(r);
     }
     free(w->listeners);
+    mg_tls_holder_release(&w->tls);
     free(w->pools);
     free(w->hdr_view);
     mg_buf_free(&w->scratch);

@@ -1,5 +1,5 @@
 -- The ACME client (plugins/acme.lua) against Debian's pebble, validating
--- challenges for real over the TLS test harness's listeners.
+-- challenges for real on the gateway's own listeners.
 local h = require("spec.helpers")
 local t = require("spec.tls.support")
 
@@ -31,7 +31,7 @@ local function serial_of(tls_port, name)
     return pem and t.cert_subject_serial(pem):match("serial=(%x+)")
 end
 
--- pebble, the harness with resolver le, and the first certificate served.
+-- pebble, the gateway with resolver le, and the first certificate served.
 local function issued()
     local http_port, tls_port = h.free_port(), h.free_port()
     local pebble = t.start_pebble(http_port, tls_port)

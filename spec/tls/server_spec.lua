@@ -1,6 +1,5 @@
--- TLS listeners with real clients (openssl s_client, curl), served by the
--- real engine and certificate store through the TLS test harness
--- (`moongate tls-test-server`) until the data plane speaks TLS.
+-- TLS listeners of the real gateway with real clients (openssl s_client,
+-- curl).
 local h = require("spec.helpers")
 local t = require("spec.tls.support")
 local cjson = require("cjson")

@@ -1,6 +1,6 @@
 -- Helpers for the TLS specs: test certificates made with the openssl CLI
--- at test time (nothing secret is committed), the TLS test harness
--- (`moongate tls-test-server`, see core/cmd_tls_serve.c), openssl s_client
+-- at test time (nothing secret is committed), the real gateway with a
+-- middleware that answers with its TLS connection's facts, openssl s_client
 -- and curl runs, and Debian's pebble ACME test CA with pebble-challtestsrv
 -- as its DNS, all on loopback.
 local h = require("spec.helpers")
@@ -70,17 +70,43 @@ function _M.curl(args)
     return tonumber(code), body or out
 end
 
--- Starts the TLS test harness on config (a table, serialized into dir).
--- Returns { proc, dir, err, error_log(), stop(), wait_log(pattern) }.
+-- A middleware answering every request with what the gateway knows of
+-- its connection, as JSON: the specs read SNI, version, ALPN from it.
+local INFO_PLUGIN = [[
+local mg = require("moongate")
+return {
+    type = "middleware",
+    on_request = function(conf, req)
+        req:respond(200, mg.json.encode({
+            sni = req.sni, version = req.tls_version, alpn = req.tls_alpn,
+            resumed = req.tls_resumed, scheme = req.scheme, path = req.path, host = req.host,
+        }), { ["Content-Type"] = "application/json" })
+    end,
+}
+]]
+
+-- Starts the real gateway on config: every route (and a catch-all, added
+-- when missing) answers with the connection info above. Returns
+-- { proc, dir, err, error_log(), stop(), wait_log(pattern) }.
 function _M.start_server(config, dir)
     dir = dir or h.tmpdir()
     local path = dir .. "/moongate.lua"
     config.admin = false
+    config.workers = config.workers or 1
+    config.plugins_dir = dir .. "/plugins"
+    require("posix.sys.stat").mkdir(dir .. "/plugins")
+    h.write_file(dir .. "/plugins/tls_info.lua", INFO_PLUGIN)
+    config.services = config.services or {}
+    config.routes = config.routes or {}
+    if not config.services.info then config.services.info = { targets = { "127.0.0.1:9" } } end
+    for _, r in ipairs(config.routes) do r.middlewares = { { plugin = "tls_info" } } end
+    config.routes[#config.routes + 1] = { rule = "PathPrefix(`/`)", service = "info", priority = 1,
+                                         middlewares = { { plugin = "tls_info" } } }
     h.write_file(path, "return " .. h.serialize(config) .. "\n")
     local bin = h.bin
     if bin:sub(1, 1) ~= "/" then bin = require("posix.unistd").getcwd() .. "/" .. bin end
     local s = { dir = dir, config_path = path, err = dir .. "/server.log" }
-    s.proc = h.spawn({ bin, "tls-test-server", "-c", path }, { stderr = s.err, stdout = dir .. "/server.out" })
+    s.proc = h.spawn({ bin, "-c", path }, { stderr = s.err, stdout = dir .. "/server.out" })
     function s:error_log() return h.read_file(self.err) end
     function s:wait_log(pattern, timeout)
         return h.wait_until(function() return self:error_log():find(pattern) end, timeout or 5,
@@ -90,9 +116,9 @@ function _M.start_server(config, dir)
     for _, l in ipairs(config.listen) do
         local port = tonumber(tostring(type(l) == "table" and l.address or l):match(":(%d+)$"))
         h.wait_until(function()
-            if h.reap(s.proc, 0) then error("tls-test-server exited:\n" .. s:error_log(), 0) end
+            if h.reap(s.proc, 0) then error("moongate exited:\n" .. s:error_log(), 0) end
             return h.port_open(port)
-        end, 5, "the test server on port " .. port)
+        end, 5, "moongate on port " .. port)
     end
     return s
 end

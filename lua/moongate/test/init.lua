@@ -52,11 +52,22 @@ function _M.wait_until(fn, timeout, what)
     error("timed out waiting" .. (what and (" for " .. what) or ""), 2)
 end
 
+-- The kernel may hand the same free port out twice in a row: never give a
+-- spec the same one twice.
+local given_ports = {}
+
 function _M.free_port()
-    local s = assert(socket.bind("127.0.0.1", 0))
-    local _, port = s:getsockname()
-    s:close()
-    return tonumber(port)
+    for _ = 1, 20 do
+        local s = assert(socket.bind("127.0.0.1", 0))
+        local _, port = s:getsockname()
+        s:close()
+        port = tonumber(port)
+        if not given_ports[port] then
+            given_ports[port] = true
+            return port
+        end
+    end
+    error("no fresh free port", 2)
 end
 
 -- A fresh directory under /tmp, removed by cleanup().
