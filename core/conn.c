@@ -156,9 +156,14 @@ static int on_headers_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
+/* The body callbacks may run for a message whose exchange already ended:
+ * a bodiless request answered at its head (a 404, a plugin's answer) is
+ * complete for llhttp only at the next execute, with c->req gone. */
+
 static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     mg_conn *c = p->data;
+    if (!c->req) return 0;
     mg_tq_arm(&c->w->q_client_io, &c->tq, uv_now(&c->w->loop));
     c->h->body(c->req, at, n);
     return 0;
@@ -167,13 +172,14 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 static int on_chunk_header(llhttp_t *p)
 {
     mg_conn *c = p->data;
-    if (p->content_length == 0) c->req->in_trailers = 1; /* last chunk: trailers follow */
+    if (c->req && p->content_length == 0) c->req->in_trailers = 1; /* trailers follow */
     return 0;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
     mg_conn *c = p->data;
+    if (!c->req) return 0; /* its exchange ended already: parse on */
     mg_tq_remove(&c->tq);
     c->pause_reason = PAUSE_MESSAGE;
     if (c->state == MG_C_BODY || c->state == MG_C_WAIT) c->state = MG_C_RESP;
@@ -244,15 +250,23 @@ void mg_conn__exchange_done(mg_conn *c)
     mg_conn__resume(c);
 }
 
+/* Unblocks the parser: always between exchanges, and during one only
+ * where it waits at the request's head (the body comes next). A parser
+ * paused at the end of a message in flight stays paused, or the next
+ * pipelined request would start beside it (a retry resumes the source). */
+static void conn_unblock(mg_conn *c)
+{
+    if (!c->blocked || (c->req && c->block_reason != PAUSE_HEAD)) return;
+    c->blocked = 0;
+    llhttp_resume(&c->parser);
+}
+
 void mg_conn__resume(mg_conn *c)
 {
     if (c->state == MG_C_CLOSING) return;
     c->paused = 0;
     if (c->state == MG_C_WAIT) c->state = c->req && !c->req->body_done ? MG_C_BODY : MG_C_RESP;
-    if (c->blocked) {
-        c->blocked = 0;
-        llhttp_resume(&c->parser);
-    }
+    conn_unblock(c);
     conn_drive(c);
 }
 
@@ -329,6 +343,7 @@ static void conn_parse(mg_conn *c, const char *p, size_t n)
     if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
         used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
         c->blocked = 1;
+        c->block_reason = e == HPE_PAUSED_UPGRADE ? PAUSE_MESSAGE : c->pause_reason;
         if (used < n) pend_append(c, p + used, n - used);
     } else if (e != HPE_OK) {
         conn_parse_error(c);

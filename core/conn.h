@@ -65,6 +65,7 @@ struct mg_conn {
     uint32_t nrequests;
     uint8_t state;
     uint8_t blocked;      /* parser paused: bytes go to pend */
+    uint8_t block_reason; /* where it paused: at a head, or at a message's end */
     uint8_t paused;       /* the handler asked for no more body for now */
     uint8_t peer_eof;     /* the client half-closed */
     uint8_t close_after;  /* close once the current response is done */
