@@ -631,6 +631,8 @@ static char *read_text(const char *path, char *err, size_t errlen)
     return NULL;
 }
 
+#define CONFIG_TIME_LIMIT_S 10 /* a config (or its balancer plugins) must load in this */
+
 int mg_config_load_src(const char *path, const char *source, const char *discovered,
                        mg_config **out_cfg, mg_snapshot **out_snap, char *err, size_t errlen)
 {
@@ -645,6 +647,7 @@ int mg_config_load_src(const char *path, const char *source, const char *discove
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    mg_lua_env_limit(L, CONFIG_TIME_LIMIT_S);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int rc = -1;
     mg_config *cfg = calloc(1, sizeof(*cfg));

@@ -38,6 +38,7 @@ static int check_plugins(const char *dir, char *err, size_t errlen)
 {
     lua_State *L = mg_lua_env_new();
     if (!L) return 0;
+    mg_lua_env_limit(L, 10); /* a plugin file that loops must not hang the main loop */
     int rc = 0;
     if (luaL_loadbuffer(L, check_chunk, strlen(check_chunk), "=plugin_check")) {
         rc = -1;

@@ -201,7 +201,7 @@ static int cidr_match(const cidr *c, int n, const req *rq)
 static int eval(const prog *pg, int32_t idx, const req *rq)
 {
     const node *n = &pg->nodes[idx];
-    const lit *l = n->kind > K_NOT ? &pg->lits[n->first] : NULL;
+    const lit *l = n->kind > K_NOT && pg->lits ? &pg->lits[n->first] : NULL;
     switch ((enum kind)n->kind) {
     case K_AND:
         for (int32_t c = (int32_t)n->first; c >= 0; c = pg->nodes[c].next)

@@ -162,12 +162,39 @@ static size_t interval_len(const char *s)
     return *p == '}' ? (size_t)(p + 1 - s) : 0;
 }
 
+/* glibc's regcomp copies the operand of every '+' and of every {m,n} (n
+ * times), so stacked repetitions grow exponentially: a rule from a Docker
+ * label could take gigabytes to compile. As Go's regexp (Traefik's) does,
+ * a repetition of a repetition is refused, counts are at most 1000, and
+ * the copies the whole regex asks for are bounded. */
+#define RE_MAX_COUNT 1000
+#define RE_MAX_COST  4096.0
+
+/* The largest count of an interval "{m}", "{m,}" or "{m,n}" at s (its
+ * length is known valid), or -1 past RE_MAX_COUNT. */
+static long interval_max(const char *s)
+{
+    long m = 0, n = -1;
+    const char *p = s + 1;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((m = m * 10 + (*p - '0')) > RE_MAX_COUNT) return -1;
+    if (*p == ',') {
+        p++;
+        if (*p >= '0' && *p <= '9') n = 0;
+        for (; *p >= '0' && *p <= '9'; p++)
+            if ((n = n * 10 + (*p - '0')) > RE_MAX_COUNT) return -1;
+        return n < 0 ? m + 1 : n; /* {m,} compiles as m copies and a star */
+    }
+    return m;
+}
+
 /* Appends the translation of src to out; *icase set by a leading (?i).
  * Returns 0, or -1 with *why. */
 static int re2_to_ere(const char *src, sbuf *out, int *icase, const char **why)
 {
     const char *s = src;
     int rc = 0, quantified = 0; /* the last token was a repetition */
+    double cost = 1;            /* how many copies regcomp will make, at most */
     if (icase && strncmp(s, "(?i)", 4) == 0) {
         *icase = 1;
         s += 4;
@@ -200,11 +227,27 @@ static int re2_to_ere(const char *src, sbuf *out, int *icase, const char **why)
             rc = sb_puts(out, "(");
             s += 3;
         } else if (*s == '?' && was_quantified) {
-            s++; /* non-greedy: where the match ends is never asked, drop it */
+            s++;            /* non-greedy: where the match ends is never asked, drop it */
+            quantified = 1; /* still a repetition for what follows */
         } else if (*s == '*' || *s == '+' || *s == '?') {
+            if (was_quantified) {
+                *why = "invalid nested repetition operator";
+                return -1;
+            }
+            if (*s == '+') cost *= 2;
             rc = sb_put(out, s++, 1);
             quantified = 1;
         } else if (*s == '{' && (ilen = interval_len(s))) {
+            long n = interval_max(s);
+            if (n < 0) {
+                *why = "repetition count over 1000";
+                return -1;
+            }
+            if (was_quantified) {
+                *why = "invalid nested repetition operator";
+                return -1;
+            }
+            cost *= (double)(n + 1);
             rc = sb_put(out, s, ilen);
             s += ilen;
             quantified = 1;
@@ -216,6 +259,10 @@ static int re2_to_ere(const char *src, sbuf *out, int *icase, const char **why)
     }
     if (rc) {
         *why = "out of memory";
+        return -1;
+    }
+    if (cost > RE_MAX_COST) {
+        *why = "regex too large (its repetitions multiply past 4096 copies)";
         return -1;
     }
     return 0;
