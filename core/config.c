@@ -397,6 +397,7 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
     cfg->workers = (int)num_field(L, top, "workers", 1);
     cfg->plugins_dir = dup_field(L, top, "plugins_dir", "plugins");
     cfg->providers = dup_field(L, top, "_providers_literal", "{}");
+    cfg->plugin_sources = dup_field(L, top, "_plugin_sources", NULL);
     char *al = dup_field(L, top, "access_log", NULL);
     cfg->access_log = !al                       ? MG_ACCESS_LOG_OFF
                       : strcmp(al, "json") == 0 ? MG_ACCESS_LOG_JSON
@@ -540,10 +541,11 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
 /* Lua side of loading: returns the normalized config with each service's
  * balancer_opts serialized, after checking that every balancer plugin loads. */
 static const char *const load_chunk =
-    "local path, ncpu, discovered, docker, source = ...\n"
+    "local path, ncpu, discovered, docker, source, plugin_sources = ...\n"
     "if discovered then discovered = require('moongate.plugins').deserialize(discovered) end\n"
     "local config = require('moongate.config')\n"
     "local plugins = require('moongate.plugins')\n"
+    "plugins.capture(plugin_sources and plugins.deserialize(plugin_sources))\n"
     "local cfg, err\n"
     "local opts = { ncpu = ncpu, discovered = discovered, docker_socket_present = docker,\n"
     "               source = source }\n"
@@ -586,6 +588,7 @@ static const char *const load_chunk =
     "local ok, lit = pcall(require('moongate.chains').build, cfg)\n"
     "if not ok then return nil, lit end\n"
     "cfg._plugins_literal = lit\n"
+    "cfg._plugin_sources = plugins.serialize(plugins.captured())\n"
     "return cfg\n";
 
 int mg_config_load(const char *path, mg_config **out_cfg, mg_snapshot **out_snap, char *err,
@@ -633,10 +636,11 @@ static char *read_text(const char *path, char *err, size_t errlen)
 
 #define CONFIG_TIME_LIMIT_S 10 /* a config (or its balancer plugins) must load in this */
 
-int mg_config_load_src(const char *path, const char *source, const char *discovered,
+int mg_config_load_src(const char *path, const mg_config *from, const char *discovered,
                        mg_config **out_cfg, mg_snapshot **out_snap, char *err, size_t errlen)
 {
     if (!path && access("moongate.lua", R_OK) == 0) path = "moongate.lua";
+    const char *source = from ? from->text : NULL;
     char *text = NULL;
     if (path) {
         text = source ? strdup(source) : read_text(path, err, errlen);
@@ -670,7 +674,11 @@ int mg_config_load_src(const char *path, const char *source, const char *discove
         lua_pushstring(L, text);
     else
         lua_pushnil(L);
-    if (lua_pcall(L, 5, 2, 0)) goto lua_err;
+    if (from && from->plugin_sources)
+        lua_pushstring(L, from->plugin_sources);
+    else
+        lua_pushnil(L);
+    if (lua_pcall(L, 6, 2, 0)) goto lua_err;
     if (lua_isnil(L, -2)) {
         snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "invalid config");
         goto done;
@@ -719,5 +727,6 @@ void mg_config_free(mg_config *cfg)
     free(cfg->tls.sources);
     atomic_fetch_sub(&mg_stats.configs_alive, 1);
     free(cfg->text);
+    free(cfg->plugin_sources);
     free(cfg);
 }

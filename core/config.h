@@ -72,7 +72,8 @@ typedef struct mg_config {
     char *admin_token; /* NULL: no token required */
     char *providers;   /* discovery providers' settings, a Lua literal */
     mg_tls_conf tls;
-    char *text; /* the config file's text this was built from (NULL: embedded) */
+    char *text;           /* the config file's text this was built from (NULL: embedded) */
+    char *plugin_sources; /* the plugin files that load used, a Lua literal (name -> source) */
 } mg_config;
 
 /* Loads and validates a config file (path NULL: ./moongate.lua if present,
@@ -88,10 +89,11 @@ int mg_config_load(const char *path, mg_config **cfg, mg_snapshot **snap, char *
 int mg_config_load_with(const char *path, const char *discovered, mg_config **cfg,
                         mg_snapshot **snap, char *err, size_t errlen);
 
-/* The same with the config file's text given (source NULL: read path):
- * a membership change rebuilds from the text of the last good load, never
- * from a file that may be half-edited. */
-int mg_config_load_src(const char *path, const char *source, const char *discovered,
+/* The same built from what `from` was built from (NULL: read the files):
+ * a membership change rebuilds from the config text and the plugin files of
+ * the last good load, never from a file that is being edited or is broken
+ * on disk. */
+int mg_config_load_src(const char *path, const mg_config *from, const char *discovered,
                        mg_config **cfg, mg_snapshot **snap, char *err, size_t errlen);
 
 void mg_config_free(mg_config *cfg);

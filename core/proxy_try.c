@@ -110,8 +110,8 @@ static int pick_target(mg_req *r, int held)
     }
     if (nexcl > base && !held) {
         /* every target left is resting or down: panic mode, try them anyway */
-        MG_LOG(MG_LOG_WARN, w->id, r->conn_id,
-               "service %s: every target failed recently; trying them anyway", s->name);
+        MG_LOG_EVERY(5000, MG_LOG_WARN, w->id, r->conn_id,
+                     "service %s: every target failed recently; trying them anyway", s->name);
         int idx = mg_lua_pick(&w->lua, r, excl, base);
         if (idx < 0 || idx >= s->ntargets || was_tried(r, idx))
             idx = fallback_pick(r, w, excl, base);
@@ -238,8 +238,9 @@ void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char
     if (!mg_proxy__live(r)) return;
     const mg_service *s = &r->snap->services[r->svc];
     int can = safe && r->charged <= w->cfg->retries && !r->body_started && !r->resp_started;
-    MG_LOG(MG_LOG_WARN, w->id, r->conn_id, "upstream %s (service %s): %s %s%s", t->address, s->name,
-           what, err ? uv_strerror(err) : "", can ? ", trying another target" : "");
+    MG_LOG_EVERY(1000, MG_LOG_WARN, w->id, r->conn_id, "upstream %s (service %s): %s %s%s",
+                 t->address, s->name, what, err ? uv_strerror(err) : "",
+                 can ? ", trying another target" : "");
     if (can) {
         if (ts) atomic_fetch_add_explicit(&ts->retries, 1, memory_order_relaxed);
         mg_proxy__try(r);

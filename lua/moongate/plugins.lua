@@ -13,17 +13,40 @@ local function read_file(path)
     return data
 end
 
+-- While a config loads, the plugin files it locates are recorded, so a
+-- membership change can rebuild the config from those same sources
+-- (plugins.capture) instead of files that may be broken on disk meanwhile.
+local given, seen = nil, nil
+
+-- Starts recording; sources (name -> { src, chunk }, or nil) are used
+-- instead of reading files.
+function _M.capture(sources)
+    given, seen = sources, {}
+end
+
+function _M.captured()
+    return seen or {}
+end
+
 -- Returns the plugin's source and the chunk name used in its error messages
 -- (the file path, so a traceback reads "plugins/x.lua:12: ...").
 function _M.locate(name, dir)
     if type(name) ~= "string" or not name:match("^[%w_%-][%w_%.%-]*$") or name:find("..", 1, true) then
         return nil, "invalid plugin name '" .. tostring(name) .. "'"
     end
+    local g = given and given[name]
+    if g then
+        if seen then seen[name] = g end
+        return g.src, g.chunk
+    end
     local rel = name:gsub("%.", "/")
     if dir then
         for _, cand in ipairs({ dir .. "/" .. rel .. ".lua", dir .. "/" .. rel .. "/init.lua" }) do
             local src = read_file(cand)
-            if src then return src, cand end
+            if src then
+                if seen then seen[name] = { src = src, chunk = cand } end
+                return src, cand
+            end
         end
     end
     if embedded then
