@@ -1,10 +1,12 @@
 /* See admin.h. One request per connection (answered with Connection:
  * close): the admin API is for people and scrapers, not for throughput. */
 #include "admin.h"
+#include "admin_api.h"
 #include "log.h"
-#include "stats.h"
+#include "lua_env.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +27,9 @@ typedef struct admin_conn {
     size_t auth_len;
     int in_auth;
     int done;
+    int compact; /* ?compact=1: JSON without indentation (the dashboard) */
     size_t bytes;
 } admin_conn;
-
-extern const char mg_admin_dashboard[];
 
 static llhttp_settings_t settings;
 
@@ -82,121 +83,12 @@ static void respond(admin_conn *c, int status, const char *ctype, const char *bo
 
 static void respond_json(admin_conn *c, int status, json_t *j)
 {
-    char *s = json_dumps(j, JSON_INDENT(2));
+    /* 15 digits: timestamps keep their milliseconds, rates stay short */
+    size_t flags = (c->compact ? JSON_COMPACT : JSON_INDENT(2)) | JSON_REAL_PRECISION(15);
+    char *s = j ? json_dumps(j, flags) : NULL;
     json_decref(j);
     respond(c, status, "application/json", s ? s : "{}", s ? strlen(s) : 2);
     free(s);
-}
-
-static uint64_t ld(atomic_uint_fast64_t *v)
-{
-    return atomic_load_explicit(v, memory_order_relaxed);
-}
-
-static json_t *target_json(const mg_target *t, uint64_t now_ms_unused)
-{
-    mg_target_stats *s = mg_target_stats_of(t->suid);
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(t->id));
-    json_object_set_new(o, "address", json_string(t->address));
-    json_object_set_new(o, "weight", json_integer(t->weight));
-    json_t *labels = json_object();
-    if (t->labels)
-        for (char **l = t->labels; l[0] && l[1]; l += 2)
-            json_object_set_new(labels, l[0], json_string(l[1]));
-    json_object_set_new(o, "labels", labels);
-    json_object_set_new(
-        o, "inflight",
-        json_integer(atomic_load(&mg_target_inflight[t->uid < MG_MAX_TARGET_UIDS ? t->uid : 0])));
-    static const char *const hs[] = {"unchecked", "up", "down"};
-    int hstate = mg_health_get(t->suid);
-    int ejected = mg_passive_ejected(t->suid, uv_hrtime() / 1000000);
-    json_object_set_new(o, "health",
-                        json_string(!t->addr.ss_family ? "unresolved"
-                                    : ejected          ? "ejected"
-                                    : hstate <= 2      ? hs[hstate]
-                                                       : "unchecked"));
-    json_object_set_new(o, "draining", json_false());
-    if (s) {
-        uint64_t req = ld(&s->requests);
-        json_object_set_new(o, "requests", json_integer((json_int_t)req));
-        json_t *st = json_object();
-        static const char *cls[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-        for (int i = 0; i < 6; i++)
-            json_object_set_new(st, cls[i], json_integer((json_int_t)ld(&s->status[i])));
-        json_object_set_new(o, "status", st);
-        json_object_set_new(o, "errors",
-                            json_integer((json_int_t)(ld(&s->status[5]) + ld(&s->status[0]))));
-        json_object_set_new(o, "connect_errors", json_integer((json_int_t)ld(&s->connect_errors)));
-        json_object_set_new(o, "timeouts", json_integer((json_int_t)ld(&s->timeouts)));
-        json_object_set_new(o, "retries", json_integer((json_int_t)ld(&s->retries)));
-        json_object_set_new(o, "latency_avg_ms",
-                            json_real(req ? (double)ld(&s->lat_sum_us) / 1000.0 / (double)req : 0));
-    }
-    return o;
-}
-
-static void api_services(admin_conn *c)
-{
-    const mg_snapshot *snap = c->a->rl->snap;
-    json_t *arr = json_array();
-    for (int i = 0; i < snap->nservices; i++) {
-        const mg_service *svc = &snap->services[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "name", json_string(svc->name));
-        json_object_set_new(o, "balancer", json_string(svc->balancer));
-        json_t *ts = json_array();
-        json_int_t req = 0, err = 0;
-        for (int k = 0; k < svc->ntargets; k++) {
-            json_t *t = target_json(&svc->targets[k], 0);
-            req += json_integer_value(json_object_get(t, "requests"));
-            err += json_integer_value(json_object_get(t, "errors"));
-            json_array_append_new(ts, t);
-        }
-        json_object_set_new(o, "requests", json_integer(req));
-        json_object_set_new(o, "errors", json_integer(err));
-        json_object_set_new(o, "targets", ts);
-        json_array_append_new(arr, o);
-    }
-    respond_json(c, 200, arr);
-}
-
-static void api_routes(admin_conn *c)
-{
-    const mg_snapshot *snap = c->a->rl->snap;
-    json_t *arr = json_array();
-    for (int i = 0; i < snap->nroutes; i++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "rule", json_string(snap->route_rule[i] ? snap->route_rule[i] : ""));
-        int s = snap->route_service[i];
-        json_object_set_new(o, "service",
-                            s >= 0 ? json_string(snap->services[s].name) : json_null());
-        json_object_set_new(o, "priority", json_integer(snap->route_priority[i]));
-        json_object_set_new(o, "middlewares", json_boolean(snap->route_hooks[i]));
-        json_array_append_new(arr, o);
-    }
-    respond_json(c, 200, arr);
-}
-
-static void api_plugins(admin_conn *c)
-{
-    mg_reloader *rl = c->a->rl;
-    json_t *o = json_object();
-    json_object_set_new(o, "plugins_dir", json_string(rl->cfg->plugins_dir));
-    json_object_set_new(o, "snapshot_version", json_integer((json_int_t)rl->version));
-    json_object_set_new(o, "reloads", json_integer(rl->reloads));
-    json_object_set_new(o, "reload_failures", json_integer(rl->failures));
-    json_object_set_new(o, "last_reload",
-                        rl->last_reload ? json_real(rl->last_reload) : json_null());
-    json_object_set_new(o, "last_reload_ok", json_boolean(!rl->last_error[0]));
-    json_object_set_new(o, "last_error",
-                        rl->last_error[0] ? json_string(rl->last_error) : json_null());
-    json_t *bal = json_object();
-    for (int i = 0; i < rl->snap->nservices; i++)
-        json_object_set_new(bal, rl->snap->services[i].name,
-                            json_string(rl->snap->services[i].balancer));
-    json_object_set_new(o, "balancers", bal);
-    respond_json(c, 200, o);
 }
 
 static void api_reload(admin_conn *c)
@@ -207,135 +99,33 @@ static void api_reload(admin_conn *c)
     json_object_set_new(o, "ok", json_boolean(rc == 0));
     json_object_set_new(o, "snapshot_version", json_integer((json_int_t)rl->version));
     if (rc) json_object_set_new(o, "error", json_string(rl->last_error));
+    mg_track_observe(c->a->track, rl, 0); /* the timeline shows it at once */
     respond_json(c, rc ? 500 : 200, o);
 }
 
-/* Prometheus text format, version 0.0.4. */
 static void metrics(admin_conn *c)
 {
-    const mg_snapshot *snap = c->a->rl->snap;
     mg_buf b = {0};
-    mg_buf_printf(
-        &b,
-        "# HELP moongate_requests_total Requests answered, by service, target and status class.\n"
-        "# TYPE moongate_requests_total counter\n");
-    static const char *cls[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    for (int i = 0; i < snap->nservices; i++)
-        for (int k = 0; k < snap->services[i].ntargets; k++) {
-            const mg_target *t = &snap->services[i].targets[k];
-            mg_target_stats *s = mg_target_stats_of(t->suid);
-            for (int x = 0; s && x < 6; x++)
-                mg_buf_printf(
-                    &b, "moongate_requests_total{service=\"%s\",target=\"%s\",code=\"%s\"} %llu\n",
-                    snap->services[i].name, t->address, cls[x],
-                    (unsigned long long)ld(&s->status[x]));
-        }
-    mg_buf_printf(&b,
-                  "# HELP moongate_request_duration_seconds Request duration through the gateway.\n"
-                  "# TYPE moongate_request_duration_seconds histogram\n");
-    for (int i = 0; i < snap->nservices; i++)
-        for (int k = 0; k < snap->services[i].ntargets; k++) {
-            const mg_target *t = &snap->services[i].targets[k];
-            mg_target_stats *s = mg_target_stats_of(t->suid);
-            if (!s) continue;
-            uint64_t cum = 0;
-            for (int x = 0; x < MG_LAT_BUCKETS; x++) {
-                cum += ld(&s->lat[x]);
-                if (x == MG_LAT_BUCKETS - 1)
-                    mg_buf_printf(&b,
-                                  "moongate_request_duration_seconds_bucket{service=\"%s\",target="
-                                  "\"%s\",le=\"+Inf\"} %llu\n",
-                                  snap->services[i].name, t->address, (unsigned long long)cum);
-                else
-                    mg_buf_printf(&b,
-                                  "moongate_request_duration_seconds_bucket{service=\"%s\",target="
-                                  "\"%s\",le=\"%g\"} %llu\n",
-                                  snap->services[i].name, t->address, mg_lat_bounds[x],
-                                  (unsigned long long)cum);
-            }
-            mg_buf_printf(
-                &b, "moongate_request_duration_seconds_sum{service=\"%s\",target=\"%s\"} %.6f\n",
-                snap->services[i].name, t->address, (double)ld(&s->lat_sum_us) / 1e6);
-            mg_buf_printf(
-                &b, "moongate_request_duration_seconds_count{service=\"%s\",target=\"%s\"} %llu\n",
-                snap->services[i].name, t->address, (unsigned long long)cum);
-        }
-    static const struct {
-        const char *name, *help;
-        size_t off;
-    } counters[] = {
-        {"moongate_upstream_connect_errors_total", "Failed connects to a target.",
-         offsetof(mg_target_stats, connect_errors)},
-        {"moongate_upstream_timeouts_total", "Responses that did not come in time.",
-         offsetof(mg_target_stats, timeouts)},
-        {"moongate_retries_total", "Requests sent to another target after a failure.",
-         offsetof(mg_target_stats, retries)},
-    };
-    for (size_t m = 0; m < sizeof(counters) / sizeof(counters[0]); m++) {
-        mg_buf_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", counters[m].name, counters[m].help,
-                      counters[m].name);
-        for (int i = 0; i < snap->nservices; i++)
-            for (int k = 0; k < snap->services[i].ntargets; k++) {
-                const mg_target *t = &snap->services[i].targets[k];
-                mg_target_stats *s = mg_target_stats_of(t->suid);
-                if (!s) continue;
-                mg_buf_printf(
-                    &b, "%s{service=\"%s\",target=\"%s\"} %llu\n", counters[m].name,
-                    snap->services[i].name, t->address,
-                    (unsigned long long)ld((atomic_uint_fast64_t *)((char *)s + counters[m].off)));
-            }
-    }
-    mg_buf_printf(&b, "# HELP moongate_target_inflight Requests in flight to a target.\n"
-                      "# TYPE moongate_target_inflight gauge\n");
-    for (int i = 0; i < snap->nservices; i++)
-        for (int k = 0; k < snap->services[i].ntargets; k++) {
-            const mg_target *t = &snap->services[i].targets[k];
-            mg_buf_printf(&b, "moongate_target_inflight{service=\"%s\",target=\"%s\"} %d\n",
-                          snap->services[i].name, t->address,
-                          t->uid < MG_MAX_TARGET_UIDS ? atomic_load(&mg_target_inflight[t->uid])
-                                                      : 0);
-        }
-    mg_buf_printf(&b, "# HELP moongate_target_up 1 when a target may get traffic, 0 when a health "
-                      "check failed or it was ejected passively.\n"
-                      "# TYPE moongate_target_up gauge\n");
-    uint64_t now_ms = uv_hrtime() / 1000000;
-    for (int i = 0; i < snap->nservices; i++)
-        for (int k = 0; k < snap->services[i].ntargets; k++) {
-            const mg_target *t = &snap->services[i].targets[k];
-            int up =
-                mg_health_get(t->suid) != MG_HEALTH_DOWN && !mg_passive_ejected(t->suid, now_ms);
-            mg_buf_printf(&b, "moongate_target_up{service=\"%s\",target=\"%s\"} %d\n",
-                          snap->services[i].name, t->address, up);
-        }
-    mg_buf_printf(&b,
-                  "# HELP moongate_open_connections Client connections open.\n"
-                  "# TYPE moongate_open_connections gauge\nmoongate_open_connections %d\n",
-                  atomic_load(&mg_stats.open_connections));
-    mg_buf_printf(
-        &b,
-        "# HELP moongate_requests_unrouted_total Requests answered by the gateway itself.\n"
-        "# TYPE moongate_requests_unrouted_total counter\n"
-        "moongate_requests_unrouted_total{reason=\"no_route\"} %llu\n"
-        "moongate_requests_unrouted_total{reason=\"local\"} %llu\n",
-        (unsigned long long)ld(&mg_stats.no_route),
-        (unsigned long long)ld(&mg_stats.local_answers));
-    mg_buf_printf(&b,
-                  "# HELP moongate_reloads_total Config and plugin reloads.\n"
-                  "# TYPE moongate_reloads_total counter\n"
-                  "moongate_reloads_total{result=\"ok\"} "
-                  "%llu\nmoongate_reloads_total{result=\"failed\"} %llu\n",
-                  (unsigned long long)ld(&mg_stats.reloads_ok),
-                  (unsigned long long)ld(&mg_stats.reloads_failed));
-    mg_buf_printf(&b,
-                  "# HELP moongate_snapshot_version Version of the membership snapshot in use.\n"
-                  "# TYPE moongate_snapshot_version gauge\nmoongate_snapshot_version %llu\n",
-                  (unsigned long long)ld(&mg_stats.snapshot_version));
-    mg_buf_printf(&b,
-                  "# HELP moongate_configs_alive Loaded configs still held by a snapshot.\n"
-                  "# TYPE moongate_configs_alive gauge\nmoongate_configs_alive %d\n",
-                  atomic_load(&mg_stats.configs_alive));
+    mg_admin_metrics(c->a->rl, c->a->track, &b);
     respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.p ? b.p : "", b.len);
     mg_buf_free(&b);
+}
+
+/* The value of ?name=... in a query string as a number, or def. */
+static long query_num(const char *query, const char *name, long def, long min, long max)
+{
+    size_t n = strlen(name);
+    for (const char *p = query; p && *p;) {
+        if (strncmp(p, name, n) == 0 && p[n] == '=') {
+            char *end;
+            long v = strtol(p + n + 1, &end, 10);
+            if (end == p + n + 1) return def;
+            return v < min ? min : v > max ? max : v;
+        }
+        p = strchr(p, '&');
+        if (p) p++;
+    }
+    return def;
 }
 
 static int authorized(admin_conn *c)
@@ -353,6 +143,7 @@ static void dispatch(admin_conn *c)
     char path[512];
     snprintf(path, sizeof(path), "%.*s", (int)c->url_len, c->url);
     char *q = strchr(path, '?');
+    const char *query = q ? q + 1 : "";
     if (q) *q = 0;
     int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
     if (strcmp(path, "/ping") == 0) {
@@ -364,16 +155,33 @@ static void dispatch(admin_conn *c)
     }
     if (get && (strcmp(path, "/") == 0 || strcmp(path, "/dashboard") == 0)) {
         /* the page holds no data; it asks for the token if the API wants one */
-        return respond(c, 200, "text/html; charset=utf-8", mg_admin_dashboard,
-                       strlen(mg_admin_dashboard));
+        size_t len = 0;
+        const char *page = mg_lua_env_embedded("core/dashboard.html", &len);
+        if (!page) return respond(c, 500, "text/plain", "no dashboard built in\n", 22);
+        return respond(c, 200, "text/html; charset=utf-8", page, len);
     }
     if (!authorized(c)) {
         respond(c, 401, "text/plain", "a bearer token is required\n", 27);
         return;
     }
-    if (get && strcmp(path, "/api/services") == 0) return api_services(c);
-    if (get && strcmp(path, "/api/routes") == 0) return api_routes(c);
-    if (get && strcmp(path, "/api/plugins") == 0) return api_plugins(c);
+    mg_admin *a = c->a;
+    c->compact = (int)query_num(query, "compact", 0, 0, 1);
+    /* the tracker catches up first, so an answer shows what just happened */
+    mg_track_observe(a->track, a->rl, 0);
+    if (get && strcmp(path, "/api/services") == 0)
+        return respond_json(c, 200,
+                            mg_admin_services(a->rl, a->track,
+                                              (int)query_num(query, "history", 0, 0, 3600),
+                                              (int)query_num(query, "removed", 0, 0, 1)));
+    if (get && strcmp(path, "/api/routes") == 0)
+        return respond_json(c, 200, mg_admin_routes(a->rl, a->track));
+    if (get && strcmp(path, "/api/plugins") == 0)
+        return respond_json(c, 200, mg_admin_plugins(a->rl));
+    if (get && strcmp(path, "/api/events") == 0)
+        return respond_json(
+            c, 200, mg_admin_events(a->track, (uint64_t)query_num(query, "since", 0, 0, LONG_MAX)));
+    if (get && strcmp(path, "/api/errors") == 0)
+        return respond_json(c, 200, mg_admin_errors(a->track));
     if (get && strcmp(path, "/metrics") == 0) return metrics(c);
     if (strcmp(path, "/api/reload") == 0) {
         if (strcmp(m, "POST") == 0) return api_reload(c);
@@ -473,12 +281,30 @@ static void on_connection(uv_stream_t *server, int status)
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
 }
 
+static void on_tick(uv_timer_t *t)
+{
+    mg_admin *a = t->data;
+    mg_track_observe(a->track, a->rl, 1);
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    mg_admin *a = h->data;
+    mg_track_free(a->track);
+    a->track = NULL;
+}
+
 int mg_admin_start(mg_admin *a, uv_loop_t *loop, mg_reloader *rl)
 {
     memset(a, 0, sizeof(*a));
     a->rl = rl;
     const mg_config *cfg = rl->cfg;
     if (!cfg->admin_port) return 0;
+    a->track = mg_track_new();
+    if (!a->track) {
+        mg_log(MG_LOG_ERROR, -1, 0, "admin API: out of memory; continuing without it");
+        return -1;
+    }
     llhttp_settings_init(&settings);
     settings.on_url = on_url;
     settings.on_header_field = on_field;
@@ -499,9 +325,16 @@ int mg_admin_start(mg_admin *a, uv_loop_t *loop, mg_reloader *rl)
         mg_log(MG_LOG_ERROR, -1, 0, "admin API: cannot listen on %s:%d: %s; continuing without it",
                cfg->admin_host, cfg->admin_port, uv_strerror(rc));
         uv_close((uv_handle_t *)&a->server, NULL);
+        mg_track_free(a->track);
+        a->track = NULL;
         return -1;
     }
     a->running = 1;
+    mg_track_observe(a->track, rl, 0);
+    uv_timer_init(loop, &a->tick);
+    a->tick.data = a;
+    uv_timer_start(&a->tick, on_tick, 1000, 1000);
+    uv_unref((uv_handle_t *)&a->tick); /* it never keeps the loop alive by itself */
     mg_log(MG_LOG_INFO, -1, 0, "admin API on http://%s:%d/%s", cfg->admin_host, cfg->admin_port,
            cfg->admin_token ? " (bearer token required)" : "");
     return 0;
@@ -514,6 +347,9 @@ void mg_admin_stopping(mg_admin *a)
 
 void mg_admin_stop(mg_admin *a)
 {
-    if (a->running) uv_close((uv_handle_t *)&a->server, NULL);
+    if (a->running) {
+        uv_close((uv_handle_t *)&a->server, NULL);
+        uv_close((uv_handle_t *)&a->tick, on_tick_closed);
+    }
     a->running = 0;
 }

@@ -1,6 +1,7 @@
 /* The admin API on its own listener (default 127.0.0.1:8081), served by the
- * main thread: JSON views of services, routes and plugins, a reload
- * endpoint, Prometheus metrics and a dashboard page. */
+ * main thread: JSON views of services, routes, plugins, events and errors,
+ * a reload endpoint, Prometheus metrics and a dashboard page. A one-second
+ * timer feeds the tracker (admin_track.h) that remembers what changed. */
 #ifndef MG_ADMIN_H
 #define MG_ADMIN_H
 
@@ -8,9 +9,13 @@
 
 #include <uv.h>
 
+struct mg_track;
+
 typedef struct mg_admin {
     uv_tcp_t server;
+    uv_timer_t tick; /* samples counters for the history, once a second */
     mg_reloader *rl;
+    struct mg_track *track; /* owned; freed when tick has closed */
     int running;
     int stopping;
 } mg_admin;

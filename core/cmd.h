@@ -3,6 +3,7 @@
 #define MG_CMD_H
 
 int mg_cmd_test(int argc, char **argv);
+int mg_cmd_new(int argc, char **argv);
 int mg_cmd_script(const char *path, int argc, char **argv);
 int mg_cmd_check(const char *config_path);
 /* Runs the gateway. takeover: listening ports held by another process are

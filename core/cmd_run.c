@@ -6,6 +6,7 @@
 #include "admin.h"
 #include "control.h"
 #include "reload.h"
+#include "tls_watch.h"
 #include "watchdog.h"
 #include "worker.h"
 
@@ -47,6 +48,7 @@ static int stop_signals;
 static void on_reload(void *ud)
 {
     mg_control_reconfigure(ud);
+    mg_tls_watch_configure(((mg_control *)ud)->rl->cfg);
 }
 
 static uint64_t cfg_grace_ms(const mg_reloader *rl)
@@ -88,9 +90,18 @@ int mg_cmd_run(const char *config_path, int takeover)
     uv_signal_init(loop, &sigint);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    mg_snapshot_mark_membership(NULL, snap);
+    /* before the workers: a TLS listener's first connection needs a store */
+    if (mg_tls_watch_start(loop, cfg, err, sizeof(err))) {
+        fprintf(stderr, "moongate: %s\n", err);
+        mg_snapshot_unref(snap); /* frees cfg too */
+        return 1;
+    }
     mg_worker *ws = mg_workers_start(cfg, snap, err, sizeof(err));
     if (!ws) {
         fprintf(stderr, "moongate: %s\n", err);
+        mg_tls_watch_stop();
+        mg_tls_watch_free();
         mg_snapshot_unref(snap); /* frees cfg too */
         return 1;
     }
@@ -128,6 +139,7 @@ int mg_cmd_run(const char *config_path, int takeover)
         _exit(1);
     }
     mg_reload_stop(&rl);
+    mg_tls_watch_stop();
     mg_admin_stop(&admin);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
@@ -135,6 +147,7 @@ int mg_cmd_run(const char *config_path, int takeover)
     mg_control_close(&control);
     uv_loop_close(loop);
     mg_reload_free(&rl);
+    mg_tls_watch_free();
     mg_log(MG_LOG_INFO, -1, 0, "stopped");
     return 0;
 }

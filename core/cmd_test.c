@@ -9,6 +9,44 @@
 #include <stdio.h>
 #include <string.h>
 
+/* What every spec run starts with. In a source tree, lua/ on disk wins over
+ * the embedded copy, so specs see edits without a rebuild; ./?.lua lets a
+ * spec require its folder's modules. The old names of the spec helpers,
+ * spec.helpers and spec.helpers.balancer_kit, fall back to the embedded
+ * moongate.test ones when the folder has no such files (a plugin's own
+ * folder), so specs written for a checkout run anywhere. */
+static const char boot_source[] =
+    "package.path = './lua/?.lua;./lua/?/init.lua;./?.lua;' .. package.path\n"
+    "local f = io.open('lua/moongate/init.lua')\n"
+    "if f then f:close(); table.insert(package.loaders, table.remove(package.loaders, 2)) end\n"
+    "local aliases = { ['spec.helpers'] = 'moongate.test',\n"
+    "                  ['spec.helpers.balancer_kit'] = 'moongate.test.balancer_kit' }\n"
+    "table.insert(package.loaders, function(name)\n"
+    "  local to = aliases[name]\n"
+    "  if not to then return nil end\n"
+    "  return function() return require(to) end\n"
+    "end)\n";
+
+/* Runs boot_source, then extra (more Lua, may be ""), as one chunk;
+ * prints the error and returns -1 on failure. */
+static int run_boot(lua_State *L, const char *extra, const char *chunkname)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, boot_source);
+    luaL_addstring(&b, extra);
+    luaL_pushresult(&b);
+    size_t len;
+    const char *src = lua_tolstring(L, -1, &len);
+    int failed = luaL_loadbuffer(L, src, len, chunkname) || lua_pcall(L, 0, 0, 0);
+    if (failed) {
+        fprintf(stderr, "%s: %s\n", chunkname + 1, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* the source string */
+    return failed ? -1 : 0;
+}
+
 /* `moongate FILE.lua [args]` or `moongate /usr/bin/busted ...`: runs a Lua
  * script in the gateway's LuaJIT, so tools that re-exec themselves under a
  * chosen interpreter (busted's `lua` option in .busted) run inside moongate. */
@@ -25,13 +63,10 @@ int mg_cmd_script(const char *path, int argc, char **argv)
         lua_rawseti(L, -2, i + 1);
     }
     lua_setglobal(L, "arg");
-    const char *boot = "package.path = './lua/?.lua;./lua/?/init.lua;./?.lua;' .. package.path\n"
-                       "local f = io.open('lua/moongate/init.lua')\n"
-                       "if f then f:close(); table.insert(package.loaders, "
-                       "table.remove(package.loaders, 2)) end\n";
     int rc = 0;
-    if (luaL_loadbuffer(L, boot, strlen(boot), "=moongate") || lua_pcall(L, 0, 0, 0) ||
-        luaL_loadfile(L, path)) {
+    if (run_boot(L, "", "=moongate")) {
+        rc = 1;
+    } else if (luaL_loadfile(L, path)) {
         fprintf(stderr, "moongate: %s\n", lua_tostring(L, -1));
         rc = 1;
     } else {
@@ -64,15 +99,13 @@ int mg_cmd_test(int argc, char **argv)
         lua_rawseti(L, -2, i + 2);
     }
     lua_setglobal(L, "arg");
-    /* In a source tree, lua/ on disk wins over the embedded copy, so specs
-     * see edits without a rebuild. */
-    const char *boot =
-        "package.path = './lua/?.lua;./lua/?/init.lua;./?.lua;' .. package.path\n"
-        "local f = io.open('lua/moongate/init.lua')\n"
-        "if f then f:close(); table.insert(package.loaders, table.remove(package.loaders, 2)) end\n"
-        "require('busted.runner')({ standalone = false })\n";
-    if (luaL_loadbuffer(L, boot, strlen(boot), "=moongate test") || lua_pcall(L, 0, 0, 0)) {
-        fprintf(stderr, "moongate test: %s\n", lua_tostring(L, -1));
+    const char *runner =
+        "local ok, runner = pcall(require, 'busted.runner')\n"
+        "if not ok then error('needs busted and the Lua libraries its helpers use; on Debian: '\n"
+        "  .. 'apt-get install lua-busted lua-socket lua-posix lua-cjson python3\\n' .. runner, 0) "
+        "end\n"
+        "runner({ standalone = false })\n";
+    if (run_boot(L, runner, "=moongate test")) {
         lua_close(L);
         return 1;
     }

@@ -4,6 +4,8 @@
 #include "config.h"
 #include "log.h"
 #include "lua_env.h"
+#include "tls.h"
+#include "tls_certs.h"
 #include "stats.h"
 
 #include <arpa/inet.h>
@@ -160,6 +162,104 @@ static void ip_string(const struct sockaddr_storage *ss, char *out, size_t len)
     inet_ntop(ss->ss_family, a, out, (socklen_t)len);
 }
 
+/* The TLS fields of listen[i] at idx. */
+static void read_listen_tls(lua_State *L, int idx, mg_listen *l)
+{
+    lua_getfield(L, idx, "tls");
+    l->tls = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    l->redirect_port = (int)num_field(L, idx, "redirect_port", 0);
+    char *name = dup_field(L, idx, "name", "");
+    snprintf(l->name, sizeof(l->name), "%s", name ? name : "");
+    free(name);
+    lua_getfield(L, idx, "alpn");
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    const char *names[8];
+    int k = 0;
+    for (int i = 1; i <= n && k < 8; i++) {
+        lua_rawgeti(L, -1, i);
+        names[k++] = lua_tostring(L, -1); /* anchored by the table until the pop below */
+        lua_pop(L, 1);
+    }
+    int len = k ? mg_tls_alpn_wire(names, k, l->alpn, sizeof(l->alpn)) : 0;
+    l->alpn_len = len > 0 ? len : 0;
+    lua_pop(L, 1);
+}
+
+/* The top-level tls table. When the config comes from its file (start,
+ * `moongate check`, a file reload: check_files), certificate files are
+ * loaded once so a broken pair is reported with its file and line; a
+ * membership change rebuilds from the last good text without reading them,
+ * so a certificate being replaced never holds back discovery (the TLS
+ * manager watches the files). */
+static int read_tls(lua_State *L, int top, mg_config *cfg, int check_files, char *err,
+                    size_t errlen)
+{
+    cfg->tls.min_version = 0x0303;
+    lua_getfield(L, top, "tls");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int t = lua_gettop(L);
+    cfg->tls.enabled = 1;
+    cfg->tls.min_version = (int)num_field(L, t, "min_version", 0x0303);
+    cfg->tls.sources = dup_field(L, top, "_tls_sources_literal", NULL);
+    lua_getfield(L, t, "certificates");
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    cfg->tls.files = calloc(n ? (size_t)n : 1, sizeof(mg_tls_file_conf));
+    if (!cfg->tls.files) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        int c = lua_gettop(L);
+        mg_tls_file_conf *f = &cfg->tls.files[cfg->tls.nfiles++];
+        f->cert = dup_field(L, c, "cert", "");
+        f->key = dup_field(L, c, "key", "");
+        f->line = (int)num_field(L, c, "line", 0);
+        lua_pop(L, 1);
+        if (!check_files) continue;
+        char why[512];
+        mg_tls_cert *cert = mg_tls_cert_load_files(f->cert, f->key, why, sizeof(why));
+        if (!cert) {
+            snprintf(err, errlen, "%s:%d: tls.certificates[%d]: %s", cfg->source, f->line, i, why);
+            lua_settop(L, top);
+            return -1;
+        }
+        mg_tls_cert_unref(cert);
+    }
+    lua_settop(L, top);
+    return 0;
+}
+
+/* A service's upstream TLS settings (snapshot-owned strings and context). */
+static int read_service_tls(lua_State *L, int idx, mg_service *svc, const char *source, char *err,
+                            size_t errlen)
+{
+    lua_getfield(L, idx, "tls");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int t = lua_gettop(L);
+    svc->tls = 1;
+    lua_getfield(L, t, "verify");
+    svc->tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    svc->tls_ca_file = dup_field(L, t, "ca_file", NULL);
+    svc->tls_server_name = dup_field(L, t, "server_name", NULL);
+    lua_pop(L, 1);
+    char why[512];
+    svc->tls_ctx = mg_tls_client_ctx_new(svc->tls_verify, svc->tls_ca_file, why, sizeof(why));
+    if (!svc->tls_ctx) {
+        snprintf(err, errlen, "%s:%d: services.%s.tls: %s", source, svc->line, svc->name, why);
+        return -1;
+    }
+    return 0;
+}
+
 /* Reads services[i] at the top of the stack into svc. */
 static int read_service(lua_State *L, mg_service *svc, const char *source, char *err, size_t errlen)
 {
@@ -171,6 +271,7 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     svc->health = dup_field(L, idx, "_health_literal", NULL);
     svc->passive_failures = (int)num_field(L, idx, "_passive_failures", 0);
     svc->passive_cooldown_ms = ms_field(L, idx, "_passive_cooldown", 5);
+    if (read_service_tls(L, idx, svc, source, err, errlen)) return -1;
     lua_getfield(L, idx, "targets");
     int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     int cap = n ? n : 1;
@@ -185,6 +286,9 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
         uint16_t port = (uint16_t)num_field(L, t_idx, "port", 0);
         int weight = (int)num_field(L, t_idx, "weight", 1);
         int line = (int)num_field(L, t_idx, "line", svc->line);
+        lua_getfield(L, t_idx, "tls");
+        int target_tls = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         char **labels = read_labels(L, t_idx);
         struct sockaddr_storage addrs[MAX_ADDRS_PER_NAME];
         socklen_t lens[MAX_ADDRS_PER_NAME];
@@ -209,16 +313,20 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
             t->host = strdup(host);
             t->port = port;
             t->weight = weight;
+            t->tls = (uint8_t)target_tls;
             t->labels = k == 0 ? labels : copy_labels(labels);
             if (na) {
                 memcpy(&t->addr, &addrs[k], lens[k]);
                 t->addrlen = lens[k];
                 ip_string(&addrs[k], ip, sizeof(ip));
-                snprintf(key, sizeof(key), "%s|%u", ip, port);
+                snprintf(key, sizeof(key), "%s|%u%s", ip, port, target_tls ? "|tls" : "");
             } else {
                 t->addr.ss_family = AF_UNSPEC;
-                snprintf(key, sizeof(key), "unresolved|%s|%u", host, port);
+                snprintf(key, sizeof(key), "unresolved|%s|%u%s", host, port,
+                         target_tls ? "|tls" : "");
             }
+            /* (TLS is in the key: a plain and a TLS target on one address
+             * must not share pooled connections) */
             if (na > 1) {
                 /* one name, several instances: each is its own target */
                 char a[300];
@@ -252,13 +360,44 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     return 0;
 }
 
-static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *err, size_t errlen)
+/* The listeners route r (at index r on the stack) matches on: the ones its
+ * entrypoints name (all when none), and only TLS ones when it has tls. */
+static uint64_t route_listeners(lua_State *L, int r, const mg_config *cfg)
+{
+    uint64_t mask = UINT64_MAX;
+    lua_getfield(L, r, "entrypoints");
+    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+    if (n) {
+        mask = 0;
+        for (int k = 1; k <= n; k++) {
+            lua_rawgeti(L, -1, k);
+            const char *name = lua_tostring(L, -1);
+            for (int j = 0; name && j < cfg->nlisten && j < 64; j++)
+                if (strcmp(cfg->listen[j].name, name) == 0) mask |= (uint64_t)1 << j;
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, r, "tls");
+    if (lua_istable(L, -1)) {
+        uint64_t tls = 0;
+        for (int j = 0; j < cfg->nlisten && j < 64; j++)
+            if (cfg->listen[j].tls) tls |= (uint64_t)1 << j;
+        mask &= tls;
+    }
+    lua_pop(L, 1);
+    return mask;
+}
+
+static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from_file, char *err,
+                       size_t errlen)
 {
     int top = lua_gettop(L);
     cfg->source = dup_field(L, top, "source", "(embedded default)");
     cfg->workers = (int)num_field(L, top, "workers", 1);
     cfg->plugins_dir = dup_field(L, top, "plugins_dir", "plugins");
     cfg->providers = dup_field(L, top, "_providers_literal", "{}");
+    cfg->plugin_sources = dup_field(L, top, "_plugin_sources", NULL);
     char *al = dup_field(L, top, "access_log", NULL);
     cfg->access_log = !al                       ? MG_ACCESS_LOG_OFF
                       : strcmp(al, "json") == 0 ? MG_ACCESS_LOG_JSON
@@ -280,9 +419,12 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
         free(h);
         l->port = (int)num_field(L, lua_gettop(L), "port", 8080);
         l->line = (int)num_field(L, lua_gettop(L), "line", 0);
+        read_listen_tls(L, lua_gettop(L), l);
+        if (l->tls) cfg->tls.enabled = 1;
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
+    if (read_tls(L, top, cfg, from_file, err, errlen)) return -1;
 
     lua_getfield(L, top, "timeouts");
     int t = lua_gettop(L);
@@ -291,6 +433,8 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     cfg->upstream_connect_ms = ms_field(L, t, "upstream_connect", 3);
     cfg->upstream_response_ms = ms_field(L, t, "upstream_response", 60);
     cfg->grace_ms = ms_field(L, t, "grace", 10);
+    cfg->queue_ms = ms_field(L, t, "queue", 10);
+    cfg->upstream_stall_ms = ms_field(L, t, "upstream_stall", 1);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "limits");
@@ -311,6 +455,8 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
     cfg->keepalive = (int)num_field(L, lua_gettop(L), "keepalive", 64);
     cfg->keepalive_timeout_ms = ms_field(L, lua_gettop(L), "keepalive_timeout", 60);
     cfg->retries = (int)num_field(L, lua_gettop(L), "retries", 2);
+    cfg->queue_max = (int)num_field(L, lua_gettop(L), "queue_max", 10000);
+    cfg->max_connecting = (int)num_field(L, lua_gettop(L), "max_connecting", 64);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "admin");
@@ -381,6 +527,7 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
         int rc = sidx < 0 ? (snprintf(why, sizeof(why), "unknown service '%s'", svc), -1)
                           : mg_router_add(snap->router, rule, prio, i - 1, why, sizeof(why));
         if (rc) snprintf(err, errlen, "%s:%d: routes[%d]: %s", cfg->source, line, i, why);
+        if (!rc) mg_router_restrict(snap->router, i - 1, route_listeners(L, r, cfg));
         free(rule);
         free(svc);
         lua_pop(L, 1);
@@ -394,10 +541,11 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, char *er
 /* Lua side of loading: returns the normalized config with each service's
  * balancer_opts serialized, after checking that every balancer plugin loads. */
 static const char *const load_chunk =
-    "local path, ncpu, discovered, docker, source = ...\n"
+    "local path, ncpu, discovered, docker, source, plugin_sources = ...\n"
     "if discovered then discovered = require('moongate.plugins').deserialize(discovered) end\n"
     "local config = require('moongate.config')\n"
     "local plugins = require('moongate.plugins')\n"
+    "plugins.capture(plugin_sources and plugins.deserialize(plugin_sources))\n"
     "local cfg, err\n"
     "local opts = { ncpu = ncpu, discovered = discovered, docker_socket_present = docker,\n"
     "               source = source }\n"
@@ -427,9 +575,20 @@ static const char *const load_chunk =
     "perr) end\n"
     "end\n"
     "cfg._providers_literal = plugins.serialize(cfg.providers or {})\n"
+    "if cfg.tls then\n"
+    "  for name, r in pairs(cfg.tls.acme) do\n"
+    "    local ok, perr = plugins.check(r.plugin, cfg.plugins_dir, 'certificates')\n"
+    "    if not ok then return nil, string.format('%s:%d: tls.acme.%s: %s', cfg.source or '?',\n"
+    "      require('moongate.config_lines').lookup(cfg._lines or {}, 'tls.acme.' .. name), name, "
+    "perr) end\n"
+    "  end\n"
+    "  cfg._tls_sources_literal = plugins.serialize({ resolvers = cfg.tls.acme, domains = "
+    "cfg.tls.domains })\n"
+    "end\n"
     "local ok, lit = pcall(require('moongate.chains').build, cfg)\n"
     "if not ok then return nil, lit end\n"
     "cfg._plugins_literal = lit\n"
+    "cfg._plugin_sources = plugins.serialize(plugins.captured())\n"
     "return cfg\n";
 
 int mg_config_load(const char *path, mg_config **out_cfg, mg_snapshot **out_snap, char *err,
@@ -475,10 +634,13 @@ static char *read_text(const char *path, char *err, size_t errlen)
     return NULL;
 }
 
-int mg_config_load_src(const char *path, const char *source, const char *discovered,
+#define CONFIG_TIME_LIMIT_S 10 /* a config (or its balancer plugins) must load in this */
+
+int mg_config_load_src(const char *path, const mg_config *from, const char *discovered,
                        mg_config **out_cfg, mg_snapshot **out_snap, char *err, size_t errlen)
 {
     if (!path && access("moongate.lua", R_OK) == 0) path = "moongate.lua";
+    const char *source = from ? from->text : NULL;
     char *text = NULL;
     if (path) {
         text = source ? strdup(source) : read_text(path, err, errlen);
@@ -489,6 +651,7 @@ int mg_config_load_src(const char *path, const char *source, const char *discove
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    mg_lua_env_limit(L, CONFIG_TIME_LIMIT_S);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int rc = -1;
     mg_config *cfg = calloc(1, sizeof(*cfg));
@@ -511,13 +674,17 @@ int mg_config_load_src(const char *path, const char *source, const char *discove
         lua_pushstring(L, text);
     else
         lua_pushnil(L);
-    if (lua_pcall(L, 5, 2, 0)) goto lua_err;
+    if (from && from->plugin_sources)
+        lua_pushstring(L, from->plugin_sources);
+    else
+        lua_pushnil(L);
+    if (lua_pcall(L, 6, 2, 0)) goto lua_err;
     if (lua_isnil(L, -2)) {
         snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "invalid config");
         goto done;
     }
     lua_pop(L, 1);
-    if (read_config(L, cfg, snap, err, errlen)) goto done;
+    if (read_config(L, cfg, snap, source == NULL, err, errlen)) goto done;
     snap->version = 1;
     atomic_init(&snap->refs, 1);
     cfg->text = text; /* the config owns it now */
@@ -552,7 +719,14 @@ void mg_config_free(mg_config *cfg)
     free(cfg->trusted);
     free(cfg->admin_token);
     free(cfg->providers);
+    for (int i = 0; i < cfg->tls.nfiles; i++) {
+        free(cfg->tls.files[i].cert);
+        free(cfg->tls.files[i].key);
+    }
+    free(cfg->tls.files);
+    free(cfg->tls.sources);
     atomic_fetch_sub(&mg_stats.configs_alive, 1);
     free(cfg->text);
+    free(cfg->plugin_sources);
     free(cfg);
 }

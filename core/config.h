@@ -12,7 +12,29 @@ typedef struct mg_listen {
     char host[64];
     int port;
     int line;
+    /* TLS (docs/tls.md). A plain POD so reloads can swap listener arrays. */
+    int tls;                /* 1: clients speak TLS on this listener */
+    int redirect_port;      /* plain listener: answer every request (but ACME HTTP-01
+                               challenges) with a redirect to https://host:PORT; 0: off */
+    char name[64];          /* the entry point name, "" if none */
+    unsigned char alpn[64]; /* ALPN protocols in wire format, server preference */
+    int alpn_len;           /* 0: the default ("http/1.1") */
 } mg_listen;
+
+typedef struct mg_tls_file_conf {
+    char *cert, *key; /* paths, relative ones already made relative to the config's dir */
+    int line;
+} mg_tls_file_conf;
+
+/* The top-level `tls` table. */
+typedef struct mg_tls_conf {
+    int enabled;     /* a tls table, or a listener with tls = true */
+    int min_version; /* 0x0303 (TLS 1.2) or 0x0304 */
+    mg_tls_file_conf *files;
+    int nfiles;
+    char *sources; /* { resolvers = {...}, domains = {...} } as a Lua literal, for the
+                      certificate source plugins on the control plane */
+} mg_tls_conf;
 
 typedef struct mg_cidr {
     int family; /* AF_INET or AF_INET6 */
@@ -32,6 +54,11 @@ typedef struct mg_config {
     int log_level;
     /* timeouts in milliseconds */
     uint64_t client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, grace_ms;
+    uint64_t queue_ms;          /* timeouts.queue: longest hold for a ready target */
+    uint64_t upstream_stall_ms; /* timeouts.upstream_stall: silence before a probe; 0 off */
+    int queue_max;              /* upstream.queue_max: held requests per worker */
+    int max_connecting;         /* upstream.max_connecting: connects under way per target
+                                 * per worker (0: no limit) */
     uint32_t max_header_size, max_headers;
     uint8_t normalize_paths;    /* paths.normalize */
     uint8_t keep_encoded_slash; /* paths.encoded_slash == "keep" */
@@ -44,7 +71,9 @@ typedef struct mg_config {
     int admin_port;
     char *admin_token; /* NULL: no token required */
     char *providers;   /* discovery providers' settings, a Lua literal */
-    char *text;        /* the config file's text this was built from (NULL: embedded) */
+    mg_tls_conf tls;
+    char *text;           /* the config file's text this was built from (NULL: embedded) */
+    char *plugin_sources; /* the plugin files that load used, a Lua literal (name -> source) */
 } mg_config;
 
 /* Loads and validates a config file (path NULL: ./moongate.lua if present,
@@ -60,10 +89,11 @@ int mg_config_load(const char *path, mg_config **cfg, mg_snapshot **snap, char *
 int mg_config_load_with(const char *path, const char *discovered, mg_config **cfg,
                         mg_snapshot **snap, char *err, size_t errlen);
 
-/* The same with the config file's text given (source NULL: read path):
- * a membership change rebuilds from the text of the last good load, never
- * from a file that may be half-edited. */
-int mg_config_load_src(const char *path, const char *source, const char *discovered,
+/* The same built from what `from` was built from (NULL: read the files):
+ * a membership change rebuilds from the config text and the plugin files of
+ * the last good load, never from a file that is being edited or is broken
+ * on disk. */
+int mg_config_load_src(const char *path, const mg_config *from, const char *discovered,
                        mg_config **cfg, mg_snapshot **snap, char *err, size_t errlen);
 
 void mg_config_free(mg_config *cfg);

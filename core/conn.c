@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "conn_int.h"
 #include "stats.h"
+#include "tls_stream.h"
 #include "worker.h"
 
 #include <stdlib.h>
@@ -38,6 +39,8 @@ static mg_req *conn_new_req(mg_conn *c)
     r->client_trusted = mg_cidr_match(c->w->cfg->trusted, c->w->cfg->ntrusted, &c->peer.sa);
     r->http_major = 1;
     r->http_minor = 1;
+    r->secure = c->secure;
+    r->listen = c->listen;
     return r;
 }
 
@@ -153,9 +156,14 @@ static int on_headers_complete(llhttp_t *p)
     return HPE_PAUSED;
 }
 
+/* The body callbacks may run for a message whose exchange already ended:
+ * a bodiless request answered at its head (a 404, a plugin's answer) is
+ * complete for llhttp only at the next execute, with c->req gone. */
+
 static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     mg_conn *c = p->data;
+    if (!c->req) return 0;
     mg_tq_arm(&c->w->q_client_io, &c->tq, uv_now(&c->w->loop));
     c->h->body(c->req, at, n);
     return 0;
@@ -164,13 +172,14 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 static int on_chunk_header(llhttp_t *p)
 {
     mg_conn *c = p->data;
-    if (p->content_length == 0) c->req->in_trailers = 1; /* last chunk: trailers follow */
+    if (c->req && p->content_length == 0) c->req->in_trailers = 1; /* trailers follow */
     return 0;
 }
 
 static int on_message_complete(llhttp_t *p)
 {
     mg_conn *c = p->data;
+    if (!c->req) return 0; /* its exchange ended already: parse on */
     mg_tq_remove(&c->tq);
     c->pause_reason = PAUSE_MESSAGE;
     if (c->state == MG_C_BODY || c->state == MG_C_WAIT) c->state = MG_C_RESP;
@@ -241,15 +250,23 @@ void mg_conn__exchange_done(mg_conn *c)
     mg_conn__resume(c);
 }
 
+/* Unblocks the parser: always between exchanges, and during one only
+ * where it waits at the request's head (the body comes next). A parser
+ * paused at the end of a message in flight stays paused, or the next
+ * pipelined request would start beside it (a retry resumes the source). */
+static void conn_unblock(mg_conn *c)
+{
+    if (!c->blocked || (c->req && c->block_reason != PAUSE_HEAD)) return;
+    c->blocked = 0;
+    llhttp_resume(&c->parser);
+}
+
 void mg_conn__resume(mg_conn *c)
 {
     if (c->state == MG_C_CLOSING) return;
     c->paused = 0;
     if (c->state == MG_C_WAIT) c->state = c->req && !c->req->body_done ? MG_C_BODY : MG_C_RESP;
-    if (c->blocked) {
-        c->blocked = 0;
-        llhttp_resume(&c->parser);
-    }
+    conn_unblock(c);
     conn_drive(c);
 }
 
@@ -326,6 +343,7 @@ static void conn_parse(mg_conn *c, const char *p, size_t n)
     if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
         used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
         c->blocked = 1;
+        c->block_reason = e == HPE_PAUSED_UPGRADE ? PAUSE_MESSAGE : c->pause_reason;
         if (used < n) pend_append(c, p + used, n - used);
     } else if (e != HPE_OK) {
         conn_parse_error(c);
@@ -426,7 +444,13 @@ static void on_eof(mg_stream *s)
 
 static void on_error(mg_stream *s, int err)
 {
-    mg_conn_close(of_stream(s));
+    mg_conn *c = of_stream(s);
+    if (err == UV_EPROTO && c->secure && c->h->broken) {
+        mg_tls *t = mg_tls_stream_engine(s);
+        const char *why = t ? mg_tls_error(t) : NULL;
+        c->h->broken(c->w, c->id, &c->peer.sa, why ? why : "TLS failed");
+    }
+    mg_conn_close(c);
 }
 
 static void on_drain(mg_stream *s)
@@ -458,7 +482,7 @@ static const mg_stream_events conn_events = {
     .close = on_closed,
 };
 
-void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h)
+void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h, int listen)
 {
     uv_once(&settings_once, settings_init);
     /* Ownership: freed in on_closed, after the stream's handle closed. */
@@ -479,6 +503,18 @@ void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h)
         return;
     }
     mg_stream_peer(&c->s, &c->peer.ss);
+    c->listen = (uint8_t)listen;
+    const mg_listen *l = listen < w->cfg->nlisten ? &w->cfg->listen[listen] : NULL;
+    if (l && l->tls) {
+        mg_tls_store *st = mg_tls_holder_get(&w->tls);
+        if (!st || mg_tls_stream_server(&c->s, mg_tls_store_ctx(st), l->alpn_len ? l->alpn : NULL,
+                                        (size_t)l->alpn_len)) {
+            c->state = MG_C_CLOSING;
+            mg_stream_close(&c->s);
+            return;
+        }
+        c->secure = 1;
+    }
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
     c->state = MG_C_IDLE;

@@ -36,6 +36,9 @@ typedef struct mg_conn_handler {
     /* The client went away (or the connection was closed) before the
      * exchange ended: the request ends now. No r->src call is allowed. */
     void (*gone)(mg_req *r);
+    /* The connection failed below HTTP (a TLS handshake: why says what),
+     * with no request to tell; client: the peer's address. */
+    void (*broken)(mg_worker *w, uint64_t conn_id, const struct sockaddr *client, const char *why);
 } mg_conn_handler;
 
 enum mg_conn_state {
@@ -62,6 +65,7 @@ struct mg_conn {
     uint32_t nrequests;
     uint8_t state;
     uint8_t blocked;      /* parser paused: bytes go to pend */
+    uint8_t block_reason; /* where it paused: at a head, or at a message's end */
     uint8_t paused;       /* the handler asked for no more body for now */
     uint8_t peer_eof;     /* the client half-closed */
     uint8_t close_after;  /* close once the current response is done */
@@ -71,6 +75,8 @@ struct mg_conn {
     uint8_t head_held;      /* a response head waits in req->wire */
     uint8_t resp_chunked;   /* the response is re-framed as chunked */
     uint8_t resp_raw;       /* the response body goes as is (HTTP/1.0, close-delimited) */
+    uint8_t secure;         /* TLS */
+    uint8_t listen;         /* the listener's index in cfg->listen */
     uint16_t refuse_status; /* a parser callback refused the request: answer this */
     const char *refuse_why;
     mg_h1check check; /* strict framing check of request heads and chunked bodies */
@@ -82,8 +88,9 @@ struct mg_conn {
     } peer;
 };
 
-/* Accepts a connection on a listener of worker w; h gets its requests. */
-void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h);
+/* Accepts a connection on listener `listen` (an index in cfg->listen) of
+ * worker w, speaking TLS when the listener says so; h gets its requests. */
+void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h, int listen);
 
 /* Closes a connection now (a request on it gets the gone event). */
 void mg_conn_close(mg_conn *c);

@@ -6,6 +6,7 @@
 #include "conn.h"
 #include "conn_int.h"
 #include "h1.h"
+#include "tls_stream.h"
 #include "worker.h"
 
 #include <stdio.h>
@@ -188,7 +189,33 @@ static size_t src_queued(const mg_req *r)
     return mg_stream_queued(&conn_of(r)->s);
 }
 
+static const char *src_tls(const mg_req *r, int what)
+{
+    mg_tls *t = mg_tls_stream_engine(&conn_of(r)->s);
+    if (!t) return NULL;
+    static __thread char alpn[32];
+    size_t n = 0;
+    const char *a;
+    switch (what) {
+    case MG_TLS_SNI:
+        return mg_tls_sni(t);
+    case MG_TLS_VERSION:
+        return mg_tls_version(t);
+    case MG_TLS_ALPN:
+        a = mg_tls_alpn(t, &n);
+        if (!a || !n || n >= sizeof(alpn)) return NULL;
+        memcpy(alpn, a, n);
+        alpn[n] = 0;
+        return alpn;
+    case MG_TLS_RESUMED:
+        return mg_tls_resumed(t) ? "1" : NULL;
+    default:
+        return NULL;
+    }
+}
+
 const mg_req_src mg_conn__src = {
+    .tls = src_tls,
     .head = src_head,
     .interim = src_interim,
     .body = src_body,

@@ -97,6 +97,26 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
+/* Certificate sources (tls.acme entries) run here too, as coroutines. */
+static void start_certificates(mg_control *ctl)
+{
+    lua_State *L = ctl->L;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moongate.tls");
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+        lua_getfield(L, -1, "start_sources");
+        if (ctl->rl->cfg->tls.sources)
+            lua_pushstring(L, ctl->rl->cfg->tls.sources);
+        else
+            lua_pushnil(L);
+        lua_pushstring(L, ctl->rl->cfg->plugins_dir);
+        if (lua_pcall(L, 2, 0, 0)) mg_log(MG_LOG_ERROR, -1, 0, "tls: %s", lua_tostring(L, -1));
+    } else {
+        mg_log(MG_LOG_ERROR, -1, 0, "tls: %s", lua_tostring(L, -1));
+    }
+    lua_settop(L, 0);
+}
+
 static void start_discovery(mg_control *ctl)
 {
     lua_State *L = ctl->L;
@@ -153,6 +173,7 @@ int mg_control_start(mg_control *ctl, uv_loop_t *loop, mg_reloader *rl)
     uv_timer_start(&ctl->tick, on_tick, 100, 100);
     configure(ctl);
     start_discovery(ctl);
+    start_certificates(ctl);
     return 0;
 }
 
@@ -160,7 +181,8 @@ void mg_control_reconfigure(mg_control *ctl)
 {
     if (!ctl->L) return;
     configure(ctl);
-    start_discovery(ctl); /* a no-op unless the providers' settings changed */
+    start_discovery(ctl);    /* a no-op unless the providers' settings changed */
+    start_certificates(ctl); /* the same for certificate sources */
 }
 
 void mg_control_stop(mg_control *ctl)
@@ -173,6 +195,13 @@ void mg_control_stop(mg_control *ctl)
     lua_rawgeti(ctl->L, LUA_REGISTRYINDEX, ctl->ref_discovery);
     lua_getfield(ctl->L, -1, "stop");
     lua_pcall(ctl->L, 0, 0, 0);
+    lua_settop(ctl->L, 0);
+    lua_getglobal(ctl->L, "require");
+    lua_pushstring(ctl->L, "moongate.tls");
+    if (lua_pcall(ctl->L, 1, 1, 0) == 0) {
+        lua_getfield(ctl->L, -1, "stop_sources");
+        lua_pcall(ctl->L, 0, 0, 0);
+    }
     lua_settop(ctl->L, 0);
     uv_close((uv_handle_t *)&ctl->publish_timer, NULL);
     uv_close((uv_handle_t *)&ctl->tick, NULL);

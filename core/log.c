@@ -71,6 +71,20 @@ void mg_log(int level, int worker, uint64_t conn, const char *fmt, ...)
     write_all(2, line, len);
 }
 
+int mg_log_every(uint64_t *last_ms, unsigned *held, unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (*last_ms && now - *last_ms < ms) {
+        (*held)++;
+        return 0;
+    }
+    *last_ms = now;
+    *held = 0;
+    return 1;
+}
+
 int mg_buf_reserve(mg_buf *b, size_t n)
 {
     if (b->len + n <= b->cap) return 0;
@@ -86,6 +100,9 @@ int mg_buf_reserve(mg_buf *b, size_t n)
 
 int mg_buf_append(mg_buf *b, const void *p, size_t n)
 {
+    /* memcpy to an empty buffer's NULL is undefined even for 0 bytes
+     * (req:respond without headers did that) */
+    if (n == 0) return 0;
     if (mg_buf_reserve(b, n)) return -1;
     memcpy(b->p + b->len, p, n);
     b->len += n;

@@ -29,6 +29,19 @@ void mg_log(int level, int worker, uint64_t conn, const char *fmt, ...)
         if (mg_log_enabled(level)) mg_log(level, w, c, __VA_ARGS__);                               \
     } while (0)
 
+/* For messages that may come once per request under churn: true at most
+ * once per `ms` from one call site in one thread; *held counts the ones
+ * skipped meanwhile (say them with the next one). */
+int mg_log_every(uint64_t *last_ms, unsigned *held, unsigned ms);
+#define MG_LOG_EVERY(ms, level, w, c, fmt, ...)                                                    \
+    do {                                                                                           \
+        static __thread uint64_t last_;                                                            \
+        static __thread unsigned held_;                                                            \
+        unsigned before_ = held_;                                                                  \
+        if (mg_log_enabled(level) && mg_log_every(&last_, &held_, ms))                             \
+            mg_log(level, w, c, fmt " (%u more like it)", __VA_ARGS__, before_);                   \
+    } while (0)
+
 /* A growable byte buffer; used for access log lines and serialized heads. */
 typedef struct mg_buf {
     char *p;

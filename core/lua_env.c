@@ -1,6 +1,10 @@
 /* Lua states with the embedded library. Every Lua state moongate creates
  * (per worker, control, `moongate test`) starts here. */
 #include "lua_env.h"
+
+#include <lauxlib.h>
+#include <luajit.h>
+#include <uv.h>
 #include "lua_json.h"
 
 #include <lauxlib.h>
@@ -15,6 +19,29 @@ typedef struct {
 } mg_embedded_file;
 
 extern const mg_embedded_file mg_embedded_files[];
+
+static const char limit_key = 0; /* registry key: the deadline (ns) */
+
+static void limit_hook(lua_State *L, lua_Debug *ar)
+{
+    lua_pushlightuserdata(L, (void *)&limit_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    double deadline = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if ((double)uv_hrtime() < deadline) return;
+    /* once over, check at every instruction: a pcall cannot outlast it */
+    lua_sethook(L, limit_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "ran too long (over the time a config or plugin file may take to load)");
+}
+
+void mg_lua_env_limit(lua_State *L, double seconds)
+{
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_pushlightuserdata(L, (void *)&limit_key);
+    lua_pushnumber(L, (double)uv_hrtime() + seconds * 1e9);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_sethook(L, limit_hook, LUA_MASKCOUNT, 10000);
+}
 
 const char *mg_lua_env_embedded(const char *path, size_t *len)
 {

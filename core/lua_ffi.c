@@ -62,6 +62,21 @@ int mg_ffi_req_field(int which, const char **p, size_t *len)
         *p = r->in.arena.p + r->url_off;
         *len = r->url_cur_len;
         return 0;
+    case MG_FIELD_SCHEME:
+        *p = r->secure ? "https" : "http";
+        *len = r->secure ? 5 : 4;
+        return 0;
+    case MG_FIELD_SNI:
+    case MG_FIELD_TLS_VERSION:
+    case MG_FIELD_TLS_ALPN:
+    case MG_FIELD_TLS_RESUMED: {
+        static const int what[] = {MG_TLS_SNI, MG_TLS_VERSION, MG_TLS_ALPN, MG_TLS_RESUMED};
+        const char *v = r->src && r->src->tls ? r->src->tls(r, what[which - MG_FIELD_SNI]) : NULL;
+        if (!v) return -1;
+        *p = v;
+        *len = strlen(v);
+        return 0;
+    }
     case MG_FIELD_SERVICE:
         if (r->svc < 0 || !r->snap) return -1;
         *p = r->snap->services[r->svc].name;

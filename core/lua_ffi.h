@@ -22,6 +22,11 @@ enum {
     MG_FIELD_VERSION,
     MG_FIELD_TARGET, /* the raw request target, path and query */
     MG_FIELD_SERVICE,
+    MG_FIELD_SCHEME,      /* "http" or "https" */
+    MG_FIELD_SNI,         /* the TLS server name the client sent (-1: none) */
+    MG_FIELD_TLS_VERSION, /* "TLSv1.3" (-1: plain) */
+    MG_FIELD_TLS_ALPN,    /* the protocol ALPN chose ("http/1.1"; -1: none) */
+    MG_FIELD_TLS_RESUMED, /* "1" when the TLS session was resumed (-1: not) */
 };
 
 /* Request fields; returns 0 and points *p into memory valid until the call

@@ -1,16 +1,21 @@
 /* Async I/O for Lua coroutines on a libuv loop (the control plane): an
- * HTTP/1.1 client over TCP or a unix socket, with a whole-body and a
+ * HTTP/1.1 client over TCP (plain or TLS) or a unix socket, with a whole-body and a
  * streaming form, and sleeps. A coroutine calls a start function, which
  * never completes synchronously, then yields; the libuv callback resumes it
  * with the result. Responses are parsed with llhttp. Errors are values
  * (nil, reason), never a crash. Used from lua/moongate/io.lua. */
 #include "control.h"
 #include "log.h"
+#include "lua_crypto.h"
+#include "tls.h"
+#include "tls_certs.h"
 
 #include <lauxlib.h>
 #include <llhttp.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define IO_MAX_HEADERS 100
 #define IO_MAX_BODY    (64 * 1024 * 1024)
@@ -66,6 +71,8 @@ typedef struct io_req {
     int head_done, done, failed, closed_handles, handles;
     int waiting;      /* 1: co waits for the head; 2: for data */
     int freed_by_lua; /* the stream object was closed/collected */
+    mg_tls *tls;      /* HTTPS: the engine between the socket and llhttp, owned */
+    int sent;         /* the request went into the engine */
     char err[160];
 } io_req;
 
@@ -156,6 +163,7 @@ static void io_free_maybe(io_req *r)
 {
     if (r->closed_handles < 2 || (r->stream && !r->freed_by_lua) || r->co) return;
     pending_remove(&r->link);
+    mg_tls_free(r->tls);
     free(r->out);
     mg_buf_free(&r->body);
     mg_buf_free(&r->hdr);
@@ -272,25 +280,114 @@ static void alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *b)
     b->len = sizeof(buf);
 }
 
+static void parse(io_req *r, const char *p, size_t n)
+{
+    llhttp_errno_t e = llhttp_execute(&r->parser, p, n);
+    if (e != HPE_OK && e != HPE_PAUSED)
+        fail(r, "invalid response: %s", llhttp_get_error_reason(&r->parser));
+}
+
+/* The peer ended the stream (EOF, or TLS close_notify). */
+static void at_end(io_req *r)
+{
+    llhttp_errno_t e = llhttp_finish(&r->parser);
+    if (r->done) return;
+    if (e == HPE_OK && r->head_done)
+        finish(r);
+    else
+        fail(r, "connection closed before the response ended%s", "");
+}
+
+typedef struct io_write {
+    uv_write_t req;
+    io_req *r;
+    char data[];
+} io_write;
+
+static void on_tls_written(uv_write_t *w, int status)
+{
+    io_write *q = (io_write *)w;
+    io_req *r = q->r;
+    free(q);
+    if (status < 0 && status != UV_ECANCELED) fail(r, "write failed: %s", uv_strerror(status));
+}
+
+/* HTTPS: ciphertext from the engine goes to the socket at once; what it
+ * does not take is copied into a queued write. */
+static int tls_sink(void *ud, const char *data, size_t len)
+{
+    io_req *r = ud;
+    uv_stream_t *s = (uv_stream_t *)&r->h;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    size_t done = 0;
+    if (s->write_queue_size == 0) {
+        int n = uv_try_write(s, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) return n;
+        if (n > 0) done = (size_t)n;
+        if (done == len) return 0;
+    }
+    /* Ownership: the copy belongs to the write request, freed in on_tls_written. */
+    io_write *q = malloc(sizeof(*q) + (len - done));
+    if (!q) return UV_ENOMEM;
+    q->r = r;
+    memcpy(q->data, data + done, len - done);
+    uv_buf_t rest = uv_buf_init(q->data, (unsigned)(len - done));
+    int rc = uv_write(&q->req, s, &rest, 1, on_tls_written);
+    if (rc) free(q);
+    return rc;
+}
+
+/* Drives the engine after new ciphertext (or none, right after connect):
+ * handshake, then the request once, then every plaintext byte to llhttp. */
+static void tls_pump(io_req *r)
+{
+    int rc = mg_tls_handshake(r->tls);
+    if (rc == -EAGAIN) return;
+    if (rc) {
+        fail(r, "%s", mg_tls_error(r->tls));
+        return;
+    }
+    if (!r->sent) {
+        r->sent = 1;
+        if (mg_tls_write(r->tls, r->out, r->out_len) < 0) {
+            fail(r, "%s", mg_tls_error(r->tls));
+            return;
+        }
+    }
+    char plain[16384];
+    for (;;) {
+        ssize_t n = mg_tls_read(r->tls, plain, sizeof(plain));
+        if (n > 0) {
+            parse(r, plain, (size_t)n);
+            if (r->done || r->failed) return;
+            continue;
+        }
+        if (n == 0) { /* close_notify: the same as the end of a plain stream */
+            at_end(r);
+        } else if (n != -EAGAIN) {
+            fail(r, "%s", mg_tls_error(r->tls));
+        }
+        return;
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     io_req *r = s->data;
     if (r->done || r->failed) return;
+    if (nread > 0 && r->tls) {
+        mg_tls_feed(r->tls, buf->base, (size_t)nread);
+        tls_pump(r);
+        if (r->tls) mg_tls_feed_end(r->tls); /* the read buffer is static: keep the rest */
+        return;
+    }
     if (nread > 0) {
-        llhttp_errno_t e = llhttp_execute(&r->parser, buf->base, (size_t)nread);
-        if (e != HPE_OK && e != HPE_PAUSED)
-            fail(r, "invalid response: %s", llhttp_get_error_reason(&r->parser));
+        parse(r, buf->base, (size_t)nread);
         return;
     }
     if (nread == 0) return;
     if (nread == UV_EOF) {
-        llhttp_errno_t e = llhttp_finish(&r->parser);
-        if (!r->done) {
-            if (e == HPE_OK && r->head_done)
-                finish(r);
-            else
-                fail(r, "connection closed before the response ended%s", "");
-        }
+        at_end(r);
         return;
     }
     fail(r, "read failed: %s", uv_strerror((int)nread));
@@ -308,6 +405,11 @@ static void on_connect(uv_connect_t *c, int status)
     if (r->failed || r->done) return;
     if (status < 0) {
         fail(r, "connect failed: %s", uv_strerror(status));
+        return;
+    }
+    if (r->tls) {
+        uv_read_start((uv_stream_t *)&r->h, alloc_cb, on_read);
+        tls_pump(r); /* sends the ClientHello */
         return;
     }
     uv_buf_t b = uv_buf_init(r->out, (unsigned)r->out_len);
@@ -339,8 +441,55 @@ static void io_cancel(pending *p)
     close_all(r);
 }
 
-/* __mg_io.http(co, unix_path_or_nil, ip, port, request_bytes, timeout_ms, stream)
- * -> handle (lightuserdata), or nil, err. The caller yields next. */
+/* Client contexts for HTTPS, one per (verify, CA file), rebuilt when the
+ * file changes; they live as long as the process (a few per gateway). */
+typedef struct client_ctx {
+    int verify;
+    char *ca_file;
+    struct timespec mtime;
+    SSL_CTX *ctx;
+} client_ctx;
+
+static client_ctx *ctxs;
+static int nctxs;
+
+static SSL_CTX *client_ctx_get(int verify, const char *ca_file, char *err, size_t errlen)
+{
+    struct stat st = {0};
+    if (ca_file && stat(ca_file, &st)) {
+        snprintf(err, errlen, "%s: cannot read: %s", ca_file, strerror(errno));
+        return NULL;
+    }
+    for (int i = 0; i < nctxs; i++) {
+        client_ctx *c = &ctxs[i];
+        if (c->verify != verify || (!c->ca_file) != (!ca_file) ||
+            (ca_file && strcmp(c->ca_file, ca_file)))
+            continue;
+        if (!ca_file ||
+            (c->mtime.tv_sec == st.st_mtim.tv_sec && c->mtime.tv_nsec == st.st_mtim.tv_nsec))
+            return c->ctx;
+        SSL_CTX *n = mg_tls_client_ctx_new(verify, ca_file, err, errlen);
+        if (!n) return NULL;
+        SSL_CTX_free(c->ctx);
+        c->ctx = n;
+        c->mtime = st.st_mtim;
+        return n;
+    }
+    SSL_CTX *n = mg_tls_client_ctx_new(verify, ca_file, err, errlen);
+    client_ctx *grown = n ? realloc(ctxs, (size_t)(nctxs + 1) * sizeof(*ctxs)) : NULL;
+    if (!grown) {
+        if (n) snprintf(err, errlen, "out of memory");
+        SSL_CTX_free(n);
+        return NULL;
+    }
+    ctxs = grown;
+    ctxs[nctxs] = (client_ctx){verify, ca_file ? strdup(ca_file) : NULL, st.st_mtim, n};
+    return ctxs[nctxs++].ctx;
+}
+
+/* __mg_io.http(co, unix_path_or_nil, ip, port, request_bytes, timeout_ms, stream, tls)
+ * -> handle (lightuserdata), or nil, err. The caller yields next.
+ * tls: nil for plain HTTP, or { server_name = ..., verify = bool, ca_file = ... }. */
 static int l_http(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTHREAD);
@@ -360,11 +509,41 @@ static int l_http(lua_State *L)
         lua_pushfstring(L, "not an IP address: %s", ip);
         return 2;
     }
+    mg_tls *tls = NULL;
+    if (lua_istable(L, 8) && !sock) {
+        char err[512];
+        lua_getfield(L, 8, "server_name");
+        const char *name = lua_tostring(L, -1);
+        lua_getfield(L, 8, "verify");
+        int verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_getfield(L, 8, "ca_file");
+        const char *ca = lua_tostring(L, -1);
+        SSL_CTX *ctx = client_ctx_get(verify, ca, err, sizeof(err));
+        if (ctx) tls = mg_tls_new(ctx, 0, name, err, sizeof(err));
+        static const unsigned char http11[] = "\x08http/1.1";
+        if (tls && mg_tls_set_alpn(tls, http11, sizeof(http11) - 1)) {
+            mg_tls_free(tls);
+            tls = NULL;
+            snprintf(err, sizeof(err), "out of memory");
+        }
+        lua_pop(L, 3);
+        if (!tls) {
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            return 2;
+        }
+    }
     /* Ownership: r is freed by io_free_maybe once its handles closed and no
      * coroutine or stream object refers to it. */
     io_req *r = calloc(1, sizeof(*r));
-    r->out = malloc(len);
-    if (!r || !r->out) return luaL_error(L, "out of memory");
+    if (r) r->out = malloc(len);
+    if (!r || !r->out) {
+        mg_tls_free(tls);
+        free(r);
+        return luaL_error(L, "out of memory");
+    }
+    r->tls = tls;
+    if (tls) mg_tls_set_sink(tls, tls_sink, r);
     memcpy(r->out, req, len);
     r->out_len = len;
     r->L = main_L; /* never the coroutine: it may be collected once done */
@@ -625,4 +804,5 @@ void mg_control_open_io(lua_State *L, uv_loop_t *loop)
         lua_setfield(L, -2, f->name);
     }
     lua_setglobal(L, "__mg_io");
+    mg_lua_crypto_open(L); /* control-plane Lua also gets crypto and the TLS manager */
 }

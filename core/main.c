@@ -18,6 +18,10 @@ static void usage(FILE *out)
             "                              SIGTERM the old one)\n"
             "  moongate check [-c FILE]    validate a config and exit\n"
             "  moongate test [PATH...]     run busted specs inside moongate's LuaJIT\n"
+            "  moongate new KIND NAME [DIR]\n"
+            "                              write DIR/plugins/NAME.lua and DIR/spec/NAME_spec.lua,\n"
+            "                              a plugin skeleton and its passing spec; KIND is\n"
+            "                              balancer, middleware or discovery\n"
             "  moongate version            print the version\n"
             "  moongate --help             this text\n"
             "\n"
@@ -62,6 +66,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "test") == 0) return mg_cmd_test(argc - 2, argv + 2);
+    if (strcmp(cmd, "new") == 0) return mg_cmd_new(argc - 2, argv + 2);
     if (strcmp(cmd, "bench-lua") == 0) return mg_cmd_bench_lua(argc - 2, argv + 2);
     if (cmd[0] && cmd[0] != '-' && strchr(cmd, '/') && access(cmd, R_OK) == 0)
         return mg_cmd_script(cmd, argc - 2, argv + 2);

@@ -2,7 +2,9 @@
  * routed and handed to the middlewares, then tried on a target
  * (proxy_try.c). Also the request body's relay upstream, answers made
  * without a backend, and the end of every exchange. */
+#include "addr.h"
 #include "h1.h"
+#include "tls_certs.h"
 #include "proxy_int.h"
 
 #include <stdio.h>
@@ -75,6 +77,27 @@ void mg_proxy__respond_text(mg_req *r, int status, const char *text, int close)
 
 /* ---- routing ------------------------------------------------------- */
 
+/* r->host_lc: the Host (or the absolute-form authority), lowercased. */
+static void set_host(mg_req *r)
+{
+    mg_str path, query, authority;
+    mg_proxy__split_url(r, &path, &query, &authority);
+    mg_str host = authority;
+    if (!host.len) {
+        int i = mg_headers_find(&r->in, "host", 4);
+        if (i >= 0) {
+            host.p = mg_hvalue(&r->in, (uint32_t)i);
+            host.len = r->in.h[i].vlen;
+        }
+    }
+    size_t hl = host.len < sizeof(r->host_lc) - 1 ? host.len : sizeof(r->host_lc) - 1;
+    for (size_t k = 0; k < hl; k++) {
+        char ch = host.p[k];
+        r->host_lc[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch | 0x20) : ch;
+    }
+    r->host_lc[hl] = 0;
+}
+
 static int route(mg_req *r, mg_worker *w)
 {
     mg_headers *h = &r->in;
@@ -105,10 +128,59 @@ static int route(mg_req *r, mg_worker *w)
     in.headers = w->hdr_view;
     in.nheaders = h->n;
     in.client = r->client;
-    size_t hl = host.len < sizeof(r->host_lc) - 1 ? host.len : sizeof(r->host_lc) - 1;
-    memcpy(r->host_lc, host.p, hl);
-    r->host_lc[hl] = 0;
+    in.listener = r->listen;
     return mg_router_match(r->snap->router, &in);
+}
+
+/* ---- before routing: ACME challenges and the HTTPS redirect ------------ */
+
+/* Answers what a listener answers itself: an ACME HTTP-01 challenge (on a
+ * plain listener, even one that redirects), and the listener's redirect to
+ * HTTPS. Returns 1 when r was answered. */
+static int listener_answers(mg_req *r)
+{
+    mg_worker *w = r->w;
+    if (r->secure || r->listen >= w->cfg->nlisten) return 0;
+    const mg_listen *l = &w->cfg->listen[r->listen];
+    mg_str path, query, authority;
+    mg_proxy__split_url(r, &path, &query, &authority);
+    static const char acme[] = "/.well-known/acme-challenge/";
+    if (path.len > sizeof(acme) - 1 && memcmp(path.p, acme, sizeof(acme) - 1) == 0 &&
+        (r->method == HTTP_GET || r->method == HTTP_HEAD)) {
+        mg_tls_store *st = mg_tls_holder_get(&w->tls);
+        const char *ka =
+            st ? mg_tls_store_http01(st, path.p + sizeof(acme) - 1, path.len - (sizeof(acme) - 1))
+               : NULL;
+        if (ka) {
+            mg_proxy__respond(r, 200, "Content-Type: text/plain\r\n", 26, ka, strlen(ka), 0);
+            return 1;
+        }
+        if (l->redirect_port) {
+            mg_proxy__respond_text(r, 404, "no such ACME challenge\n", 0);
+            return 1;
+        }
+    }
+    if (!l->redirect_port) return 0;
+    /* Location: https://host[:port]/path?query, 308 for methods with a body */
+    char host[256];
+    size_t hl = strcspn(r->host_lc, ":");
+    if (r->host_lc[0] == '[') hl = strcspn(r->host_lc, "]") + 1;
+    if (hl >= sizeof(host)) hl = sizeof(host) - 1;
+    memcpy(host, r->host_lc, hl);
+    host[hl] = 0;
+    mg_buf *b = &w->scratch;
+    b->len = 0;
+    if (l->redirect_port == 443)
+        mg_buf_printf(b, "Location: https://%s%.*s\r\n", host, (int)r->url_cur_len, mg_req_url(r));
+    else
+        mg_buf_printf(b, "Location: https://%s:%d%.*s\r\n", host, l->redirect_port,
+                      (int)r->url_cur_len, mg_req_url(r));
+    char headers[600];
+    size_t n = b->len < sizeof(headers) ? b->len : sizeof(headers) - 1;
+    memcpy(headers, b->p, n);
+    int status = r->method == HTTP_GET || r->method == HTTP_HEAD ? 301 : 308;
+    mg_proxy__respond(r, status, headers, n, "", 0, r->has_body);
+    return 1;
 }
 
 /* ---- the handler sources call ---------------------------------------- */
@@ -130,6 +202,8 @@ static void on_head(mg_req *r)
                     r->method == HTTP_PUT || r->method == HTTP_DELETE || r->method == HTTP_TRACE;
     r->snap = w->snap;
     mg_snapshot_ref(r->snap);
+    set_host(r);
+    if (listener_answers(r)) return;
     if (r->snap->nservices == 0) {
         /* an unconfigured gateway says how to configure it */
         mg_proxy__respond_text(r, 503, default_page, r->has_body);
@@ -244,6 +318,7 @@ static void on_gone(mg_req *r)
         MG_LOG(MG_LOG_DEBUG, r->w->id, r->conn_id, "client gone: closing its upstream connection");
         mg_proxy__detach(r, 0);
     }
+    mg_proxy__unhold(r);
     mg_tq_remove(&r->tq);
     if (!r->finished) {
         r->finished = 1;
@@ -252,7 +327,16 @@ static void on_gone(mg_req *r)
     }
 }
 
+static void on_broken(mg_worker *w, uint64_t conn_id, const struct sockaddr *client,
+                      const char *why)
+{
+    char ip[64];
+    mg_addr_ip(client, ip, sizeof(ip));
+    MG_LOG(MG_LOG_INFO, w->id, conn_id, "TLS handshake: %s (client %s)", why, ip);
+}
+
 const mg_conn_handler mg_proxy_handler = {
+    .broken = on_broken,
     .head = on_head,
     .body = on_body,
     .body_end = on_body_end,
@@ -270,4 +354,8 @@ void mg_proxy_expire(mg_worker *w, uint64_t now)
         mg_tq_remove(n);
         mg_proxy__up_timeout_response(r);
     }
+    mg_proxy__held_expire(w, now);
+    mg_proxy__stall_tick(w, now);
+    /* rests end and stalls clear with time: let held requests look again */
+    if (w->nheld) mg_proxy_kick(w);
 }

@@ -8,12 +8,25 @@
 #define MG_PROXY_H
 
 #include "conn.h"
+#include "worker.h"
 
 /* The handler client-side sources register. */
 extern const mg_conn_handler mg_proxy_handler;
 
-/* The worker's tick: requests whose response did not come in time. */
+/* The worker's tick: requests whose response (or a ready target) did not
+ * come in time, and targets that stalled. */
 void mg_proxy_expire(mg_worker *w, uint64_t now);
+
+/* Sends held requests again if something changed (mg_proxy_kick); the
+ * worker calls it once per loop turn. */
+void mg_proxy_run_held(mg_worker *w);
+static inline void mg_proxy_kick(mg_worker *w)
+{
+    w->held_kick = 1;
+}
+
+/* Releases the proxy's per-worker state (stall probes) at exit. */
+void mg_proxy__stall_free(mg_worker *w);
 
 /* Writes the access log line and runs on_log hooks (access_log.c). */
 void mg_req_log(mg_req *r);

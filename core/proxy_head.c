@@ -222,6 +222,8 @@ void mg_proxy__upstream_head(mg_req *r)
         MG_H1_HEADER(b, "X-Forwarded-For", ip, strlen(ip));
     if (r->client_trusted && xfp >= 0)
         mg_h1_header_at(b, h, (uint32_t)xfp);
+    else if (r->secure)
+        mg_buf_append(b, "X-Forwarded-Proto: https\r\n", 26);
     else
         mg_buf_append(b, "X-Forwarded-Proto: http\r\n", 25);
     if (r->client_trusted && xfh >= 0)

@@ -36,12 +36,27 @@ void mg_proxy__try(mg_req *r);
 void mg_proxy__fail(mg_req *r, int status, const char *why);
 /* Lets go of the upstream connection (back to the pool when reusable). */
 void mg_proxy__detach(mg_req *r, int reusable);
-void mg_proxy__passive(mg_req *r, int failed, const char *what);
+/* Tells passive health how a try went (kind: MG_FAIL_*, stats.h). */
+void mg_proxy__passive(mg_req *r, int kind, int status, const char *what);
 void mg_proxy__up_error(void *owner, int err);
 void mg_proxy__up_timeout_response(mg_req *r);
 /* After a failure with nothing of the response received: another try, or
  * an error. connect_failed: the connect was refused or timed out. */
 void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char *what, int err);
+/* The request never reached the backend (its kernel did not acknowledge
+ * it): try again, on any target, without charging a retry. */
+void mg_proxy__retry_unsent(mg_req *r, const char *what);
+
+/* proxy_hold.c */
+/* Puts r in the worker's queue until a target is ready (why: for the log);
+ * answers 503 at once when the queue is full. */
+void mg_proxy__hold(mg_req *r, const char *why);
+/* Takes r out of the queue (the client went away). */
+void mg_proxy__unhold(mg_req *r);
+void mg_proxy__held_expire(mg_worker *w, uint64_t now);
+
+/* proxy_stall.c */
+void mg_proxy__stall_tick(mg_worker *w, uint64_t now_loop);
 
 /* proxy_response.c */
 void mg_proxy__response_start(mg_req *r); /* a try begins: a fresh parser */

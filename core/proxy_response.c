@@ -91,6 +91,10 @@ static int resp_headers_complete(llhttp_t *p)
         return HPE_USER;
     }
     if (r->in_trailers) return 0;
+    if (status < 100 || status > 599) {
+        llhttp_set_error_reason(p, "a status code outside 100-599");
+        return HPE_USER;
+    }
     if (status >= 100 && status < 200 && status != 101) {
         /* RFC 9110 8.6, 15.2: an interim response has no content */
         if (p->flags & (F_CHUNKED | F_CONTENT_LENGTH | F_TRANSFER_ENCODING)) {
@@ -101,6 +105,12 @@ static int resp_headers_complete(llhttp_t *p)
     } else if (status == 101) {
         if (!r->upgrade) {
             llhttp_set_error_reason(p, "101 without an upgrade request");
+            return HPE_USER;
+        }
+        if (!p->upgrade) {
+            /* llhttp would read it as a message with a body, then parse
+             * what follows as more responses, unchecked */
+            llhttp_set_error_reason(p, "101 without Upgrade and Connection: upgrade");
             return HPE_USER;
         }
     } else if (r->head_request || status == 204 || status == 304) {
@@ -208,7 +218,7 @@ static int response_head(mg_req *r)
     }
     r->status = (uint16_t)status;
     mg_lua_report(&w->lua, r, status, (double)(uv_hrtime() - r->try_start_ns) / 1e9, NULL);
-    mg_proxy__passive(r, status >= 500, "status 5xx");
+    mg_proxy__passive(r, status >= 500 ? MG_FAIL_STATUS : MG_FAIL_NONE, status, "status 5xx");
     if (!mg_proxy__live(r)) return -1;
     if (r->hook_flags & 1) {
         r->in_resp_hook = 1;

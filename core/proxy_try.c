@@ -11,13 +11,13 @@
 
 /* ---- passive health ------------------------------------------------- */
 
-void mg_proxy__passive(mg_req *r, int failed, const char *what)
+void mg_proxy__passive(mg_req *r, int kind, int status, const char *what)
 {
     const mg_service *s = &r->snap->services[r->svc];
     if (!s->passive_failures || r->target < 0) return;
     const mg_target *t = &s->targets[r->target];
     uint64_t now = uv_hrtime() / 1000000;
-    if (mg_passive_record(t->suid, failed, s->passive_failures, s->passive_cooldown_ms, now))
+    if (mg_passive_report(t->suid, kind, status, s->passive_failures, s->passive_cooldown_ms, now))
         MG_LOG(MG_LOG_WARN, r->w->id, r->conn_id,
                "service %s: target %s ejected after %d consecutive failures (last: %s)", s->name,
                t->address, s->passive_failures, what);
@@ -47,17 +47,26 @@ static int fallback_pick(mg_req *r, mg_worker *w, const int *excl, int nexcl)
 }
 
 /* Whether a target should be avoided while others are left: resting after
- * connect failures, down by its health check, or ejected by passive health. */
+ * connect failures, down by its health check, ejected by passive health,
+ * or stalled (silent while requests wait on it). */
 static int avoid(const mg_service *s, int idx, uint64_t now_ms)
 {
     const mg_target *t = &s->targets[idx];
     return mg_targets_resting(t->uid, now_ms) || mg_health_get(t->suid) == MG_HEALTH_DOWN ||
-           (s->passive_failures && mg_passive_ejected(t->suid, now_ms));
+           (s->passive_failures && mg_passive_ejected(t->suid, now_ms)) ||
+           mg_targets_stalled(t->uid, now_ms);
 }
 
-/* Asks the balancer for a target, skipping targets to avoid unless every
- * untried target is (panic mode: try them anyway). */
-static int pick_target(mg_req *r)
+/* Why pick_target found nothing. */
+enum { PICK_NONE = -1, PICK_BUSY = -2 };
+
+/* Asks the balancer for a target. Never a target already tried, draining
+ * (removed from the newest membership: it goes away) or busy (at
+ * upstream.max_connecting with no idle connection: it would overflow the
+ * backend's backlog); targets to avoid only when no other is left (panic
+ * mode: try them anyway), except for a request coming back from the queue,
+ * which waits for one to recover instead. */
+static int pick_target(mg_req *r, int held)
 {
     mg_worker *w = r->w;
     const mg_service *s = &r->snap->services[r->svc];
@@ -65,6 +74,17 @@ static int pick_target(mg_req *r)
     int nexcl = 0;
     for (int i = 0; i < r->tries && nexcl < 64; i++)
         excl[nexcl++] = r->tried[i];
+    int busy = 0;
+    for (int i = 0; i < s->ntargets && nexcl < 64; i++) {
+        const mg_target *t = &s->targets[i];
+        if (was_tried(r, i)) continue;
+        if (mg_targets_draining(t->suid)) {
+            excl[nexcl++] = i;
+        } else if (!mg_up_available(w, t->uid)) {
+            excl[nexcl++] = i;
+            busy = 1;
+        }
+    }
     int base = nexcl;
     uint64_t now = mg_targets_now_ms();
     for (int attempt = 0; attempt <= s->ntargets; attempt++) {
@@ -77,22 +97,27 @@ static int pick_target(mg_req *r)
             idx = fallback_pick(r, w, excl, nexcl);
         }
         if (idx < 0) break;
+        int skip = 0;
+        for (int i = 0; i < nexcl; i++)
+            if (excl[i] == idx) skip = 1;
+        if (skip) idx = fallback_pick(r, w, excl, nexcl); /* the balancer ignored excl */
+        if (idx < 0) break;
         if (avoid(s, idx, now) && nexcl < 64) {
             excl[nexcl++] = idx; /* try the others first */
             continue;
         }
         return idx;
     }
-    if (nexcl > base) {
-        /* every untried target is resting: panic mode, try them anyway */
-        MG_LOG(MG_LOG_WARN, w->id, r->conn_id,
-               "service %s: every target failed recently; trying them anyway", s->name);
+    if (nexcl > base && !held) {
+        /* every target left is resting or down: panic mode, try them anyway */
+        MG_LOG_EVERY(5000, MG_LOG_WARN, w->id, r->conn_id,
+                     "service %s: every target failed recently; trying them anyway", s->name);
         int idx = mg_lua_pick(&w->lua, r, excl, base);
         if (idx < 0 || idx >= s->ntargets || was_tried(r, idx))
             idx = fallback_pick(r, w, excl, base);
-        return idx;
+        if (idx >= 0) return idx;
     }
-    return -1;
+    return busy || nexcl > base ? PICK_BUSY : PICK_NONE;
 }
 
 /* ---- a try ---------------------------------------------------------- */
@@ -114,12 +139,16 @@ void mg_proxy__try(mg_req *r)
 {
     mg_worker *w = r->w;
     const mg_service *s = &r->snap->services[r->svc];
-    if (s->ntargets == 0) {
-        mg_proxy__fail(r, 503, "service has no targets");
-        return;
-    }
-    int idx = pick_target(r);
+    int idx = s->ntargets ? pick_target(r, r->held_since != 0) : PICK_NONE;
     if (idx < 0) {
+        /* Nothing went upstream yet: wait for a target to be ready (a
+         * replica starting, a membership change) rather than fail. */
+        if (!r->body_started && !r->resp_started) {
+            mg_proxy__hold(r, !s->ntargets       ? "the service has no target"
+                              : idx == PICK_BUSY ? "every target is busy, resting or down"
+                                                 : "no target left to try");
+            return;
+        }
         mg_proxy__fail(r, 502, "no target left to try");
         return;
     }
@@ -138,7 +167,12 @@ void mg_proxy__try(mg_req *r)
     atomic_fetch_add_explicit(&mg_target_inflight[t->uid], 1, memory_order_relaxed);
     mg_proxy__response_start(r);
     int err = 0;
-    mg_upconn *u = mg_up_get(w, t, r, &mg_proxy__up_events, &err);
+    mg_upconn *u =
+        t->tls ? (s->tls_ctx ? mg_up_get_tls(w, t, s->tls_ctx,
+                                             s->tls_server_name ? s->tls_server_name : t->host, r,
+                                             &mg_proxy__up_events, &err)
+                             : (err = UV_EPROTO, NULL))
+               : mg_up_get(w, t, r, &mg_proxy__up_events, &err);
     if (!u) {
         atomic_fetch_sub_explicit(&mg_target_inflight[t->uid], 1, memory_order_relaxed);
         MG_LOG(MG_LOG_WARN, w->id, r->conn_id, "connect to %s failed: %s", t->address,
@@ -161,7 +195,8 @@ void mg_proxy__detach(mg_req *r, int reusable)
     if (!u) return;
     r->up = NULL;
     atomic_fetch_sub_explicit(&mg_target_inflight[u->uid], 1, memory_order_relaxed);
-    mg_up_release(u, reusable);
+    /* a connection to an address that left the membership is not pooled */
+    mg_up_release(u, reusable && mg_targets_present(u->uid));
 }
 
 void mg_proxy__fail(mg_req *r, int status, const char *why)
@@ -189,18 +224,23 @@ void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char
 {
     mg_worker *w = r->w;
     const mg_target *t = mg_req_target(r);
+    /* A refused connect costs nothing and sent nothing, and a draining
+     * target is going away anyway: neither counts against the retries, so
+     * scaling from N replicas to 1 loses no request whatever N is. */
+    if (!(connect_failed && err == UV_ECONNREFUSED) && !mg_targets_draining(t->suid)) r->charged++;
     mg_lua_report(&w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9,
                   connect_failed ? "connect" : "reset");
     mg_target_stats *ts = mg_target_stats_of(t->suid);
     if (ts) atomic_fetch_add_explicit(&ts->connect_errors, 1, memory_order_relaxed);
-    mg_proxy__passive(r, 1, what);
+    mg_proxy__passive(r, connect_failed ? MG_FAIL_CONNECT : MG_FAIL_RESET, 0, what);
     if (connect_failed) mg_targets_connect_failed(t->uid, mg_targets_now_ms());
     mg_proxy__detach(r, 0);
     if (!mg_proxy__live(r)) return;
     const mg_service *s = &r->snap->services[r->svc];
-    int can = safe && r->tries <= w->cfg->retries && !r->body_started && !r->resp_started;
-    MG_LOG(MG_LOG_WARN, w->id, r->conn_id, "upstream %s (service %s): %s %s%s", t->address, s->name,
-           what, err ? uv_strerror(err) : "", can ? ", trying another target" : "");
+    int can = safe && r->charged <= w->cfg->retries && !r->body_started && !r->resp_started;
+    MG_LOG_EVERY(1000, MG_LOG_WARN, w->id, r->conn_id, "upstream %s (service %s): %s %s%s",
+                 t->address, s->name, what, err ? uv_strerror(err) : "",
+                 can ? ", trying another target" : "");
     if (can) {
         if (ts) atomic_fetch_add_explicit(&ts->retries, 1, memory_order_relaxed);
         mg_proxy__try(r);
@@ -209,11 +249,27 @@ void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char
     }
 }
 
+void mg_proxy__retry_unsent(mg_req *r, const char *what)
+{
+    const mg_target *t = mg_req_target(r);
+    MG_LOG(MG_LOG_DEBUG, r->w->id, r->conn_id, "upstream %s: %s; trying again", t->address, what);
+    mg_proxy__detach(r, 0);
+    if (!mg_proxy__live(r)) return;
+    r->tries--; /* the same target may take it on a new connection */
+    mg_proxy__try(r);
+}
+
 /* ---- upstream events ------------------------------------------------ */
 
 static void up_connected(void *owner, int status)
 {
     mg_req *r = owner;
+    if (status == UV_EPROTO) {
+        /* the TLS handshake failed (verification, protocol): the target
+         * answers, so no back-off, but another target may do better */
+        mg_proxy__retry_or_fail(r, 0, 1, "TLS handshake failed:", status);
+        return;
+    }
     if (status < 0) {
         mg_proxy__retry_or_fail(r, 1, 1, "connect failed:", status);
         return;
@@ -232,7 +288,7 @@ void mg_proxy__up_timeout_response(mg_req *r)
     mg_lua_report(&r->w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9, "timeout");
     mg_target_stats *ts = mg_target_stats_of(mg_req_target(r)->suid);
     if (ts) atomic_fetch_add_explicit(&ts->timeouts, 1, memory_order_relaxed);
-    mg_proxy__passive(r, 1, "timeout");
+    mg_proxy__passive(r, MG_FAIL_TIMEOUT, 0, "timeout");
     /* No retry after a response timeout: it would multiply the wait. */
     MG_LOG(MG_LOG_WARN, r->w->id, r->conn_id,
            "upstream %s: no response in time (request body %s, %zu bytes queued upstream)",

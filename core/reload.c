@@ -38,6 +38,7 @@ static int check_plugins(const char *dir, char *err, size_t errlen)
 {
     lua_State *L = mg_lua_env_new();
     if (!L) return 0;
+    mg_lua_env_limit(L, 10); /* a plugin file that loops must not hang the main loop */
     int rc = 0;
     if (luaL_loadbuffer(L, check_chunk, strlen(check_chunk), "=plugin_check")) {
         rc = -1;
@@ -73,12 +74,12 @@ static int apply(mg_reloader *rl, int check_files)
     mg_snapshot *snap = NULL;
     uint64_t t0 = uv_hrtime();
     rl->last_reload = (double)time(NULL);
-    /* A file change re-reads the file; a membership change rebuilds from the
-     * text of the last good load, so a config being edited (or broken on
-     * disk) never holds back discovery. */
-    const char *text = check_files ? NULL : rl->cfg->text;
+    /* A file change re-reads the files; a membership change rebuilds from
+     * the config text and plugin files of the last good load, so a file
+     * being edited (or broken on disk) never holds back discovery. */
+    const mg_config *from = check_files ? NULL : rl->cfg;
     if ((check_files && check_plugins(rl->cfg->plugins_dir, err, sizeof(err))) ||
-        mg_config_load_src(rl->config_path, text, rl->discovered, &cfg, &snap, err, sizeof(err))) {
+        mg_config_load_src(rl->config_path, from, rl->discovered, &cfg, &snap, err, sizeof(err))) {
         rl->failures++;
         snprintf(rl->last_error, sizeof(rl->last_error), "%s", err);
         atomic_fetch_add(&mg_stats.reloads_failed, 1);
@@ -101,6 +102,7 @@ static int apply(mg_reloader *rl, int check_files)
     mg_log_set_level(cfg->log_level);
     /* the old config goes with the old snapshot's last reference */
     rl->cfg = cfg;
+    mg_snapshot_mark_membership(rl->snap, snap);
     mg_workers_publish(rl->ws, rl->nworkers, snap);
     mg_snapshot_unref(rl->snap);
     rl->snap = snap; /* ours; the workers hold their own references */

@@ -66,7 +66,11 @@ typedef struct mg_req_src {
     void (*abort)(mg_req *r);
     /* Response bytes waiting to go to the client. */
     size_t (*queued)(const mg_req *r);
+    /* What TLS says of the client side (MG_TLS_*), or NULL (plain). */
+    const char *(*tls)(const mg_req *r, int what);
 } mg_req_src;
+
+enum { MG_TLS_SNI = 0, MG_TLS_VERSION, MG_TLS_ALPN, MG_TLS_RESUMED };
 
 struct mg_req {
     /* ---- filled by the source ---------------------------------------- */
@@ -77,6 +81,8 @@ struct mg_req {
     uint64_t id;                    /* per-worker request id (Lua ctx key) */
     const struct sockaddr *client;  /* the client's address (the source's) */
     uint8_t client_trusted;         /* the client is a trusted proxy */
+    uint8_t secure;                 /* the client spoke TLS (scheme https) */
+    uint8_t listen;                 /* the listener it came in on (cfg->listen index) */
     uint8_t http_major, http_minor; /* as the client spoke it */
     uint8_t method;                 /* llhttp's method enum */
     uint8_t upgrade;                /* asks to switch protocols (WebSocket) */
@@ -94,11 +100,13 @@ struct mg_req {
     mg_upconn *up;     /* the upstream connection of the current try */
     mg_snapshot *snap; /* pinned for all tries */
     int svc;
-    int target; /* index in the service, -1 before the first pick */
-    int route;  /* matched route index, -1 before routing */
-    int tries;
+    int target;  /* index in the service, -1 before the first pick */
+    int route;   /* matched route index, -1 before routing */
+    int tries;   /* entries in tried[] (reset when a held request goes again) */
+    int charged; /* failed tries that count against upstream.retries */
     int tried[16];
-    mg_headers out; /* response head, then trailers */
+    uint64_t held_since; /* ms (uv_now) when the request was first held, 0: never */
+    mg_headers out;      /* response head, then trailers */
     uint16_t status;
     uint16_t local_status;
     uint8_t reason_len; /* the backend's reason phrase, when usable (0xff: not) */
@@ -113,6 +121,7 @@ struct mg_req {
     uint8_t resp_reusable;        /* the response left the upstream connection clean */
     uint8_t resp_interim;         /* parsing a 1xx response */
     uint8_t got_bytes;            /* response bytes arrived on this try */
+    uint8_t held;                 /* waiting in the worker's q_held (r->tq) */
     uint8_t in_trailers;          /* the response parser reached the trailers */
     uint8_t head_paused;          /* the response parser paused at a head's end */
     uint8_t finished;             /* logged: the exchange is over for the proxy */
@@ -124,7 +133,7 @@ struct mg_req {
     llhttp_t parser;              /* the response parser */
     mg_h1check check;             /* strict check of response heads and chunked bodies */
     mg_buf fix;                   /* response bytes with bare LF line ends made CRLF */
-    mg_tq_node tq;                /* waiting for the response (q_up_response) */
+    mg_tq_node tq;                /* waiting for the response (q_up_response), or held (q_held) */
     mg_buf uhead;                 /* request head as serialized for the upstream */
     mg_buf upstreams;             /* "a,b" for the access log */
     mg_buf local;                 /* plugin answer: headers then body */

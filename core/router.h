@@ -22,6 +22,7 @@ typedef struct mg_route_input {
     const mg_hdr *headers; /* request headers, in arrival order */
     size_t nheaders;
     const struct sockaddr *client; /* AF_INET or AF_INET6 peer, or NULL */
+    int listener;                  /* the listener's index (cfg->listen), -1: unknown */
 } mg_route_input;
 
 typedef struct mg_router mg_router;
@@ -35,6 +36,11 @@ void mg_router_free(mg_router *r);
  * Traefik. Returns 0, or -1 with a one-line reason written to err. */
 int mg_router_add(mg_router *r, const char *rule, int priority, int value, char *err,
                   size_t errlen);
+
+/* Restricts the route added with `value` to the listeners whose bits are
+ * set in mask (bit i: cfg->listen[i]); by default a route matches on every
+ * listener. Returns 0, or -1 when no route has that value. */
+int mg_router_restrict(mg_router *r, int value, uint64_t mask);
 
 /* Orders the routes by priority (highest first, ties in insertion order).
  * Call once after the last mg_router_add. */

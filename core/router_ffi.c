@@ -30,6 +30,7 @@ static void fill_input(fake_req *f, const char *method, const char *host, const 
 {
     memset(f, 0, sizeof(*f));
     mg_route_input *in = &f->in;
+    in->listener = -1;
     in->method = str_or(method, "GET");
     in->host = str_or(host, "");
     in->path = str_or(path, "/");

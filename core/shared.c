@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static atomic_uint_fast64_t counters[MG_SHARED_SLOTS];
+/* Signed: add() takes negative deltas. Atomic arithmetic on signed types
+ * wraps in two's complement (C11 7.17.7.5), so next() can run forever. */
+static atomic_int_fast64_t counters[MG_SHARED_SLOTS];
 static char *names[MG_SHARED_SLOTS];
 static int nnames;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -32,6 +34,21 @@ uint32_t mg_shared_counter_next(int slot)
 {
     if (slot < 0 || slot >= MG_SHARED_SLOTS) return 0;
     return (uint32_t)atomic_fetch_add_explicit(&counters[slot], 1, memory_order_relaxed);
+}
+
+double mg_shared_counter_add(int slot, int64_t delta)
+{
+    if (slot < 0 || slot >= MG_SHARED_SLOTS) return 0;
+    /* relaxed is enough: the counter orders nothing but itself. The sum is
+     * formed unsigned so that it wraps like the atomic did (no signed UB). */
+    int64_t old = atomic_fetch_add_explicit(&counters[slot], delta, memory_order_relaxed);
+    return (double)(int64_t)((uint64_t)old + (uint64_t)delta);
+}
+
+double mg_shared_counter_get(int slot)
+{
+    if (slot < 0 || slot >= MG_SHARED_SLOTS) return 0;
+    return (double)atomic_load_explicit(&counters[slot], memory_order_relaxed);
 }
 
 int mg_shared_inflight(uint32_t uid)

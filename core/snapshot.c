@@ -1,6 +1,9 @@
 /* Snapshots and the target uid registry. */
 #include "snapshot.h"
+#include "stats.h"
+#include "targets.h"
 
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +95,9 @@ static void free_service(mg_service *svc)
     free(svc->balancer);
     free(svc->balancer_opts);
     free(svc->health);
+    free(svc->tls_ca_file);
+    free(svc->tls_server_name);
+    if (svc->tls_ctx) SSL_CTX_free(svc->tls_ctx);
 }
 
 void mg_snapshot_unref(mg_snapshot *s)
@@ -113,6 +119,36 @@ void mg_snapshot_unref(mg_snapshot *s)
     free(s->plugins_literal);
     if (s->cfg && s->cfg_free) s->cfg_free(s->cfg);
     free(s);
+}
+
+void mg_snapshot_mark_membership(const mg_snapshot *prev, const mg_snapshot *next)
+{
+    /* Ownership: a scratch bitmap of the uids and suids next has. */
+    uint8_t *in = calloc(MG_MAX_TARGET_UIDS / 8, 1);
+    if (!in) return;
+#define SET(u) (in[(u) / 8] |= (uint8_t)(1u << ((u) % 8)))
+#define HAS(u) (in[(u) / 8] & (1u << ((u) % 8)))
+    for (int i = 0; i < next->nservices; i++)
+        for (int k = 0; k < next->services[i].ntargets; k++) {
+            const mg_target *t = &next->services[i].targets[k];
+            if (t->uid < MG_MAX_TARGET_UIDS) SET(t->uid);
+            if (t->suid < MG_MAX_TARGET_UIDS) SET(t->suid);
+            if (mg_targets_draining(t->suid)) mg_lifecycle_set(t->suid, MG_LIFE_ACTIVE);
+            mg_targets_set_draining(t->suid, 0);
+            mg_targets_set_present(t->uid, 1);
+        }
+    for (int i = 0; prev && i < prev->nservices; i++)
+        for (int k = 0; k < prev->services[i].ntargets; k++) {
+            const mg_target *t = &prev->services[i].targets[k];
+            if (t->suid < MG_MAX_TARGET_UIDS && !HAS(t->suid)) {
+                mg_targets_set_draining(t->suid, 1);
+                mg_lifecycle_set(t->suid, MG_LIFE_DRAINING); /* for the admin API */
+            }
+            if (t->uid < MG_MAX_TARGET_UIDS && !HAS(t->uid)) mg_targets_set_present(t->uid, 0);
+        }
+#undef SET
+#undef HAS
+    free(in);
 }
 
 int mg_snapshot_service(const mg_snapshot *s, const char *name)

@@ -24,6 +24,7 @@ typedef struct mg_target {
     char *address; /* "host:port", for logs */
     uint16_t port;
     int weight;
+    uint8_t tls;   /* 1: connect with TLS (an https:// target or a service with tls) */
     uint32_t uid;  /* the address: pools, passive marks, in-flight counts */
     uint32_t suid; /* the (service, address) pair: request statistics */
     struct sockaddr_storage addr;
@@ -38,6 +39,12 @@ typedef struct mg_service {
     char *health;         /* health check settings as a Lua literal, or NULL */
     int passive_failures; /* consecutive failures that eject a target; 0: off */
     uint64_t passive_cooldown_ms;
+    /* upstream TLS (docs/tls.md): settings, and the client context built
+     * from them at load (owned by the snapshot; mg_tls_new takes its own
+     * reference per connection) */
+    int tls, tls_verify;
+    char *tls_ca_file, *tls_server_name; /* NULL: system CAs / the target's host */
+    struct ssl_ctx_st *tls_ctx;
     mg_target *targets;
     int ntargets;
     int line;
@@ -76,6 +83,12 @@ uint32_t mg_target_uid(const char *key);
 /* Takes and drops references. The last mg_snapshot_unref frees it. */
 void mg_snapshot_ref(mg_snapshot *s);
 void mg_snapshot_unref(mg_snapshot *s);
+
+/* Publishes membership to the gateway-wide target state (targets.h): every
+ * target of next is present and not draining; every target of prev that
+ * next lacks drains (its address is absent when no service has it). Main
+ * thread, before next goes to the workers. prev may be NULL. */
+void mg_snapshot_mark_membership(const mg_snapshot *prev, const mg_snapshot *next);
 
 /* Returns the index of the named service or -1. */
 int mg_snapshot_service(const mg_snapshot *s, const char *name);

@@ -208,6 +208,17 @@ void mg_stream_ack_now(mg_stream *s)
         setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }
 
+int mg_stream_unacked(const mg_stream *s)
+{
+    uv_os_fd_t fd;
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (uv_fileno((const uv_handle_t *)&s->tcp, &fd) ||
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+        return -1;
+    return (int)ti.tcpi_unacked;
+}
+
 int mg_stream_peer(const mg_stream *s, struct sockaddr_storage *out)
 {
     int len = sizeof(*out);

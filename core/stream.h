@@ -96,6 +96,10 @@ static inline void mg_stream_close(mg_stream *s)
  * 40 ms per request on a kept-alive connection, unless we ACK at once. */
 void mg_stream_ack_now(mg_stream *s);
 
+/* Segments sent but not acknowledged by the peer's kernel (TCP_INFO), or
+ * -1 when unknown. */
+int mg_stream_unacked(const mg_stream *s);
+
 /* The peer's address (for logs and X-Forwarded-For); 0 or a libuv error. */
 int mg_stream_peer(const mg_stream *s, struct sockaddr_storage *out);
 

@@ -1,6 +1,7 @@
 /* See upstream.h. */
 #include "upstream.h"
 #include "worker.h"
+#include "tls_stream.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -41,9 +42,27 @@ static void pool_unlink(mg_upconn *u)
     if (p) p->nidle--;
 }
 
+/* A connect ended (or was given up): its slot is free for another. */
+static void connect_done(mg_upconn *u)
+{
+    if (!u->connecting) return;
+    u->connecting = 0;
+    mg_pool *p = mg_up_pool(u->w, u->uid);
+    if (p) p->nconnecting--;
+    if (u->w->up_slot) u->w->up_slot(u->w);
+}
+
+int mg_up_available(mg_worker *w, uint32_t uid)
+{
+    mg_pool *p = mg_up_pool(w, uid);
+    if (!p) return 0;
+    return p->idle || !w->cfg->max_connecting || p->nconnecting < w->cfg->max_connecting;
+}
+
 void mg_up_close(mg_upconn *u)
 {
     if (u->state == MG_U_CLOSING) return;
+    connect_done(u);
     if (u->state == MG_U_IDLE) pool_unlink(u);
     u->state = MG_U_CLOSING;
     u->owner = NULL;
@@ -96,6 +115,7 @@ static void on_connect(mg_stream *s, int status)
     mg_upconn *u = of_stream(s);
     if (u->state == MG_U_CLOSING) return;
     mg_tq_remove(&u->tq);
+    connect_done(u);
     if (status == 0) {
         u->state = MG_U_ACTIVE;
         mg_up_read_start(u);
@@ -133,6 +153,12 @@ void mg_up_read_stop(mg_upconn *u)
 mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, void *owner, const mg_up_events *ev,
                      int *err)
 {
+    return mg_up_get_tls(w, t, NULL, NULL, owner, ev, err);
+}
+
+mg_upconn *mg_up_get_tls(mg_worker *w, const mg_target *t, struct ssl_ctx_st *tls_ctx,
+                         const char *server_name, void *owner, const mg_up_events *ev, int *err)
+{
     mg_pool *p = mg_up_pool(w, t->uid);
     if (p && p->idle) {
         mg_upconn *u = p->idle;
@@ -157,7 +183,8 @@ mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, void *owner, const mg_up_
     u->owner = owner;
     u->ev = ev;
     u->state = MG_U_CONNECTING;
-    int rc = mg_stream_connect(&u->s, &u->connect_req, (const struct sockaddr *)&t->addr);
+    int rc = tls_ctx ? mg_tls_stream_client(&u->s, tls_ctx, server_name) : 0;
+    if (!rc) rc = mg_stream_connect(&u->s, &u->connect_req, (const struct sockaddr *)&t->addr);
     if (rc) {
         *err = rc;
         u->state = MG_U_CLOSING;
@@ -166,6 +193,10 @@ mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, void *owner, const mg_up_
         return NULL;
     }
     mg_tq_arm(&w->q_up_connect, &u->tq, uv_now(&w->loop));
+    if (p) {
+        p->nconnecting++;
+        u->connecting = 1;
+    }
     return u;
 }
 
@@ -191,6 +222,7 @@ void mg_up_release(mg_upconn *u, int reusable)
     p->nidle++;
     mg_tq_arm(&w->q_up_idle, &u->tq, uv_now(&w->loop));
     mg_up_read_start(u);
+    if (w->up_slot) w->up_slot(w);
 }
 
 void mg_up_close_idle(mg_worker *w, uint32_t uid)

@@ -15,6 +15,7 @@
 #include "tq.h"
 
 typedef struct mg_upconn mg_upconn;
+struct ssl_ctx_st;
 typedef struct mg_worker mg_worker;
 
 /* What an upstream connection reports to its owner. */
@@ -39,12 +40,14 @@ struct mg_upconn {
     mg_upconn *pnext, *pprev; /* pool list */
     uint32_t uid;
     uint8_t state;
-    uint8_t reused; /* served a request before this one */
+    uint8_t reused;     /* served a request before this one */
+    uint8_t connecting; /* counted in its pool's nconnecting */
 };
 
 typedef struct mg_pool {
     mg_upconn *idle; /* most recently used first */
     int nidle;
+    int nconnecting; /* connects under way */
 } mg_pool;
 
 /* A connection to t for owner: a pooled one (state ACTIVE, reused) or a new
@@ -52,6 +55,19 @@ typedef struct mg_pool {
  * even start (the reason is in *err). */
 mg_upconn *mg_up_get(mg_worker *w, const mg_target *t, void *owner, const mg_up_events *ev,
                      int *err);
+
+/* The same for a target that speaks TLS: a new connection does its
+ * handshake (verified as tls_ctx says, SNI server_name) before the
+ * connected event, which carries UV_EPROTO when the handshake failed. */
+mg_upconn *mg_up_get_tls(mg_worker *w, const mg_target *t, struct ssl_ctx_st *tls_ctx,
+                         const char *server_name, void *owner, const mg_up_events *ev, int *err);
+
+/* Whether mg_up_get would give a connection to uid now: one is idle, or
+ * fewer than upstream.max_connecting connects are under way (a burst of
+ * new connects would overflow a small backend's listen backlog). When it
+ * says no, wait for the worker's up_slot hook: it runs when a connect ends
+ * or a connection goes back to a pool. */
+int mg_up_available(mg_worker *w, uint32_t uid);
 
 /* Sends bytes (the caller keeps bufs): 0, 1 when queued (a drained event
  * follows), or a negative error (the read side reports the failure too). */
@@ -65,6 +81,11 @@ void mg_up_close(mg_upconn *u);
 static inline void mg_up_ack_now(mg_upconn *u)
 {
     mg_stream_ack_now(&u->s);
+}
+
+static inline int mg_up_unacked(const mg_upconn *u)
+{
+    return mg_stream_unacked(&u->s);
 }
 
 void mg_up_read_start(mg_upconn *u);

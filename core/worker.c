@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "lua_ffi.h"
 #include "proxy.h"
+#include "targets.h"
 #include "upstream.h"
 
 #include <arpa/inet.h>
@@ -20,9 +21,10 @@
 
 static void on_accept(uv_stream_t *server, int status)
 {
-    mg_worker *w = server->data;
+    mg_listener *l = mg_container_of((uv_tcp_t *)server, mg_listener, tcp);
+    mg_worker *w = l->w;
     if (status < 0 || w->stopping) return;
-    mg_conn_accept(w, server, &mg_proxy_handler);
+    mg_conn_accept(w, server, &mg_proxy_handler, l->index);
 }
 
 /* Resolves a listen address; the caller frees *res. */
@@ -76,7 +78,8 @@ int mg_listeners_check_free(const mg_config *cfg, char *err, size_t errlen)
 
 /* libuv 1.44 has no UV_TCP_REUSEPORT: make the socket, set SO_REUSEPORT,
  * bind and listen, then hand the descriptor to uv_tcp_open. */
-static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *err, size_t errlen)
+static int open_listener(mg_worker *w, const mg_listen *l, mg_listener *ml, char *err,
+                         size_t errlen)
 {
     struct addrinfo *res = NULL;
     if (listen_addr(l, &res, err, errlen)) return -1;
@@ -94,8 +97,9 @@ static int open_listener(mg_worker *w, const mg_listen *l, uv_tcp_t *tcp, char *
         return -1;
     }
     freeaddrinfo(res);
+    uv_tcp_t *tcp = &ml->tcp;
     uv_tcp_init(&w->loop, tcp);
-    tcp->data = w;
+    ml->w = w;
     if (uv_tcp_open(tcp, fd) || uv_listen((uv_stream_t *)tcp, 4096, on_accept)) {
         snprintf(err, errlen, "listen on %s:%d failed", l->host, l->port);
         return -1;
@@ -126,14 +130,15 @@ static void on_tick(uv_timer_t *t)
 static void on_flush(uv_prepare_t *p)
 {
     mg_worker *w = p->data;
+    mg_proxy_run_held(w);
     if (w->access.len) mg_buf_flush_fd(&w->access, 1);
 }
 
 static void close_listeners(mg_worker *w)
 {
     for (int i = 0; i < w->nlisteners; i++)
-        if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
-            uv_close((uv_handle_t *)&w->listeners[i], NULL);
+        if (!uv_is_closing((uv_handle_t *)&w->listeners[i].tcp))
+            uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
 }
 
 /* Takes a snapshot the main thread published, if any. Requests in flight
@@ -157,8 +162,16 @@ static void adopt_pending(mg_worker *w)
     if (!w->snap || s->plugin_gen != w->snap->plugin_gen)
         mg_lua_new_generation(&w->lua, w->cfg->plugins_dir);
     mg_lua_adopt(&w->lua, s);
+    /* pooled connections to addresses that left every service go now */
+    const mg_snapshot *old = w->snap;
+    for (int i = 0; old && i < old->nservices; i++)
+        for (int k = 0; k < old->services[i].ntargets; k++) {
+            uint32_t uid = old->services[i].targets[k].uid;
+            if (!mg_targets_present(uid)) mg_up_close_idle(w, uid);
+        }
     mg_snapshot_unref(w->snap);
     w->snap = s;
+    mg_proxy_kick(w); /* held requests may find a target now */
     MG_LOG(MG_LOG_DEBUG, w->id, 0, "adopted snapshot version %llu", (unsigned long long)s->version);
 }
 
@@ -203,6 +216,7 @@ static void worker_main(void *arg)
     mg_lua_self = &w->lua;
     mg_lua_log_worker = w->id; /* Lua logs outside a request (timers) name this worker */
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    mg_proxy__stall_free(w);
     /* drain: close every remaining handle and let their callbacks run */
     for (mg_conn *c = w->conns; c; c = c->next)
         mg_conn_close(c);
@@ -229,12 +243,16 @@ static int worker_init(mg_worker *w, int id, const mg_config *cfg, mg_snapshot *
     mg_tq_init(&w->q_up_connect, cfg->upstream_connect_ms);
     mg_tq_init(&w->q_up_response, cfg->upstream_response_ms);
     mg_tq_init(&w->q_up_idle, cfg->keepalive_timeout_ms);
+    mg_tq_init(&w->q_held, 0);     /* ordered by each request's own deadline */
+    mg_tq_init(&w->q_probe, 1000); /* set from the config at each probe */
+    w->up_slot = mg_proxy_kick;
     if (mg_lua_init(&w->lua, id, cfg->plugins_dir, err, errlen)) return -1;
     w->snap = snap;
     mg_snapshot_ref(snap);
     mg_lua_adopt(&w->lua, snap);
-    w->listeners = calloc((size_t)cfg->nlisten, sizeof(uv_tcp_t));
+    w->listeners = calloc((size_t)cfg->nlisten, sizeof(mg_listener));
     for (int i = 0; i < cfg->nlisten; i++) {
+        w->listeners[i].index = i;
         if (open_listener(w, &cfg->listen[i], &w->listeners[i], err, errlen)) return -1;
         w->nlisteners++;
     }
@@ -263,6 +281,7 @@ static void worker_free(mg_worker *w)
         mg_req_destroy(r);
     }
     free(w->listeners);
+    mg_tls_holder_release(&w->tls);
     free(w->pools);
     free(w->hdr_view);
     mg_buf_free(&w->scratch);

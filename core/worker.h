@@ -8,6 +8,7 @@
 #include "lua_bridge.h"
 #include "log.h"
 #include "snapshot.h"
+#include "tls_certs.h"
 #include "tq.h"
 
 #include <stdatomic.h>
@@ -19,15 +20,24 @@ typedef struct mg_conn mg_conn;
 typedef struct mg_upconn mg_upconn;
 typedef struct mg_pool mg_pool;
 
+/* A listening socket of a worker; index: its entry in cfg->listen (listen
+ * changes wait for a restart, so the index stays valid across reloads). */
+typedef struct mg_listener {
+    uv_tcp_t tcp;
+    struct mg_worker *w;
+    int index;
+} mg_listener;
+
 typedef struct mg_worker {
     int id;
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_async_t wake;    /* new snapshot or stop request */
-    uv_timer_t tick;    /* checks the timeout queues */
-    uv_prepare_t flush; /* flushes the access log before the loop polls */
-    uv_tcp_t *listeners;
+    uv_async_t wake;               /* new snapshot or stop request */
+    uv_timer_t tick;               /* checks the timeout queues */
+    uv_prepare_t flush;            /* flushes the access log before the loop polls */
+    struct mg_listener *listeners; /* one per cfg->listen entry, same order */
     int nlisteners;
+    mg_tls_holder tls; /* the certificate store TLS listeners serve from */
     const mg_config *cfg;
     mg_snapshot *snap; /* one reference held */
     mg_lua lua;
@@ -50,6 +60,16 @@ typedef struct mg_worker {
 
     mg_pool *pools; /* upstream connection pools by target uid (upstream.c) */
     uint32_t npools;
+    /* Called by upstream.c when a connection becomes available (a connect
+     * ended, one went back to a pool): the proxy's held requests may go. */
+    void (*up_slot)(struct mg_worker *w);
+
+    /* requests held until a target is ready (proxy_hold.c), by deadline */
+    mg_tq q_held;
+    int nheld;
+    uint8_t held_kick; /* something changed: retry the held requests soon */
+    mg_tq q_probe;     /* stall probes waiting for a first byte (proxy_stall.c) */
+    void *stall;       /* proxy_stall.c's per-worker state */
 
     struct mg_req *req_free; /* recycled requests, arenas kept */
     int nreq_free;

@@ -13,23 +13,30 @@
 --     services = { { name, balancer, balancer_opts, line,
 --                    targets = { { host, port, address, id, weight, labels, line } } } },  -- sorted by name
 --     routes = { { rule, service, priority (nil = rule length), line, name } },
---     admin, providers, health, middlewares = reserved tables, passed through }
+--     admin, providers, health, middlewares = reserved tables, passed through,
+--     tls = nil | { certificates = { { cert, key, line } }, min_version = 0x0303|0x0304,
+--                   acme = { name = settings }, domains = { name = { { main, sans } } } } }
+--   TLS fields (lua/moongate/tls_config.lua): listen[i].tls/name/redirect_port/alpn,
+--   services[i].tls = { verify, ca_file, server_name }, targets[i].tls,
+--   routes[i].tls = { resolver, domains } | {}, routes[i].entrypoints
 local lines_of = require("moongate.config_lines")
+local tls_config = require("moongate.tls_config")
 
 local _M = {}
 
 local DEFAULTS = {
     timeouts = { client_header = 10, client_idle = 60, upstream_connect = 3,
-                 upstream_response = 60, grace = 10 },
+                 upstream_response = 60, grace = 10, queue = 10, upstream_stall = 1 },
     limits = { max_header_size = 32768, max_headers = 100 },
-    upstream = { keepalive = 64, keepalive_timeout = 60, retries = 2 },
+    upstream = { keepalive = 64, keepalive_timeout = 60, retries = 2, queue_max = 10000,
+                 max_connecting = 64 },
     paths = { normalize = true, encoded_slash = "reject" },
 }
 
 local TOP_KEYS = {
     "listen", "workers", "plugins_dir", "access_log", "log_level", "timeouts", "limits",
     "upstream", "trusted_proxies", "services", "routes", "admin", "providers", "health",
-    "middlewares", "paths",
+    "middlewares", "paths", "tls",
 }
 
 -- A config error: carries the key path so the loader can add file:line.
@@ -169,8 +176,11 @@ local function rule_checker()
     end
 end
 
+local U = { fail = fail, check_keys = check_keys, describe = describe, is_list = is_list }
+
 local function normalize(t, opts)
     if type(t) ~= "table" then fail("", "a config must return a table, got %s", describe(t)) end
+    local dir = opts and opts.dir
     check_keys(t, TOP_KEYS, "")
     local cfg = { providers = t.providers, health = t.health, middlewares = t.middlewares }
     for _, k in ipairs({ "providers", "health", "middlewares" }) do
@@ -179,20 +189,24 @@ local function normalize(t, opts)
 
     -- listen
     local listen = t.listen == nil and "0.0.0.0:8080" or t.listen
-    if type(listen) == "string" then listen = { listen } end
+    if type(listen) == "string" or (type(listen) == "table" and listen.address ~= nil) then listen = { listen } end
     if type(listen) ~= "table" or #listen == 0 or not is_list(listen) then
         fail("listen", "expected \"host:port\" or a list of them, got %s", describe(t.listen))
     end
     cfg.listen = {}
     local seen = {}
     for i, l in ipairs(listen) do
-        local path = type(t.listen) == "table" and ("listen[" .. i .. "]") or "listen"
-        local host, port = parse_hostport(l, path, "listen")
+        local path = (type(t.listen) == "table" and t.listen.address == nil) and ("listen[" .. i .. "]") or "listen"
+        local addr, lt = tls_config.listen_entry(U, l, path)
+        local host, port = parse_hostport(addr, type(l) == "table" and path .. ".address" or path, "listen")
         local key = host .. "|" .. port
-        if seen[key] then fail(path, "address %s is listed twice", l) end
+        if seen[key] then fail(path, "address %s is listed twice", addr) end
         seen[key] = true
-        cfg.listen[i] = { host = host, port = port, path = path }
+        cfg.listen[i] = { host = host, port = port, path = path, tls = lt.tls, name = lt.name,
+                          redirect = lt.redirect, redirect_port = lt.redirect_port, alpn = lt.alpn }
     end
+    local listeners_by_name = tls_config.finish_listeners(U, cfg.listen)
+    cfg.tls = tls_config.section(U, t.tls, dir)
 
     -- admin API: its own listener, loopback unless configured otherwise
     local admin = t.admin == nil and {} or t.admin
@@ -249,7 +263,12 @@ local function normalize(t, opts)
         for k, def in pairs(defaults) do out[k] = v[k] == nil and def or v[k] end
         cfg[section] = out
     end
-    for k, v in pairs(cfg.timeouts) do positive(v, "timeouts." .. k) end
+    for k, v in pairs(cfg.timeouts) do
+        if k == "upstream_stall" or k == "queue" then number(v, "timeouts." .. k, 0, 3600)
+        else positive(v, "timeouts." .. k) end
+    end
+    number(cfg.upstream.queue_max, "upstream.queue_max", 0, 1000000, true)
+    number(cfg.upstream.max_connecting, "upstream.max_connecting", 0, 100000, true)
     number(cfg.limits.max_header_size, "limits.max_header_size", 1024, 1048576, true)
     number(cfg.limits.max_headers, "limits.max_headers", 1, 10000, true)
     number(cfg.upstream.keepalive, "upstream.keepalive", 0, 10000, true)
@@ -300,7 +319,7 @@ local function normalize(t, opts)
     for _, name in ipairs(names) do
         local s, path = services[name], "services." .. name
         if type(s) ~= "table" then fail(path, "expected a table, got %s", describe(s)) end
-        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health" }, path)
+        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health", "tls" }, path)
         local bal = s.balancer == nil and "roundrobin" or s.balancer
         if type(bal) ~= "string" or not bal:match(NAME) then
             fail(path .. ".balancer", "expected a plugin name, got %s", describe(bal))
@@ -313,7 +332,8 @@ local function normalize(t, opts)
             fail(path .. ".targets", "expected a list of targets, got %s", describe(targets))
         end
         local svc = { name = name, balancer = bal, balancer_opts = s.balancer_opts or {},
-                      middlewares = s.middlewares, health = s.health, targets = {}, path = path }
+                      middlewares = s.middlewares, health = s.health, targets = {}, path = path,
+                      tls = tls_config.service(U, s.tls, path .. ".tls", dir) }
         for i, tg in ipairs(targets) do
             local tpath = path .. ".targets[" .. i .. "]"
             local addr, weight, labels = tg, 1, {}
@@ -337,11 +357,16 @@ local function normalize(t, opts)
                     end
                 end
             end
+            local target_tls
+            addr, target_tls = tls_config.target_url(addr)
             local host, port = parse_hostport(addr, type(tg) == "table" and tpath .. ".address" or tpath, "target")
             local address = host:find(":", 1, true) and ("[" .. host .. "]:" .. port) or (host .. ":" .. port)
+            if target_tls and not svc.tls then svc.tls = { verify = true } end
+            if target_tls == nil then target_tls = s.tls ~= nil and s.tls ~= false end
             svc.targets[i] = { host = host, port = port, address = address,
                                id = type(tg) == "table" and tg.id or address,
-                               weight = weight, labels = labels, path = tpath }
+                               weight = weight, labels = labels, path = tpath,
+                               tls = target_tls }
         end
         cfg.services[#cfg.services + 1] = svc
     end
@@ -352,11 +377,13 @@ local function normalize(t, opts)
         fail("routes", "expected a list of routes, got %s", describe(routes))
     end
     local check_rule = rule_checker()
+    local discovered_routes = {}
+    for _, r in ipairs(opts and opts.discovered and opts.discovered.routes or {}) do discovered_routes[r] = true end
     cfg.routes = {}
     for i, r in ipairs(routes) do
         local path = "routes[" .. i .. "]"
         if type(r) ~= "table" then fail(path, "expected a table, got %s", describe(r)) end
-        check_keys(r, { "rule", "service", "priority", "middlewares", "name", "allow_trace" }, path)
+        check_keys(r, { "rule", "service", "priority", "middlewares", "name", "allow_trace", "tls", "entrypoints" }, path)
         if type(r.rule) ~= "string" or r.rule:match("^%s*$") then
             fail(path .. ".rule", "expected a rule such as \"PathPrefix(`/`)\", got %s", describe(r.rule))
         end
@@ -370,10 +397,13 @@ local function normalize(t, opts)
         if r.allow_trace ~= nil and type(r.allow_trace) ~= "boolean" then
             fail(path .. ".allow_trace", "expected true or false, got %s", describe(r.allow_trace))
         end
+        local rtls, eps = tls_config.route(U, r, path, cfg.tls, listeners_by_name, discovered_routes[r])
         cfg.routes[i] = { rule = r.rule, service = r.service, priority = r.priority,
                           allow_trace = r.allow_trace or nil,
-                          middlewares = r.middlewares, name = r.name or path, path = path }
+                          middlewares = r.middlewares, name = r.name or path, path = path,
+                          tls = rtls, entrypoints = eps }
     end
+    if cfg.tls then cfg.tls.domains = tls_config.domains(cfg.routes) end
     return cfg
 end
 
@@ -386,6 +416,7 @@ local function attach_lines(cfg, lines)
         for _, tg in ipairs(s.targets) do tg.line = line(tg.path); tg.path = nil end
     end
     for _, r in ipairs(cfg.routes) do r.line = line(r.path); r.path = nil end
+    for _, c in ipairs(cfg.tls and cfg.tls.certificates or {}) do c.line = line(c.path); c.path = nil end
 end
 
 local function sandbox()
@@ -445,7 +476,10 @@ function _M.load_string(src, chunkname, opts)
     if not ok then return nil, type(t) == "string" and t or (chunkname .. ": " .. tostring(t)) end
     local lines = lines_of.map(src)
     if type(t) == "table" and opts and opts.discovered then t = _M.merge(t, opts.discovered) end
-    local nok, cfg = pcall(normalize, t, opts)
+    local nopts = {}
+    for k, v in pairs(opts or {}) do nopts[k] = v end
+    nopts.dir = nopts.dir or dirname(chunkname)
+    local nok, cfg = pcall(normalize, t, nopts)
     if not nok then
         if type(cfg) == "table" then
             return nil, string.format("%s:%d: %s%s", chunkname, lines_of.lookup(lines, cfg.path),

@@ -10,8 +10,9 @@ local schema = require("moongate.schema")
 local mg = require("moongate")
 local ffi = require("ffi")
 
-pcall(ffi.cdef, "void mg_ffi_set_health(uint32_t suid, int state);")
-local set_health = mg.in_gateway and ffi.C.mg_ffi_set_health or function() end
+pcall(ffi.cdef, "void mg_ffi_set_health_reason(uint32_t suid, int state, const char *reason);")
+-- the reason and the time of a change are shown by the admin API
+local set_health = mg.in_gateway and ffi.C.mg_ffi_set_health_reason or function() end
 
 local _M = {}
 
@@ -65,7 +66,7 @@ local function record(svc, t, ok, reason, hc)
         -- a target never checked before is up at its first success
         if st.up ~= true and (st.up == nil or st.ok >= hc.healthy) then
             st.up = true
-            set_health(t.suid, 1)
+            set_health(t.suid, 1, nil)
             mg.log.info("service ", svc.name, ": target ", t.address, " is up")
         end
     else
@@ -73,7 +74,7 @@ local function record(svc, t, ok, reason, hc)
         st.reason = reason
         if st.up ~= false and st.fail >= hc.unhealthy then
             st.up = false
-            set_health(t.suid, 2)
+            set_health(t.suid, 2, tostring(reason))
             mg.log.warn("service ", svc.name, ": target ", t.address, " is down: ", tostring(reason))
             if service_all_down(svc) then
                 mg.log.warn("service ", svc.name, ": every target is down; sending traffic to all of them (panic mode)")
@@ -91,7 +92,7 @@ function _M.configure(services)
         if not hc or not hc.active then
             for _, t in ipairs(svc.targets) do
                 state[t.suid] = nil
-                set_health(t.suid, 0)
+                set_health(t.suid, 0, nil)
             end
         else
             local plugin, err = plugins.load(hc.plugin, hc.plugins_dir, "health")

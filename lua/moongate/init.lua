@@ -9,6 +9,8 @@ local _M = { version = "0.1.0" }
 ffi.cdef([[
 int mg_shared_counter_slot(const char *name);
 uint32_t mg_shared_counter_next(int slot);
+double mg_shared_counter_add(int slot, int64_t delta);
+double mg_shared_counter_get(int slot);
 int mg_shared_inflight(uint32_t uid);
 void mg_ffi_log(int level, const char *msg, size_t len);
 double mg_ffi_now(void);
@@ -182,24 +184,53 @@ end
 
 -- ---- shared state ---------------------------------------------------------
 
--- Gateway-wide counters: every worker sees the same sequence.
+-- Gateway-wide counters: every worker sees the same value, so a policy can
+-- alternate or cap across the whole gateway, not per worker. Each call is
+-- one atomic operation (lock-free); only mg.counter(name), which finds the
+-- slot, takes a lock: call it in new()/init(), not per request. Outside the
+-- binary (plain luajit) a counter is a local number with the same methods.
 local Counter = {}
 Counter.__index = Counter
 
+local TWO32, TWO53 = 4294967296, 9007199254740992
+
+-- The value before the increment, mod 2^32; adds one.
 function Counter:next()
     if self.slot then return C.mg_shared_counter_next(self.slot) end
     local v = self.value
     self.value = v + 1
-    return v
+    return v % TWO32
+end
+
+-- Adds n (default 1; may be negative) and returns the new value.
+function Counter:add(n)
+    if n == nil then
+        n = 1
+    elseif type(n) ~= "number" or n % 1 ~= 0 or n >= TWO53 or n <= -TWO53 then
+        error("counter:add expects an integer, got " .. tostring(n), 2)
+    end
+    if self.slot then return C.mg_shared_counter_add(self.slot, n) end
+    self.value = self.value + n
+    return self.value
+end
+
+function Counter:get()
+    if self.slot then return C.mg_shared_counter_get(self.slot) end
+    return self.value
 end
 
 local local_counters = {}
+local warned_full
 
 function _M.counter(name)
     if type(name) ~= "string" then error("counter name must be a string", 2) end
     if in_gateway then
         local slot = C.mg_shared_counter_slot(name)
         if slot >= 0 then return setmetatable({ slot = slot }, Counter) end
+        if not warned_full then
+            warned_full = true
+            _M.log.warn("no free gateway-wide counter slot for ", name, ": counting in this worker only")
+        end
     end
     local c = local_counters[name]
     if not c then
@@ -244,6 +275,10 @@ if rawget(_G, "__mg_io") then
     _M.resolve = aio.resolve
     _M.spawn = aio.spawn
     _M.run = aio.run
+end
+if rawget(_G, "__mg_crypto") then
+    _M.crypto = require("moongate.crypto")
+    _M.tls = require("moongate.tls")
 end
 
 return _M

@@ -15,15 +15,26 @@ local function need_co(what)
     return co
 end
 
--- "http://127.0.0.1:8080/path?q" or "unix:///var/run/docker.sock:/path"
+local function is_ip(host)
+    return host:match("^%d+%.%d+%.%d+%.%d+$") or host:find(":", 1, true)
+end
+
+-- "http://127.0.0.1:8080/path?q", "https://acme.example:14000/dir" or
+-- "unix:///var/run/docker.sock:/path"
 function _M.parse_url(url)
     local sock, path = url:match("^unix://(/[^:]+):(/.*)$")
     if sock then return { unix = sock, path = path, host = "localhost" } end
-    local host, port, rest = url:match("^http://%[([%x:%.]+)%]:?(%d*)(.*)$")
-    if not host then host, port, rest = url:match("^http://([^/:]+):?(%d*)(.*)$") end
+    local scheme, host, port, rest = url:match("^(https?)://%[([%x:%.]+)%]:?(%d*)(.*)$")
+    if not host then scheme, host, port, rest = url:match("^(https?)://([^/:]+):?(%d*)(.*)$") end
     if not host then return nil, "unsupported URL " .. tostring(url) end
-    if host == "localhost" then host = "127.0.0.1" end
-    return { ip = host, port = tonumber(port) or 80, path = rest ~= "" and rest or "/", host = host }
+    local tls = scheme == "https"
+    local u = { ip = host, port = tonumber(port) or (tls and 443 or 80), path = rest ~= "" and rest or "/",
+                host = host, tls = tls }
+    if host == "localhost" then
+        u.ip = "127.0.0.1"
+        if not tls then u.host = "127.0.0.1" end
+    end
+    return u
 end
 
 local function build(opts, u)
@@ -32,7 +43,9 @@ local function build(opts, u)
     local headers = opts.headers or {}
     local has = {}
     for k in pairs(headers) do has[k:lower()] = true end
-    if not has.host then lines[#lines + 1] = "Host: " .. (u.port and u.port ~= 80 and (u.host .. ":" .. u.port) or u.host) end
+    local default_port = u.tls and 443 or 80
+    local hosthdr = u.host:find(":", 1, true) and ("[" .. u.host .. "]") or u.host
+    if not has.host then lines[#lines + 1] = "Host: " .. (u.port and u.port ~= default_port and (hosthdr .. ":" .. u.port) or hosthdr) end
     if not has["user-agent"] then lines[#lines + 1] = "User-Agent: moongate" end
     for k, v in pairs(headers) do
         if tostring(v):find("[\r\n]") or tostring(k):find("[\r\n:]") then
@@ -55,12 +68,25 @@ local function start(opts, stream)
     req, err = build(opts, u)
     if not req then return nil, err end
     local timeout = (opts.timeout or (stream and 0 or 10)) * 1000
-    local handle, serr = io_c.http(co, u.unix, u.ip, u.port, req, timeout, stream)
+    if not u.unix and not is_ip(u.ip) then
+        local addrs, rerr = _M.resolve(u.ip)
+        if not addrs or not addrs[1] then return nil, "cannot resolve " .. u.ip .. ": " .. tostring(rerr) end
+        u.ip = addrs[1]
+    end
+    local tls
+    if u.tls then
+        -- verified by default: against opts.ca_file, else the system CA store
+        tls = { server_name = opts.server_name or u.host, verify = opts.verify ~= false, ca_file = opts.ca_file }
+    end
+    local handle, serr = io_c.http(co, u.unix, u.ip, u.port, req, timeout, stream, tls)
     if not handle then return nil, serr end
     return handle, co_yield()
 end
 
--- mg.http.request{ method, url, headers, body, timeout } -> res | nil, err
+-- mg.http.request{ method, url, headers, body, timeout, ca_file, verify, server_name }
+--   -> res | nil, err
+-- https:// URLs are verified against ca_file (PEM) or the system CA store
+-- unless verify = false; server_name overrides the name sent as SNI and checked.
 -- res = { status = 200, headers = { ["content-type"] = ... }, body = "..." }
 function _M.request(opts)
     local handle, status, headers, body = start(opts, false)

@@ -13,17 +13,40 @@ local function read_file(path)
     return data
 end
 
+-- While a config loads, the plugin files it locates are recorded, so a
+-- membership change can rebuild the config from those same sources
+-- (plugins.capture) instead of files that may be broken on disk meanwhile.
+local given, seen = nil, nil
+
+-- Starts recording; sources (name -> { src, chunk }, or nil) are used
+-- instead of reading files.
+function _M.capture(sources)
+    given, seen = sources, {}
+end
+
+function _M.captured()
+    return seen or {}
+end
+
 -- Returns the plugin's source and the chunk name used in its error messages
 -- (the file path, so a traceback reads "plugins/x.lua:12: ...").
 function _M.locate(name, dir)
     if type(name) ~= "string" or not name:match("^[%w_%-][%w_%.%-]*$") or name:find("..", 1, true) then
         return nil, "invalid plugin name '" .. tostring(name) .. "'"
     end
+    local g = given and given[name]
+    if g then
+        if seen then seen[name] = g end
+        return g.src, g.chunk
+    end
     local rel = name:gsub("%.", "/")
     if dir then
         for _, cand in ipairs({ dir .. "/" .. rel .. ".lua", dir .. "/" .. rel .. "/init.lua" }) do
             local src = read_file(cand)
-            if src then return src, cand end
+            if src then
+                if seen then seen[name] = { src = src, chunk = cand } end
+                return src, cand
+            end
         end
     end
     if embedded then
@@ -76,8 +99,19 @@ function _M.check(name, dir, kind)
     return true
 end
 
+-- Keys in a stable order: LuaJIT seeds its string hash per state, so pairs()
+-- walks the same table differently in two states, and a literal compared
+-- across reloads (the providers' settings) must not change with it.
+local function key_less(a, b)
+    local ta, tb = type(a), type(b)
+    if ta ~= tb then return ta < tb end
+    if ta == "number" or ta == "string" then return a < b end
+    return tostring(a) < tostring(b)
+end
+
 -- Serializes plain data (tables, strings, numbers, booleans) as a Lua
--- literal, to hand options from one Lua state to another.
+-- literal, to hand options from one Lua state to another. The same data
+-- always gives the same text.
 local function ser(v, out, depth)
     local t = type(v)
     if t == "string" then
@@ -87,11 +121,14 @@ local function ser(v, out, depth)
     elseif t == "table" then
         if depth > 32 then error("options nest too deeply", 0) end
         out[#out + 1] = "{"
-        for k, val in pairs(v) do
+        local keys = {}
+        for k in pairs(v) do keys[#keys + 1] = k end
+        table.sort(keys, key_less)
+        for _, k in ipairs(keys) do
             out[#out + 1] = "["
             ser(k, out, depth + 1)
             out[#out + 1] = "]="
-            ser(val, out, depth + 1)
+            ser(v[k], out, depth + 1)
             out[#out + 1] = ","
         end
         out[#out + 1] = "}"

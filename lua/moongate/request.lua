@@ -28,7 +28,8 @@ local pp = ffi.new("const char *[2]")
 local lp = ffi.new("size_t[2]")
 
 local FIELDS = { method = 0, path = 1, query = 2, host = 3, client_ip = 4, http_version = 5,
-                 target = 6, service = 7 }
+                 target = 6, service = 7, scheme = 8, sni = 9, tls_version = 10, tls_alpn = 11 }
+local TLS_RESUMED = 12
 
 local function field(which)
     if C.mg_ffi_req_field(which, pp, lp) ~= 0 then return nil end
@@ -56,6 +57,7 @@ local req = setmetatable({}, {
     __index = function(t, k)
         local f = FIELDS[k]
         if f then return field(f) end
+        if k == "tls_resumed" then return field(TLS_RESUMED) == "1" end
         if k == "ctx" then return _M.ctx_of() end
         return Req[k]
     end,

@@ -304,6 +304,24 @@ describe("router", function()
             assert.matches("unsupported escape", check("PathRegexp(`^/\\pL$`)"))
             assert.matches("missing '%]'", check("PathRegexp(`^/[a-z`)"))
         end)
+
+        -- glibc's regcomp copies repeated operands: stacked or nested
+        -- repetitions from one label could take gigabytes to compile
+        it("refuses repetitions that would compile to an enormous automaton", function()
+            assert.matches("invalid nested repetition", check("PathRegexp(`^/h++$`)"))
+            assert.matches("invalid nested repetition", check("PathRegexp(`^/x{1,}{1,}$`)"))
+            assert.matches("invalid nested repetition", check("PathRegexp(`^/x*?*$`)"))
+            assert.matches("over 1000", check("PathRegexp(`^/x{1001}$`)"))
+            local nested = string.rep("(", 20) .. "a" .. string.rep(")+", 20)
+            assert.matches("regex too large", check("PathRegexp(`^/" .. nested .. "$`)"))
+            assert.matches("regex too large", check("PathRegexp(`^/a{100}b{100}$`)"))
+        end)
+
+        it("still takes ordinary repetitions", function()
+            assert.is_nil(check("PathRegexp(`^/a+/b+/c+/[0-9]{1,6}$`)"))
+            assert.is_true(matches("PathRegexp(`^/a+/b+/c+/[0-9]{1,6}$`)", { path = "/aa/b/ccc/123" }))
+            assert.is_true(matches("PathRegexp(`^/x+?y$`)", { path = "/xxy" }))
+        end)
     end)
 
     describe("Method", function()

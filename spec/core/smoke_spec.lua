@@ -1,5 +1,29 @@
+-- `moongate test` runs specs inside the moongate binary itself, not in a
+-- stand-alone interpreter: each of these fails under plain busted/luajit.
+local unistd = require("posix.unistd")
+local stdlib = require("posix.stdlib")
+local h = require("moongate.test")
+
 describe("moongate test", function()
-    it("runs specs inside LuaJIT", function()
-        assert.truthy(jit)
+    it("runs specs in the binary under test", function()
+        local exe = unistd.readlink("/proc/self/exe")
+        assert.equal(stdlib.realpath(h.bin), exe)
+        assert.truthy(exe:find("moongate", 1, true), exe)
+    end)
+
+    it("gives specs the binary's own FFI functions", function()
+        require("moongate") -- declares them (its ffi.cdef)
+        local ffi = require("ffi")
+        local t1 = ffi.C.mg_ffi_now()
+        assert.equal("number", type(t1))
+        assert.is_true(t1 > 0)
+        assert.is_true(require("moongate").in_gateway)
+    end)
+
+    it("gives specs the Lua library embedded in the binary", function()
+        local embedded = rawget(_G, "__moongate_embedded")
+        assert.is_function(embedded)
+        assert.truthy(embedded("lua/moongate/init.lua"):find("local _M", 1, true))
+        assert.truthy(embedded("lua/moongate/test/backend.py"))
     end)
 end)

@@ -102,3 +102,50 @@ describe("bad input", function()
         gw:wait_log("more than one Host header")
     end)
 end)
+
+describe("pipelined requests", function()
+    after_each(h.cleanup)
+
+    -- Sends every request of reqs in one write; returns the responses read.
+    local function pipeline(port, reqs)
+        local c = assert(h.connect(port))
+        local parts = {}
+        for i, p in ipairs(reqs) do
+            parts[i] = "GET " .. p .. " HTTP/1.1\r\nHost: x\r\n\r\n"
+        end
+        c:send_raw(table.concat(parts))
+        local out = {}
+        for i = 1, #reqs do out[i] = assert(c:read_response()) end
+        c:close()
+        return out
+    end
+
+    it("answers a request after one the gateway answered itself (no route)", function()
+        local b = h.start_backend({ name = "b" })
+        local gw = h.start_gateway({ config = {
+            services = { api = { targets = { b.address } } },
+            routes = { { rule = "PathPrefix(`/api`)", service = "api" } },
+        } })
+        local rs = pipeline(gw.port, { "/nope", "/api/x", "/nope2", "/api/y" })
+        assert.same({ 404, 200, 404, 200 }, { rs[1].status, rs[2].status, rs[3].status, rs[4].status })
+        assert.equal(200, h.request(gw.port, { path = "/api/still" }).status)
+    end)
+
+    it("keeps responses in order when a request is retried on another target", function()
+        local live = h.start_backend({ name = "live" })
+        -- reads each request and hangs up without an answer: the request is
+        -- retried after the parser already reached the end of it
+        local rude = h.start_raw_backend({ response = "", close = true })
+        local gw = h.start_gateway({ config = {
+            services = { api = { targets = { rude.address, live.address } } },
+            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+        } })
+        local paths = {}
+        for i = 1, 20 do paths[i] = "/p" .. i end
+        local rs = pipeline(gw.port, paths)
+        for i, r in ipairs(rs) do
+            assert.equal(200, r.status)
+            assert.equal("/p" .. i, cjson.decode(r.body).path)
+        end
+    end)
+end)

@@ -197,6 +197,26 @@ describe("backend framing", function()
         assert.equal(502, res.status)
     end)
 
+    it("answers 502 to a 101 without Upgrade and Connection: upgrade", function()
+        local rb = h.start_raw_backend({ close = true, response =
+            "HTTP/1.1 101 Switching Protocols\r\nContent-Length: 2\r\n\r\nok"
+            .. "HTTP/1.1 200 OK\nX: smuggled\nContent-Length: 0\n\n" })
+        local gw = h.start_gateway({ config = {
+            services = { raw = { targets = { rb.address } } },
+            routes = { { rule = "PathPrefix(`/`)", service = "raw" } },
+        } })
+        local c = assert(h.connect(gw.port))
+        c:send_request({ path = "/ws", headers = { { "Upgrade", "websocket" }, { "Connection", "Upgrade" } } })
+        local res = assert(c:read_response())
+        c:close()
+        assert.equal(502, res.status)
+    end)
+
+    it("answers 502 to a status code below 100", function()
+        local res = assert(through("HTTP/1.1 042 Odd\r\nContent-Length: 0\r\n\r\n"))
+        assert.equal(502, res.status)
+    end)
+
     it("answers 502 to a bare CR in a response head", function()
         local res = assert(through("HTTP/1.1 200 OK\r\nX: a\rb\r\nContent-Length: 2\r\n\r\nok"))
         assert.equal(502, res.status)

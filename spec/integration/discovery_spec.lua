@@ -58,6 +58,33 @@ describe("dns discovery", function()
         assert.is_not_nil(two)
     end)
 
+    it("keeps following membership while a plugin file on disk is broken", function()
+        local port = h.free_port()
+        h.start_backend({ name = "one", port = port })
+        h.start_backend({ name = "two", port = port, host = "127.0.0.2" })
+        local dir = h.tmpdir()
+        local hosts = dir .. "/hosts"
+        h.write_file(hosts, "127.0.0.1 api.test\n")
+        local tag = [[
+return { type = "middleware",
+         on_response = function(conf, req, res) res:set_header("X-Tag", "good") end }
+]]
+        local gw = h.start_gateway({
+            config = {
+                providers = { dns = { interval = 0.2, hosts_file = hosts,
+                                      services = { api = { host = "api.test", port = port } } } },
+                routes = { { rule = "PathPrefix(`/`)", service = "api", middlewares = { { plugin = "tag" } } } },
+            },
+            plugins = { tag = tag },
+        })
+        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "one" end, 3, "one")
+        h.write_file(gw.dir .. "/plugins/tag.lua", "return { type = 'middleware', on_response = function( }")
+        gw:wait_log("reload failed")
+        h.write_file(hosts, "127.0.0.2 api.test\n")
+        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "two" end, 3, "two")
+        assert.equal("good", h.request(gw.port, {}).headers["x-tag"]) -- the last good plugin serves
+    end)
+
     it("frees the configs of past membership changes", function()
         local port = h.free_port()
         h.start_backend({ name = "one", port = port })
@@ -85,6 +112,7 @@ describe("dns discovery", function()
 
     it("answers 503 for a routed service with no members yet, not a config error", function()
         local gw = h.start_gateway({ config = {
+            timeouts = { queue = 0.2 },
             providers = { dns = { interval = 5, hosts_file = "/nonexistent",
                                   services = { api = { host = "nothing.test", port = 1 } } } },
             routes = { { rule = "PathPrefix(`/`)", service = "api" } },
@@ -118,6 +146,7 @@ describe("control-plane timers", function()
         local b = h.start_backend()
         local gw = h.start_gateway({
             config = {
+                timeouts = { queue = 0 },
                 providers = { ticker = { address = b.address } },
                 routes = { { rule = "PathPrefix(`/`)", service = "ticked" } },
             },

@@ -44,9 +44,19 @@ describe("faults", function()
         assert.is_not_nil(late)
     end)
 
-    it("answers 502 when every target is down", function()
-        local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. h.free_port(), "127.0.0.1:" .. h.free_port() }) })
+    it("answers 502 when every target is down (and requests are not held: timeouts.queue = 0)", function()
+        local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. h.free_port(), "127.0.0.1:" .. h.free_port() },
+            { timeouts = { queue = 0 } }) })
         assert.equal(502, h.request(gw.port, {}).status)
+    end)
+
+    it("answers 502 when every target stays down past timeouts.queue", function()
+        local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. h.free_port() },
+            { timeouts = { queue = 0.5 } }) })
+        local t0 = socket.gettime()
+        local r = h.request(gw.port, {})
+        assert.equal(502, r.status)
+        assert.is_true(socket.gettime() - t0 >= 0.4)
     end)
 
     it("answers 504 after upstream_response, without multiplying it by retries", function()
@@ -114,7 +124,7 @@ describe("faults", function()
 
     it("keeps trying resting targets when all failed (panic mode)", function()
         local port = h.free_port()
-        local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. port }) })
+        local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. port }, { timeouts = { queue = 0 } }) })
         -- each refused connect makes the target rest longer (250 ms doubling):
         -- after six it rests for seconds, longer than a backend takes to start
         for _ = 1, 6 do assert.equal(502, h.request(gw.port, {}).status) end

@@ -96,6 +96,8 @@ describe("hot reload", function()
         local b = h.start_backend()
         local gw = start(b)
         h.write_file(gw.config_path, "return {\n  services = 5,\n}\n")
+        local ok = pcall(gw.wait_log, gw, "reload failed.*moongate%.lua:2: services: expected a table")
+        if not ok then print(gw:error_log()) end
         gw:wait_log("reload failed.*moongate%.lua:2: services: expected a table")
         assert.equal(200, h.request(gw.port, {}).status)
     end)

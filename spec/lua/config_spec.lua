@@ -16,9 +16,11 @@ describe("config", function()
         assert.equal(3, cfg.workers)
         assert.equal("combined", cfg.access_log)
         assert.same({ client_header = 10, client_idle = 60, upstream_connect = 3,
-                      upstream_response = 60, grace = 10 }, cfg.timeouts)
+                      upstream_response = 60, grace = 10, queue = 10, upstream_stall = 1 }, cfg.timeouts)
         assert.same({ max_header_size = 32768, max_headers = 100 }, cfg.limits)
-        assert.same({ keepalive = 64, keepalive_timeout = 60, retries = 2 }, cfg.upstream)
+        assert.same({ keepalive = 64, keepalive_timeout = 60, retries = 2, queue_max = 10000,
+                      max_connecting = 64 }, cfg.upstream)
+        assert.same({ normalize = true, encoded_slash = "reject" }, cfg.paths)
     end)
 
     it("normalizes listen forms, IPv6 included", function()

@@ -8,8 +8,8 @@ local function plugin(name) return kit.load("plugins/" .. name .. ".lua") end
 kit.conformance("roundrobin", plugin("roundrobin"), { fair = true })
 kit.conformance("least_conn", plugin("least_conn"), { fair = true })
 kit.conformance("p2c", plugin("p2c"), { fair = true })
-kit.conformance("ewma", plugin("ewma"))
-kit.conformance("chash", plugin("chash"))
+kit.conformance("ewma", plugin("ewma"), { latency = true })
+kit.conformance("chash", plugin("chash"), { hash = true })
 kit.conformance("sticky", plugin("sticky"), { fair = true })
 
 describe("roundrobin", function()

@@ -223,7 +223,9 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--backlog", type=int, default=1024)
     a = ap.parse_args()
+    Server.request_queue_size = a.backlog
     srv = Server((a.host, a.port), Handler)
     srv.name, srv.verbose = a.name, a.verbose
     srv.serve_forever()
