@@ -276,8 +276,8 @@ class Run:
             s = v.sessions[kind]
             say("%s: %d, completed %d, broken on a killed replica %d, broken elsewhere %d" % (
                 label, s["total"], s["completed"], s["broken_on_killed"], s["broken_elsewhere"]))
-        say("latency of plain/post/pipeline answers (ms): p50 %s, p99 %s, p99.9 %s, max %s; %d took over 1 s"
-            % (lat["p50"], lat["p99"], lat["p999"], lat["max"], lat["over_1s"]))
+        say("latency of plain/post/pipeline answers (ms): p50 %s, p99 %s, p99.9 %s, max %s; %d took over 1 s, %s over 5 s"
+            % (lat["p50"], lat["p99"], lat["p999"], lat["max"], lat["over_1s"], lat.get("over_5s", "?")))
         frozen_n = sum(f["requests"] for f in v.frozen)
         say("fresh requests sent %.0f s into a docker pause: %d, answered by the frozen replica: %d, failed: %d%s" % (
             chaos_events.FROZEN_GRACE, chaos_events.FROZEN_PROBES * len(v.pauses), frozen_n,
@@ -460,7 +460,7 @@ def main():
     ap.add_argument("--gateway-image", default="moongate:chaos")
     ap.add_argument("--backend-image", default="moongate-chaos-backend:chaos")
     ap.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "0")) or int(time.time()) % 100000)
-    ap.add_argument("--timeout", type=float, default=float(os.environ.get("CHAOS_TIMEOUT", "5")))
+    ap.add_argument("--timeout", type=float, default=float(os.environ.get("CHAOS_TIMEOUT", "10")))
     ap.add_argument("--think-ms", type=float, default=float(os.environ.get("CHAOS_THINK_MS", "10")))
     ap.add_argument("--max-requests", type=int, default=5000000)
     ap.add_argument("--minutes", type=int, default=int(os.environ.get("SOAK_MINUTES", "30")), help="soak only")

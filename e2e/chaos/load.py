@@ -5,7 +5,7 @@ and wall time.
 
     load.py --port PORT --seconds S --out RESULT.json [--max-requests N]
             [--plain 4] [--post 1] [--pipeline 1] [--stream 2] [--ws 2]
-            [--timeout 5] [--think-ms 10] [--fail-pause-ms 100] [--tag T]
+            [--timeout 10] [--think-ms 10] [--fail-pause-ms 100] [--tag T]
 
 Clients, each on its own keep-alive connection to 127.0.0.1:PORT:
 - plain: GET /req/ID; the answer must be 200 and echo ID (a mixed-up answer
@@ -497,7 +497,7 @@ def main():
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-requests", type=int, default=2000000)
-    ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--think-ms", type=float, default=10.0)
     ap.add_argument("--fail-pause-ms", type=float, default=100.0)
     ap.add_argument("--progress", type=float, default=0, help="print counts every N seconds")
@@ -538,7 +538,8 @@ def main():
             "sessions": stats.sessions, "hung_clients": hung,
             "latency_ms": {"p50": percentile(hist, 0.5), "p99": percentile(hist, 0.99),
                            "p999": percentile(hist, 0.999), "max": max(hist) / 10.0 if hist else None,
-                           "over_1s": sum(n for b, n in hist.items() if b >= 10000)},
+                           "over_1s": sum(n for b, n in hist.items() if b >= 10000),
+                           "over_5s": sum(n for b, n in hist.items() if b >= 50000)},
             "slow": stats.slow,
             "samples": stats.samples,
             "per_second": {str(k): v for k, v in sorted(stats.per_second.items())},
