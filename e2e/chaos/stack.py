@@ -131,24 +131,23 @@ class Stack:
         lines = out.split("\n")
         return int(lines[0].split()[1]) * 1024, int(lines[1]), int(lines[2])
 
-    def at_rest(self, min_wait, deadline_s=40, steady=3):
-        """Waits min_wait seconds (longer than upstream.keepalive_timeout, so
-        the pool's idle connections have closed), then until no client
-        connection is open and RSS and fds hold still for `steady` readings
-        a second apart; returns (rss, fds, seconds waited)."""
+    def at_rest(self, deadline_s=40, steady=3):
+        """Waits until no client connection is open, no TCP connection is
+        established (the pool's idle connections have timed out), and RSS and
+        fds hold still for `steady` readings a second apart; returns (rss,
+        fds, seconds waited). Past the deadline it returns what it reads."""
         t0 = time.time()
-        time.sleep(min_wait)
         last, same = None, 0
         while True:
             conns = self.metric("moongate_open_connections")
-            cur = self.proc()[:2]
-            if conns == 0 and last is not None and cur[1] == last[1] and abs(cur[0] - last[0]) < 256 * 1024:
+            rss, fds, est = self.proc()
+            if conns == 0 and est == 0 and last is not None and fds == last[1] and abs(rss - last[0]) < 256 * 1024:
                 same += 1
             else:
                 same = 0
-            last = cur
+            last = (rss, fds)
             if same >= steady - 1 or time.time() - t0 > deadline_s:
-                return cur[0], cur[1], round(time.time() - t0, 1)
+                return rss, fds, round(time.time() - t0, 1), same >= steady - 1
             time.sleep(1)
 
     def logs(self, out_path, err_path):
