@@ -4,6 +4,7 @@
  * serialised in conn_response.c. See conn.h. */
 #include "conn.h"
 #include "conn_int.h"
+#include "addr.h"
 #include "stats.h"
 #include "tls_stream.h"
 #include "worker.h"
@@ -36,6 +37,7 @@ static mg_req *conn_new_req(mg_conn *c)
     r->src_ctx = c;
     r->conn_id = c->id;
     r->client = &c->peer.sa;
+    r->client_ip = c->peer_ip;
     r->client_trusted = mg_cidr_match(c->w->cfg->trusted, c->w->cfg->ntrusted, &c->peer.sa);
     r->http_major = 1;
     r->http_minor = 1;
@@ -56,6 +58,7 @@ static void conn_drop_req(mg_conn *c, int tell)
     r->src = NULL;
     r->src_ctx = NULL;
     r->client = NULL;
+    r->client_ip = NULL;
     mg_req_release(r);
 }
 
@@ -503,6 +506,7 @@ void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h,
         return;
     }
     mg_stream_peer(&c->s, &c->peer.ss);
+    mg_addr_ip(&c->peer.sa, c->peer_ip, sizeof(c->peer_ip));
     c->listen = (uint8_t)listen;
     const mg_listen *l = listen < w->cfg->nlisten ? &w->cfg->listen[listen] : NULL;
     if (l && l->tls) {

@@ -80,6 +80,7 @@ struct mg_conn {
     uint16_t refuse_status; /* a parser callback refused the request: answer this */
     const char *refuse_why;
     mg_h1check check; /* strict framing check of request heads and chunked bodies */
+    char peer_ip[48]; /* the client's IP as text, formatted once at accept */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;

@@ -125,14 +125,24 @@ long mg_h1check_feed(mg_h1check *c, const char *p, size_t n, mg_buf *fix, const 
             }
             c->state = S_HEAD_START;
             break;
-        case S_HEAD_LINE:
-            if (ch == '\r') {
-                c->state = S_HEAD_LF;
-            } else if (ch == '\n') {
+        case S_HEAD_LINE: {
+            /* the bulk of a head: skip to the line's end with memchr */
+            const char *cr = memchr(p + i, '\r', n - i);
+            const char *lim = cr ? cr : p + n;
+            const char *lf = memchr(p + i, '\n', (size_t)(lim - (p + i)));
+            if (lf) {
+                i = (size_t)(lf - p);
                 LINE_END_LF("in the head");
                 c->state = S_HEAD_BOL;
+            } else if (cr) {
+                i = (size_t)(cr - p);
+                c->state = S_HEAD_LF;
+            } else {
+                i = n;
+                continue;
             }
             break;
+        }
         case S_HEAD_LF:
             if (ch != '\n') {
                 *why = "bare CR in the head";
