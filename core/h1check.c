@@ -2,6 +2,8 @@
  * chunk data is skipped in one step, so the check costs little on large
  * bodies; a copy is made only for a response with bare LF line ends. */
 #include "h1check.h"
+
+#include "ascii.h"
 #include "log.h" /* mg_buf */
 
 #include <string.h>
@@ -53,14 +55,6 @@ int mg_h1check_active(const mg_h1check *c)
 int mg_h1check_done(const mg_h1check *c)
 {
     return c->state == S_DONE;
-}
-
-static inline int hexdigit(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    return -1;
 }
 
 static inline int is_ctl(unsigned char ch)
@@ -171,7 +165,7 @@ long mg_h1check_feed(mg_h1check *c, const char *p, size_t n, mg_buf *fix, const 
             i++;
             goto out;
         case S_SIZE: {
-            int v = hexdigit(ch);
+            int v = mg_hexval(ch);
             if (v >= 0) {
                 if (c->ndigits >= 15) {
                     *why = "chunk size too large";
