@@ -39,37 +39,6 @@ static uint64_t ms_field(lua_State *L, int idx, const char *key, double def_s)
     return (uint64_t)(num_field(L, idx, key, def_s) * 1000.0 + 0.5);
 }
 
-int mg_cidr_match(const mg_cidr *list, int n, const struct sockaddr *sa)
-{
-    uint8_t a[16];
-    int family;
-    if (sa->sa_family == AF_INET) {
-        memcpy(a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-        family = AF_INET;
-    } else if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(v6)) {
-            memcpy(a, v6->s6_addr + 12, 4);
-            family = AF_INET;
-        } else {
-            memcpy(a, v6->s6_addr, 16);
-            family = AF_INET6;
-        }
-    } else {
-        return 0;
-    }
-    for (int i = 0; i < n; i++) {
-        if (list[i].family != family) continue;
-        int bits = list[i].bits, byte = 0;
-        for (; bits >= 8; bits -= 8, byte++)
-            if (a[byte] != list[i].addr[byte]) goto next;
-        if (bits && ((a[byte] ^ list[i].addr[byte]) & (0xff << (8 - bits)) & 0xff)) goto next;
-        return 1;
-    next:;
-    }
-    return 0;
-}
-
 #define MAX_ADDRS_PER_NAME 64
 
 /* Resolves host:port to up to max addresses of one family (IPv4 when there
@@ -476,11 +445,14 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         int c = lua_gettop(L);
-        mg_cidr *cidr = &cfg->trusted[cfg->ntrusted];
-        cidr->family = num_field(L, c, "family", 4) == 6 ? AF_INET6 : AF_INET;
-        cidr->bits = (int)num_field(L, c, "bits", cidr->family == AF_INET ? 32 : 128);
-        char *a = dup_field(L, c, "addr", "");
-        if (inet_pton(cidr->family, a, cidr->addr) == 1) cfg->ntrusted++;
+        /* config.lua validated the text, so a failure here is a bug in one
+         * of the two parsers: say so rather than trust fewer proxies */
+        char *a = dup_field(L, c, "cidr", "");
+        if (mg_cidr_parse(a, &cfg->trusted[cfg->ntrusted]) == 0)
+            cfg->ntrusted++;
+        else
+            mg_log(MG_LOG_ERROR, -1, 0,
+                   "config: trusted_proxies[%d]: '%s' is not an address or CIDR, ignored", i, a);
         free(a);
         lua_pop(L, 1);
     }

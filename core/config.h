@@ -3,6 +3,7 @@
 #ifndef MG_CONFIG_H
 #define MG_CONFIG_H
 
+#include "addr.h"
 #include "snapshot.h"
 
 #include <netinet/in.h>
@@ -35,12 +36,6 @@ typedef struct mg_tls_conf {
     char *sources; /* { resolvers = {...}, domains = {...} } as a Lua literal, for the
                       certificate source plugins on the control plane */
 } mg_tls_conf;
-
-typedef struct mg_cidr {
-    int family; /* AF_INET or AF_INET6 */
-    int bits;
-    uint8_t addr[16];
-} mg_cidr;
 
 enum { MG_ACCESS_LOG_OFF = 0, MG_ACCESS_LOG_COMBINED, MG_ACCESS_LOG_JSON };
 
@@ -99,6 +94,5 @@ int mg_config_load_src(const char *path, const mg_config *from, const char *disc
 void mg_config_free(mg_config *cfg);
 
 /* Returns 1 if the address is inside one of the CIDRs. */
-int mg_cidr_match(const mg_cidr *list, int n, const struct sockaddr *sa);
 
 #endif

@@ -4,6 +4,7 @@
  * serialised in conn_response.c. See conn.h. */
 #include "conn.h"
 #include "conn_int.h"
+#include "addr.h"
 #include "stats.h"
 #include "tls_stream.h"
 #include "worker.h"
@@ -36,7 +37,8 @@ static mg_req *conn_new_req(mg_conn *c)
     r->src_ctx = c;
     r->conn_id = c->id;
     r->client = &c->peer.sa;
-    r->client_trusted = mg_cidr_match(c->w->cfg->trusted, c->w->cfg->ntrusted, &c->peer.sa);
+    r->client_ip = c->peer_ip;
+    r->client_trusted = mg_cidr_match_sa(c->w->cfg->trusted, c->w->cfg->ntrusted, &c->peer.sa);
     r->http_major = 1;
     r->http_minor = 1;
     r->secure = c->secure;
@@ -56,6 +58,7 @@ static void conn_drop_req(mg_conn *c, int tell)
     r->src = NULL;
     r->src_ctx = NULL;
     r->client = NULL;
+    r->client_ip = NULL;
     mg_req_release(r);
 }
 
@@ -65,9 +68,62 @@ static void conn_drop_req(mg_conn *c, int tell)
  * reason of a non-data callback's error with its own text. */
 static int conn_refuse(mg_conn *c, int status, const char *why)
 {
-    c->refuse_status = (uint16_t)status;
-    c->refuse_why = why;
+    c->ps->refuse_status = (uint16_t)status;
+    c->ps->refuse_why = why;
     return HPE_USER;
+}
+
+/* ---- parser state, per message --------------------------------------- */
+
+#define PARSE_FREE_MAX 256
+
+static mg_conn_parse *ps_get(mg_conn *c)
+{
+    if (c->ps) return c->ps;
+    mg_worker *w = c->w;
+    mg_conn_parse *ps = w->conn_parse_free;
+    if (ps) {
+        w->conn_parse_free = ps->next;
+        w->nconn_parse_free--;
+    } else {
+        /* Ownership: the connection's while a message is read, then the
+         * worker's free list (mg_conn_free_parse_states at exit). */
+        ps = malloc(sizeof(*ps));
+        if (!ps) return NULL;
+    }
+    llhttp_init(&ps->parser, HTTP_REQUEST, &req_settings);
+    ps->parser.data = c;
+    memset(&ps->check, 0, sizeof(ps->check));
+    ps->refuse_status = 0;
+    ps->refuse_why = NULL;
+    c->ps = ps;
+    return ps;
+}
+
+static void ps_put(mg_conn *c)
+{
+    mg_conn_parse *ps = c->ps;
+    if (!ps) return;
+    c->ps = NULL;
+    c->blocked = 0;
+    mg_worker *w = c->w;
+    if (w->nconn_parse_free < PARSE_FREE_MAX) {
+        ps->next = w->conn_parse_free;
+        w->conn_parse_free = ps;
+        w->nconn_parse_free++;
+    } else {
+        free(ps);
+    }
+}
+
+void mg_conn_free_parse_states(mg_worker *w)
+{
+    while (w->conn_parse_free) {
+        mg_conn_parse *ps = w->conn_parse_free;
+        w->conn_parse_free = ps->next;
+        free(ps);
+    }
+    w->nconn_parse_free = 0;
 }
 
 static int head_limit(mg_conn *c, size_t n)
@@ -212,6 +268,7 @@ void mg_conn_close(mg_conn *c)
     c->state = MG_C_CLOSING;
     mg_tq_remove(&c->tq);
     conn_drop_req(c, 1);
+    ps_put(c);
     mg_stream_close(&c->s);
 }
 
@@ -226,6 +283,7 @@ void mg_conn__close_gracefully(mg_conn *c)
     mg_tq_remove(&c->tq);
     c->state = MG_C_CLOSING;
     conn_drop_req(c, 1);
+    ps_put(c);
     mg_stream_shutdown(&c->s);
 }
 
@@ -239,6 +297,9 @@ void mg_conn__exchange_done(mg_conn *c)
      * unparseable: that connection carries nothing more */
     if (r && r->has_body && !r->body_done) c->close_after = 1;
     conn_drop_req(c, 0);
+    /* the next message gets a fresh parser (and an idle connection none):
+     * nothing of this one's parse, finished or not, can spill into it */
+    ps_put(c);
     c->nrequests++;
     if (c->close_after || c->w->stopping || !c->keepalive || c->peer_eof) {
         mg_conn__close_gracefully(c);
@@ -258,7 +319,7 @@ static void conn_unblock(mg_conn *c)
 {
     if (!c->blocked || (c->req && c->block_reason != PAUSE_HEAD)) return;
     c->blocked = 0;
-    llhttp_resume(&c->parser);
+    if (c->ps) llhttp_resume(&c->ps->parser);
 }
 
 void mg_conn__resume(mg_conn *c)
@@ -298,10 +359,11 @@ static void pend_append(mg_conn *c, const char *p, size_t n)
  * 400 with llhttp's reason. */
 static void conn_parse_error(mg_conn *c)
 {
-    int status = c->refuse_status ? c->refuse_status : 400;
-    const char *why = c->refuse_why ? c->refuse_why : llhttp_get_error_reason(&c->parser);
-    c->refuse_status = 0;
-    c->refuse_why = NULL;
+    mg_conn_parse *ps = c->ps;
+    int status = ps->refuse_status ? ps->refuse_status : 400;
+    const char *why = ps->refuse_why ? ps->refuse_why : llhttp_get_error_reason(&ps->parser);
+    ps->refuse_status = 0;
+    ps->refuse_why = NULL;
     conn_bad_request(c, status, why ? why : "malformed request");
 }
 
@@ -321,27 +383,33 @@ static void conn_parse(mg_conn *c, const char *p, size_t n)
 {
     int in_head = c->state == MG_C_IDLE || c->state == MG_C_HEAD;
     c->pause_reason = PAUSE_NONE;
+    mg_conn_parse *ps = ps_get(c);
+    if (!ps) {
+        mg_conn_close(c);
+        return;
+    }
     /* Heads and chunked bodies go through our own strict check first,
      * which also decides where they end: llhttp only sees those bytes, and
      * must end them at the same place. */
-    if (in_head && !(c->check.head && mg_h1check_active(&c->check))) mg_h1check_head(&c->check, 0);
+    if (in_head && !(ps->check.head && mg_h1check_active(&ps->check)))
+        mg_h1check_head(&ps->check, 0);
     size_t feed = n;
-    int checked = mg_h1check_active(&c->check);
-    int head = c->check.head;
+    int checked = mg_h1check_active(&ps->check);
+    int head = ps->check.head;
     if (checked) {
         const char *why = NULL;
-        long k = mg_h1check_feed(&c->check, p, n, NULL, &why);
+        long k = mg_h1check_feed(&ps->check, p, n, NULL, &why);
         if (k < 0) {
             conn_bad_request(c, 400, why);
             return;
         }
         feed = (size_t)k;
     }
-    llhttp_errno_t e = llhttp_execute(&c->parser, p, feed);
-    if (c->state == MG_C_CLOSING) return;
+    llhttp_errno_t e = llhttp_execute(&ps->parser, p, feed);
+    if (c->state == MG_C_CLOSING || c->ps != ps) return;
     size_t used = feed;
     if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-        used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
+        used = (size_t)(llhttp_get_error_pos(&ps->parser) - p);
         c->blocked = 1;
         c->block_reason = e == HPE_PAUSED_UPGRADE ? PAUSE_MESSAGE : c->pause_reason;
         if (used < n) pend_append(c, p + used, n - used);
@@ -350,7 +418,7 @@ static void conn_parse(mg_conn *c, const char *p, size_t n)
         return;
     }
     if (checked) {
-        int ended = mg_h1check_done(&c->check);
+        int ended = mg_h1check_done(&ps->check);
         int llhttp_ended = c->pause_reason == (head ? PAUSE_HEAD : PAUSE_MESSAGE);
         if (ended != llhttp_ended || used != feed) {
             conn_bad_request(c, 400,
@@ -360,7 +428,7 @@ static void conn_parse(mg_conn *c, const char *p, size_t n)
         }
     }
     if (c->pause_reason == PAUSE_HEAD && c->req) {
-        if (c->req->body_len == MG_BODY_CHUNKED) mg_h1check_chunked(&c->check, 0);
+        if (c->req->body_len == MG_BODY_CHUNKED) mg_h1check_chunked(&ps->check, 0);
         c->state = MG_C_WAIT;
         mg_tq_remove(&c->tq);
         if (c->req->has_body) mg_tq_arm(&c->w->q_client_io, &c->tq, uv_now(&c->w->loop));
@@ -502,7 +570,12 @@ void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h,
         mg_stream_close(&c->s);
         return;
     }
-    mg_stream_peer(&c->s, &c->peer.ss);
+    struct sockaddr_storage peer;
+    if (mg_stream_peer(&c->s, &peer) == 0)
+        memcpy(&c->peer, &peer,
+               peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                          : sizeof(struct sockaddr_in));
+    mg_addr_ip(&c->peer.sa, c->peer_ip, sizeof(c->peer_ip));
     c->listen = (uint8_t)listen;
     const mg_listen *l = listen < w->cfg->nlisten ? &w->cfg->listen[listen] : NULL;
     if (l && l->tls) {
@@ -515,8 +588,6 @@ void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h,
         }
         c->secure = 1;
     }
-    llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
-    c->parser.data = c;
     c->state = MG_C_IDLE;
     /* The first request must arrive within client_header. */
     mg_tq_arm(&w->q_client_header, &c->tq, uv_now(&w->loop));

@@ -51,9 +51,19 @@ enum mg_conn_state {
     MG_C_CLOSING
 };
 
+/* What parsing a message needs, held only while one is read: an idle
+ * kept-alive connection holds none of it (recycled per worker). */
+typedef struct mg_conn_parse {
+    llhttp_t parser;
+    mg_h1check check;       /* strict framing check of the head and a chunked body */
+    uint16_t refuse_status; /* a parser callback refused the request: answer this */
+    const char *refuse_why;
+    struct mg_conn_parse *next; /* the worker's free list */
+} mg_conn_parse;
+
 struct mg_conn {
     mg_stream s;
-    llhttp_t parser;
+    mg_conn_parse *ps; /* NULL between messages */
     mg_tq_node tq;
     mg_worker *w;
     const mg_conn_handler *h;
@@ -72,19 +82,16 @@ struct mg_conn {
     uint8_t keepalive;    /* the current request allows keep-alive */
     uint8_t pause_reason; /* why the parser paused */
     uint8_t driving, redrive;
-    uint8_t head_held;      /* a response head waits in req->wire */
-    uint8_t resp_chunked;   /* the response is re-framed as chunked */
-    uint8_t resp_raw;       /* the response body goes as is (HTTP/1.0, close-delimited) */
-    uint8_t secure;         /* TLS */
-    uint8_t listen;         /* the listener's index in cfg->listen */
-    uint16_t refuse_status; /* a parser callback refused the request: answer this */
-    const char *refuse_why;
-    mg_h1check check; /* strict framing check of request heads and chunked bodies */
+    uint8_t head_held;    /* a response head waits in req->wire */
+    uint8_t resp_chunked; /* the response is re-framed as chunked */
+    uint8_t resp_raw;     /* the response body goes as is (HTTP/1.0, close-delimited) */
+    uint8_t secure;       /* TLS */
+    uint8_t listen;       /* the listener's index in cfg->listen */
+    char peer_ip[48];     /* the client's IP as text, formatted once at accept */
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
-        struct sockaddr_storage ss;
     } peer;
 };
 
@@ -97,6 +104,9 @@ void mg_conn_close(mg_conn *c);
 
 /* Called by the worker's tick: closes connections whose wait expired. */
 void mg_conn_expire(mg_worker *w, uint64_t now);
+
+/* Frees the worker's recycled parser states (at exit). */
+void mg_conn_free_parse_states(mg_worker *w);
 
 /* The worker stops: idle connections close now, busy ones after their
  * response. */

@@ -68,7 +68,7 @@ static void src_head(mg_req *r, int status, const char *reason, size_t rlen, int
     } else {
         if (length >= 0) {
             char num[24];
-            int l = snprintf(num, sizeof(num), "%lld", (long long)length);
+            int l = mg_h1_u64(num, (uint64_t)length);
             MG_H1_HEADER(b, "Content-Length", num, (size_t)l);
         } else if (!(flags & MG_RESP_NO_BODY)) {
             /* unknown length: chunked for HTTP/1.1, until close for 1.0 */

@@ -32,6 +32,19 @@ void mg_h1_header(mg_buf *b, const char *name, size_t nlen, const char *v, size_
     b->len += nlen + vlen + 4;
 }
 
+int mg_h1_u64(char out[24], uint64_t n)
+{
+    char tmp[24];
+    int k = 0, len = 0;
+    do {
+        tmp[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    while (k)
+        out[len++] = tmp[--k];
+    return len;
+}
+
 void mg_h1_status_line(mg_buf *b, int minor, int status, const char *reason, size_t rlen)
 {
     if (mg_buf_reserve(b, 15 + rlen)) return;

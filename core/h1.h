@@ -20,6 +20,9 @@ static inline void mg_h1_header_at(mg_buf *b, const mg_headers *h, uint32_t i)
     mg_h1_header(b, mg_hname(h, i), h->h[i].nlen, mg_hvalue(h, i), h->h[i].vlen);
 }
 
+/* Writes n in decimal (no NUL); returns the length (<= 20). */
+int mg_h1_u64(char out[24], uint64_t n);
+
 /* Appends "HTTP/1.x NNN Reason\r\n". */
 void mg_h1_status_line(mg_buf *b, int minor, int status, const char *reason, size_t rlen);
 

@@ -2,6 +2,8 @@
  * chunk data is skipped in one step, so the check costs little on large
  * bodies; a copy is made only for a response with bare LF line ends. */
 #include "h1check.h"
+
+#include "ascii.h"
 #include "log.h" /* mg_buf */
 
 #include <string.h>
@@ -53,14 +55,6 @@ int mg_h1check_active(const mg_h1check *c)
 int mg_h1check_done(const mg_h1check *c)
 {
     return c->state == S_DONE;
-}
-
-static inline int hexdigit(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    return -1;
 }
 
 static inline int is_ctl(unsigned char ch)
@@ -125,14 +119,24 @@ long mg_h1check_feed(mg_h1check *c, const char *p, size_t n, mg_buf *fix, const 
             }
             c->state = S_HEAD_START;
             break;
-        case S_HEAD_LINE:
-            if (ch == '\r') {
-                c->state = S_HEAD_LF;
-            } else if (ch == '\n') {
+        case S_HEAD_LINE: {
+            /* the bulk of a head: skip to the line's end with memchr */
+            const char *cr = memchr(p + i, '\r', n - i);
+            const char *lim = cr ? cr : p + n;
+            const char *lf = memchr(p + i, '\n', (size_t)(lim - (p + i)));
+            if (lf) {
+                i = (size_t)(lf - p);
                 LINE_END_LF("in the head");
                 c->state = S_HEAD_BOL;
+            } else if (cr) {
+                i = (size_t)(cr - p);
+                c->state = S_HEAD_LF;
+            } else {
+                i = n;
+                continue;
             }
             break;
+        }
         case S_HEAD_LF:
             if (ch != '\n') {
                 *why = "bare CR in the head";
@@ -161,7 +165,7 @@ long mg_h1check_feed(mg_h1check *c, const char *p, size_t n, mg_buf *fix, const 
             i++;
             goto out;
         case S_SIZE: {
-            int v = hexdigit(ch);
+            int v = mg_hexval(ch);
             if (v >= 0) {
                 if (c->ndigits >= 15) {
                     *why = "chunk size too large";

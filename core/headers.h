@@ -12,8 +12,37 @@
 
 #include <stdint.h>
 
+/* Names the proxy looks for, classified once when a header is collected,
+ * so every later "is this Host / hop-by-hop / X-Forwarded-For?" is a byte
+ * compare instead of a case-insensitive string compare. */
+enum mg_hkind {
+    MG_HK_OTHER = 0,
+    MG_HK_HOST,
+    MG_HK_CONNECTION,
+    MG_HK_KEEP_ALIVE,
+    MG_HK_PROXY_CONNECTION,
+    MG_HK_TE,
+    MG_HK_TRANSFER_ENCODING,
+    MG_HK_UPGRADE,
+    MG_HK_TRAILER,
+    MG_HK_CONTENT_LENGTH,
+    MG_HK_PROXY_AUTHORIZATION,
+    MG_HK_X_FORWARDED_FOR,
+    MG_HK_X_FORWARDED_PROTO,
+    MG_HK_X_FORWARDED_HOST,
+    MG_HK_X_REAL_IP,
+};
+
+/* Hop-by-hop and framing headers (RFC 9110 7.6.1), and the credentials
+ * meant for this proxy (RFC 9110 11.7.2): never forwarded as they came. */
+#define MG_HK_HOP_MASK                                                                             \
+    ((1u << MG_HK_CONNECTION) | (1u << MG_HK_KEEP_ALIVE) | (1u << MG_HK_PROXY_CONNECTION) |        \
+     (1u << MG_HK_TE) | (1u << MG_HK_TRANSFER_ENCODING) | (1u << MG_HK_UPGRADE) |                  \
+     (1u << MG_HK_TRAILER) | (1u << MG_HK_CONTENT_LENGTH) | (1u << MG_HK_PROXY_AUTHORIZATION))
+
 typedef struct mg_hoff {
     uint32_t noff, nlen, voff, vlen;
+    uint8_t kind; /* enum mg_hkind, set when the header ends */
 } mg_hoff;
 
 typedef struct mg_headers {
@@ -47,10 +76,25 @@ static inline uint32_t mg_headers_end(const mg_headers *h)
 {
     return h->ntrailer_start < h->n ? h->ntrailer_start : h->n;
 }
+static inline int mg_hkind(const mg_headers *h, uint32_t i)
+{
+    return h->h[i].kind;
+}
+
+static inline int mg_hkind_is_hop(int kind)
+{
+    return (MG_HK_HOP_MASK >> kind) & 1u;
+}
+
+/* The kind of a header name (classification of mg_headers_value_done). */
+int mg_hkind_of(const char *name, size_t len);
+
 /* Case-insensitive name comparison. */
 int mg_hname_is(const mg_headers *h, uint32_t i, const char *name, size_t len);
 /* Returns the index of the first header (not trailer) with that name, or -1. */
 int mg_headers_find(const mg_headers *h, const char *name, size_t len);
+/* The same by kind (a known name): a byte compare per header. */
+int mg_headers_find_kind(const mg_headers *h, int kind);
 /* True if a comma-separated header value contains token (case-insensitive). */
 int mg_value_has_token(const char *v, size_t vlen, const char *tok, size_t toklen);
 

@@ -98,7 +98,7 @@ int mg_buf_reserve(mg_buf *b, size_t n)
     return 0;
 }
 
-int mg_buf_append(mg_buf *b, const void *p, size_t n)
+int mg_buf_append_slow(mg_buf *b, const void *p, size_t n)
 {
     /* memcpy to an empty buffer's NULL is undefined even for 0 bytes
      * (req:respond without headers did that) */

@@ -50,7 +50,17 @@ typedef struct mg_buf {
 
 /* Ensure room for n more bytes; returns 0 or -1 (ENOMEM). */
 int mg_buf_reserve(mg_buf *b, size_t n);
-int mg_buf_append(mg_buf *b, const void *p, size_t n);
+int mg_buf_append_slow(mg_buf *b, const void *p, size_t n);
+/* Appends n bytes: inline while they fit (header pieces, every request). */
+static inline int mg_buf_append(mg_buf *b, const void *p, size_t n)
+{
+    if (n && b->len + n <= b->cap) {
+        __builtin_memcpy(b->p + b->len, p, n);
+        b->len += n;
+        return 0;
+    }
+    return mg_buf_append_slow(b, p, n);
+}
 int mg_buf_printf(mg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mg_buf_free(mg_buf *b);
 

@@ -84,7 +84,7 @@ static void set_host(mg_req *r)
     mg_proxy__split_url(r, &path, &query, &authority);
     mg_str host = authority;
     if (!host.len) {
-        int i = mg_headers_find(&r->in, "host", 4);
+        int i = mg_headers_find_kind(&r->in, MG_HK_HOST);
         if (i >= 0) {
             host.p = mg_hvalue(&r->in, (uint32_t)i);
             host.len = r->in.h[i].vlen;
@@ -113,7 +113,7 @@ static int route(mg_req *r, mg_worker *w)
         w->hdr_view[i].name_len = h->h[i].nlen;
         w->hdr_view[i].value = mg_hvalue(h, i);
         w->hdr_view[i].value_len = h->h[i].vlen;
-        if (!host.len && mg_hname_is(h, i, "host", 4)) {
+        if (!host.len && h->h[i].kind == MG_HK_HOST) {
             host.p = mg_hvalue(h, i);
             host.len = h->h[i].vlen;
         }

@@ -10,21 +10,28 @@
 #include <string.h>
 #include <strings.h>
 
-/* Headers never forwarded as they came: hop-by-hop ones (RFC 9110 7.6.1),
- * the framing headers (re-generated from what was parsed), and the
- * credentials meant for this proxy (RFC 9110 11.7.2). */
-static int is_hop_header(const mg_headers *h, uint32_t i)
+/* Whether a Connection header names a header that is not hop-by-hop
+ * anyway (a custom "Connection: x-secret"): only then must each header be
+ * checked against it (RFC 9110 7.6.1). Usually it says keep-alive, close
+ * or upgrade, and this costs one pass over its value. */
+static int connection_names_others(const mg_headers *h)
 {
-    static const struct {
-        const char *n;
-        size_t len;
-    } hop[] = {
-        {"connection", 10}, {"keep-alive", 10},        {"proxy-connection", 16},
-        {"te", 2},          {"transfer-encoding", 17}, {"upgrade", 7},
-        {"trailer", 7},     {"content-length", 14},    {"proxy-authorization", 19},
-    };
-    for (size_t k = 0; k < MG_ARRAY_SIZE(hop); k++)
-        if (mg_hname_is(h, i, hop[k].n, hop[k].len)) return 1;
+    uint32_t end = mg_headers_end(h);
+    for (uint32_t k = 0; k < end; k++) {
+        if (h->h[k].kind != MG_HK_CONNECTION || !h->h[k].nlen) continue;
+        const char *v = mg_hvalue(h, k);
+        size_t n = h->h[k].vlen, i = 0;
+        while (i < n) {
+            while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+                i++;
+            size_t s = i;
+            while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+                i++;
+            if (i == s) continue;
+            if (i - s == 5 && strncasecmp(v + s, "close", 5) == 0) continue;
+            if (!mg_hkind_is_hop(mg_hkind_of(v + s, i - s))) return 1;
+        }
+    }
     return 0;
 }
 
@@ -33,7 +40,7 @@ static int named_by_connection(const mg_headers *h, uint32_t i)
 {
     uint32_t end = mg_headers_end(h);
     for (uint32_t k = 0; k < end; k++) {
-        if (k == i || !mg_hname_is(h, k, "connection", 10)) continue;
+        if (k == i || h->h[k].kind != MG_HK_CONNECTION || !h->h[k].nlen) continue;
         if (mg_value_has_token(mg_hvalue(h, k), h->h[k].vlen, mg_hname(h, i), h->h[i].nlen))
             return 1;
     }
@@ -42,15 +49,16 @@ static int named_by_connection(const mg_headers *h, uint32_t i)
 
 void mg_proxy__strip_hop(mg_headers *h, uint32_t from, int keep_upgrade)
 {
-    if (mg_headers_find(h, "connection", 10) >= 0) {
+    if (connection_names_others(h)) {
         /* first what Connection names, while the Connection headers stand */
         for (uint32_t i = from; i < h->n; i++)
-            if (h->h[i].nlen && !mg_hname_is(h, i, "connection", 10) && named_by_connection(h, i))
+            if (h->h[i].nlen && h->h[i].kind != MG_HK_CONNECTION && named_by_connection(h, i))
                 h->h[i].nlen = 0;
     }
     for (uint32_t i = from; i < h->n; i++) {
-        if (!h->h[i].nlen || !is_hop_header(h, i)) continue;
-        if (keep_upgrade && mg_hname_is(h, i, "upgrade", 7)) continue;
+        int kind = h->h[i].kind;
+        if (!mg_hkind_is_hop(kind) || !h->h[i].nlen) continue;
+        if (keep_upgrade && kind == MG_HK_UPGRADE) continue;
         h->h[i].nlen = 0;
     }
 }
@@ -124,13 +132,13 @@ int mg_proxy__check_head(mg_req *r, const mg_config *cfg, const char **why)
     mg_headers *h = &r->in;
     int nhost = 0;
     for (uint32_t i = 0; i < h->n; i++) {
-        if (mg_hname_is(h, i, "host", 4)) {
+        if (h->h[i].kind == MG_HK_HOST) {
             nhost++;
             if (mg_uri_check_host(mg_hvalue(h, i), h->h[i].vlen)) {
                 *why = "invalid Host header";
                 return 400;
             }
-        } else if (mg_hname_is(h, i, "transfer-encoding", 17)) {
+        } else if (h->h[i].kind == MG_HK_TRANSFER_ENCODING) {
             /* llhttp accepts "gzip, chunked"; we forward only what we decode. */
             const char *v = mg_hvalue(h, i);
             size_t len = h->h[i].vlen, k = 0;
@@ -178,29 +186,32 @@ void mg_proxy__upstream_head(mg_req *r)
     mg_buf_append(b, " HTTP/1.1\r\n", 11);
     int xff = -1, xfp = -1, xfh = -1, has_host = 0;
     uint32_t end = mg_headers_end(h);
-    int has_conn = mg_headers_find(h, "connection", 10) >= 0;
+    int named = connection_names_others(h);
     for (uint32_t i = 0; i < end; i++) {
         if (!h->h[i].nlen) continue; /* removed by a plugin */
-        if (is_hop_header(h, i) || (has_conn && named_by_connection(h, i))) continue;
-        if (mg_hname_is(h, i, "x-forwarded-for", 15)) {
+        int kind = h->h[i].kind;
+        if (mg_hkind_is_hop(kind) || (named && named_by_connection(h, i))) continue;
+        switch (kind) {
+        case MG_HK_X_FORWARDED_FOR:
             if (xff < 0) xff = (int)i;
             continue;
-        }
-        if (mg_hname_is(h, i, "x-forwarded-proto", 17)) {
+        case MG_HK_X_FORWARDED_PROTO:
             if (xfp < 0) xfp = (int)i;
             continue;
-        }
-        if (mg_hname_is(h, i, "x-forwarded-host", 16)) {
+        case MG_HK_X_FORWARDED_HOST:
             if (xfh < 0) xfh = (int)i;
             continue;
-        }
-        if (mg_hname_is(h, i, "x-real-ip", 9)) continue;
-        if (mg_hname_is(h, i, "host", 4)) {
+        case MG_HK_X_REAL_IP:
+            continue;
+        case MG_HK_HOST:
             has_host = 1;
             if (authority.len) {
                 MG_H1_HEADER(b, "Host", authority.p, authority.len);
                 continue;
             }
+            break;
+        default:
+            break;
         }
         mg_h1_header_at(b, h, i);
     }
@@ -236,11 +247,11 @@ void mg_proxy__upstream_head(mg_req *r)
         mg_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
     } else if (r->body_len >= 0) {
         char num[24];
-        int l = snprintf(num, sizeof(num), "%lld", (long long)r->body_len);
+        int l = mg_h1_u64(num, (uint64_t)r->body_len);
         MG_H1_HEADER(b, "Content-Length", num, (size_t)l);
     }
     if (r->upgrade) {
-        int u = mg_headers_find(h, "upgrade", 7);
+        int u = mg_headers_find_kind(h, MG_HK_UPGRADE);
         mg_buf_append(b, "Connection: upgrade\r\n", 21);
         if (u >= 0) mg_h1_header_at(b, h, (uint32_t)u);
     }

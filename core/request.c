@@ -79,5 +79,12 @@ void mg_req_release(mg_req *r)
 
 int mg_req_client_ip(const mg_req *r, char *out, size_t len)
 {
+    if (r->client_ip && len) {
+        size_t n = strlen(r->client_ip);
+        if (n >= len) n = len - 1;
+        memcpy(out, r->client_ip, n);
+        out[n] = 0;
+        return 0;
+    }
     return mg_addr_ip(r->client, out, len);
 }

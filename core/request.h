@@ -80,6 +80,7 @@ struct mg_req {
     uint64_t conn_id;               /* the client connection, for logs */
     uint64_t id;                    /* per-worker request id (Lua ctx key) */
     const struct sockaddr *client;  /* the client's address (the source's) */
+    const char *client_ip;          /* ... as text, formatted once by the source (or NULL) */
     uint8_t client_trusted;         /* the client is a trusted proxy */
     uint8_t secure;                 /* the client spoke TLS (scheme https) */
     uint8_t listen;                 /* the listener it came in on (cfg->listen index) */

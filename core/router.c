@@ -47,7 +47,7 @@ typedef struct req {
 static int ieq_lc(const char *s, const char *l, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (mg_router__lower((unsigned char)s[i]) != (unsigned char)l[i]) return 0;
+        if (mg_lower((unsigned char)s[i]) != (unsigned char)l[i]) return 0;
     return 1;
 }
 
@@ -58,8 +58,7 @@ static inline unsigned char dec_byte(const char *s, size_t n, size_t *i, int plu
 {
     unsigned char c = (unsigned char)s[*i];
     if (c == '%' && *i + 2 < n) {
-        int h = mg_router__hexval((unsigned char)s[*i + 1]),
-            l = mg_router__hexval((unsigned char)s[*i + 2]);
+        int h = mg_hexval((unsigned char)s[*i + 1]), l = mg_hexval((unsigned char)s[*i + 2]);
         if (h >= 0 && l >= 0) {
             *i += 3;
             return (unsigned char)(h * 16 + l);
@@ -182,22 +181,6 @@ static int query_match(const prog *pg, const node *n, mg_str q)
     return 0;
 }
 
-static int cidr_match(const cidr *c, int n, const req *rq)
-{
-    if (!rq->family) return 0;
-    int v6 = rq->family == 6;
-    for (int i = 0; i < n; i++) {
-        if (c[i].v6 != v6) continue;
-        int bits = c[i].bits, b = 0;
-        for (; bits >= 8; bits -= 8, b++)
-            if (rq->ip[b] != c[i].addr[b]) break;
-        if (bits >= 8) continue; /* a whole byte differed */
-        if (bits && ((rq->ip[b] ^ c[i].addr[b]) & (0xff00 >> bits) & 0xff)) continue;
-        return 1;
-    }
-    return 0;
-}
-
 static int eval(const prog *pg, int32_t idx, const req *rq)
 {
     const node *n = &pg->nodes[idx];
@@ -238,7 +221,7 @@ static int eval(const prog *pg, int32_t idx, const req *rq)
     case K_QUERY_RE:
         return query_match(pg, n, rq->in->query);
     case K_CLIENT_IP:
-        return cidr_match(&pg->cidrs[n->aux], n->n, rq);
+        return mg_cidr_match(&pg->cidrs[n->aux], (int)n->n, rq->family, rq->ip);
     }
     return 0;
 }
@@ -266,22 +249,7 @@ static void prepare(req *rq, const mg_route_input *in)
     rq->path = in->path;
     if (!rq->path.p || !rq->path.len) rq->path = (mg_str){"/", 1};
     rq->path_escaped = memchr(rq->path.p, '%', rq->path.len) != NULL;
-    rq->family = 0;
-    const struct sockaddr *sa = in->client;
-    if (!sa) return;
-    if (sa->sa_family == AF_INET) {
-        memcpy(rq->ip, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-        rq->family = 4;
-    } else if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a)) {
-            memcpy(rq->ip, a->s6_addr + 12, 4);
-            rq->family = 4;
-        } else {
-            memcpy(rq->ip, a->s6_addr, 16);
-            rq->family = 6;
-        }
-    }
+    rq->family = in->client ? mg_addr_bytes(in->client, rq->ip) : 0;
 }
 
 /* ---- the router --------------------------------------------------------- */

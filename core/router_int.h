@@ -18,6 +18,8 @@
 #ifndef MG_ROUTER_INT_H
 #define MG_ROUTER_INT_H
 
+#include "addr.h"
+#include "ascii.h"
 #include "router.h"
 
 #include <regex.h>
@@ -45,12 +47,6 @@ typedef struct lit {
     uint8_t wild;
 } lit;
 
-typedef struct cidr {
-    uint8_t v6; /* 0: IPv4 (addr[0..3]), 1: IPv6 */
-    uint8_t bits;
-    uint8_t addr[16];
-} cidr;
-
 typedef struct node {
     uint8_t kind;
     uint16_t n;     /* children (operators) or arguments (matchers) */
@@ -63,27 +59,11 @@ typedef struct prog {
     node *nodes;
     lit *lits;
     regex_t **res;
-    cidr *cidrs;
+    mg_cidr *cidrs;
     uint32_t nnodes, nlits, nres, ncidrs;
     uint32_t capnodes, caplits, capres, capcidrs;
     int32_t root;
 } prog;
-
-/* ASCII only: rules and the bytes they are compared with are not text in
- * any locale. Inline because matching calls it once per compared byte. */
-static inline unsigned char mg_router__lower(unsigned char c)
-{
-    return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
-}
-
-/* The value of a hex digit of either case, or -1. */
-static inline int mg_router__hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c = mg_router__lower(c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
 
 /* ---- router_parse.c: compiling a rule ------------------------------------ */
 

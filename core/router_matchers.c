@@ -78,47 +78,6 @@ static int add_regex(parser *ps, const char *at, const char *arg, enum re_form f
     return 0;
 }
 
-static int parse_cidr(const char *s, cidr *c)
-{
-    char buf[64];
-    const char *slash = strchr(s, '/');
-    size_t l = slash ? (size_t)(slash - s) : strlen(s);
-    if (l >= sizeof(buf)) return -1;
-    memcpy(buf, s, l);
-    buf[l] = 0;
-    memset(c, 0, sizeof(*c));
-    int max;
-    if (inet_pton(AF_INET, buf, c->addr) == 1) {
-        max = 32;
-    } else if (inet_pton(AF_INET6, buf, c->addr) == 1) {
-        c->v6 = 1;
-        max = 128;
-    } else {
-        return -1;
-    }
-    int bits = max;
-    if (slash) {
-        const char *d = slash + 1;
-        if (!*d || strlen(d) > 3) return -1;
-        bits = 0;
-        for (; *d; d++) {
-            if (*d < '0' || *d > '9') return -1;
-            bits = bits * 10 + (*d - '0');
-        }
-        if (bits > max) return -1;
-    }
-    /* "::ffff:10.0.0.0/104" is an IPv4 range written as IPv6 */
-    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (c->v6 && bits >= 96 && memcmp(c->addr, v4mapped, 12) == 0) {
-        memmove(c->addr, c->addr + 12, 4);
-        memset(c->addr + 4, 0, 12);
-        c->v6 = 0;
-        bits -= 96;
-    }
-    c->bits = (uint8_t)bits;
-    return 0;
-}
-
 static int is_ascii(const char *s)
 {
     for (; *s; s++)
@@ -137,7 +96,7 @@ static int add_host(parser *ps, const char *at, char *h)
 {
     size_t l = strlen(h);
     for (char *c = h; *c; c++)
-        *c = (char)mg_router__lower((unsigned char)*c);
+        *c = (char)mg_lower((unsigned char)*c);
     if (l > 1 && h[l - 1] == '.') h[--l] = 0;
     if (l > 2 && h[0] == '[' && h[l - 1] == ']') {
         memmove(h, h + 1, l - 2);
@@ -296,7 +255,7 @@ static int32_t build_matcher(parser *ps, const matcher *m, char **args, const ch
         }
         if (m->kind != K_QUERY_RE) /* header names are case-insensitive */
             for (char *c = args[0]; *c; c++)
-                *c = (char)mg_router__lower((unsigned char)*c);
+                *c = (char)mg_lower((unsigned char)*c);
         if (mg_router__add_lit(ps, take(&args[0]), 0)) return -1;
         if (m->kind == K_HEADER) {
             /* gorilla/mux: an empty value asks only that the header exists */
@@ -309,13 +268,13 @@ static int32_t build_matcher(parser *ps, const matcher *m, char **args, const ch
     }
     case K_CLIENT_IP:
         for (int i = 0; i < nargs; i++) {
-            cidr c;
-            if (parse_cidr(args[i], &c)) {
+            mg_cidr c;
+            if (mg_cidr_parse(args[i], &c) != 0) {
                 mg_router__fail_at(ps, at[i], "invalid IP or CIDR '%.60s'", args[i]);
                 return -1;
             }
             int64_t k =
-                mg_router__grow((void **)&pg->cidrs, &pg->ncidrs, &pg->capcidrs, sizeof(cidr));
+                mg_router__grow((void **)&pg->cidrs, &pg->ncidrs, &pg->capcidrs, sizeof(mg_cidr));
             if (k < 0) {
                 mg_router__oom(ps);
                 return -1;

@@ -130,8 +130,8 @@ static char *parse_string(parser *ps)
             *o++ = to[k - from];
             continue;
         }
-        int h = *c == 'x' && c + 2 < e ? mg_router__hexval((unsigned char)c[1]) : -1;
-        int l = h >= 0 ? mg_router__hexval((unsigned char)c[2]) : -1;
+        int h = *c == 'x' && c + 2 < e ? mg_hexval((unsigned char)c[1]) : -1;
+        int l = h >= 0 ? mg_hexval((unsigned char)c[2]) : -1;
         if (l >= 0 && (h | l)) { /* \xHH, but no NUL inside a string */
             *o++ = (char)(h * 16 + l);
             c += 2;

@@ -175,7 +175,7 @@ int mg_stream_tcp_init(mg_stream *s, uv_loop_t *loop, const mg_stream_events *ev
     s->ops = &tcp_ops;
     s->ev = ev;
     s->rbuf = rbuf;
-    s->rbuf_len = rbuf_len;
+    s->rbuf_len = (uint32_t)rbuf_len;
     return uv_tcp_init(loop, &s->tcp);
 }
 

@@ -43,8 +43,8 @@ struct mg_stream {
     uv_tcp_t tcp;
     const mg_stream_ops *ops;
     const mg_stream_events *ev;
-    char *rbuf; /* where reads land: the loop's shared read buffer */
-    size_t rbuf_len;
+    char *rbuf;        /* where reads land: the loop's shared read buffer */
+    uint32_t rbuf_len; /* at most the loop buffer, 64 KiB */
     uint8_t reading;
     uint8_t closing;
 };

@@ -1,9 +1,10 @@
-/* See tls_certs.h. */
-#include "tls_certs.h"
+/* The certificate store: SNI and ALPN selection, ACME challenge answers,
+ * and publishing a store to the workers. See tls_certs.h. */
+#include "ascii.h"
 #include "tls.h"
+#include "tls_cert_int.h"
 #include "tls_tickets.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -24,17 +25,6 @@
 #define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define GROUPS       "X25519:P-256:P-384"
 #define ACME_ALPN    "acme-tls/1"
-
-struct mg_tls_cert {
-    atomic_int refs;
-    X509 *leaf;
-    STACK_OF(X509) * chain; /* intermediates, may be empty */
-    EVP_PKEY *key;
-    char **names;
-    int nnames;
-    time_t not_after;
-    char *origin;
-};
 
 typedef struct name_ent {
     const char *name; /* borrowed from the certificate */
@@ -59,200 +49,6 @@ struct mg_tls_store {
 
 static int ctx_index = -1, ssl_acme_index = -1;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-/* ---- certificates --------------------------------------------------------------- */
-
-void mg_tls_cert_ref(mg_tls_cert *c)
-{
-    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-}
-
-void mg_tls_cert_unref(mg_tls_cert *c)
-{
-    if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1) return;
-    X509_free(c->leaf);
-    sk_X509_pop_free(c->chain, X509_free);
-    EVP_PKEY_free(c->key);
-    for (int i = 0; i < c->nnames; i++)
-        free(c->names[i]);
-    free(c->names);
-    free(c->origin);
-    free(c);
-}
-
-int mg_tls_cert_nnames(const mg_tls_cert *c)
-{
-    return c->nnames;
-}
-
-const char *mg_tls_cert_name(const mg_tls_cert *c, int i)
-{
-    return i >= 0 && i < c->nnames ? c->names[i] : NULL;
-}
-
-time_t mg_tls_cert_not_after(const mg_tls_cert *c)
-{
-    return c->not_after;
-}
-
-const char *mg_tls_cert_origin(const mg_tls_cert *c)
-{
-    return c->origin;
-}
-
-const char *mg_tls_cert_key_type(const mg_tls_cert *c)
-{
-    int id = EVP_PKEY_get_base_id(c->key);
-    return id == EVP_PKEY_EC ? "ECDSA" : id == EVP_PKEY_RSA ? "RSA" : "other";
-}
-
-static char *lower_dup(const char *s, size_t n)
-{
-    char *r = malloc(n + 1);
-    if (!r) return NULL;
-    for (size_t i = 0; i < n; i++)
-        r[i] = (char)tolower((unsigned char)s[i]);
-    r[n] = 0;
-    if (n && r[n - 1] == '.') r[n - 1] = 0; /* "example.com." is example.com */
-    return r;
-}
-
-static int add_name(mg_tls_cert *c, const char *s, size_t n)
-{
-    if (n == 0 || memchr(s, 0, n)) return 0; /* embedded NUL: never trust it */
-    char **nn = realloc(c->names, (size_t)(c->nnames + 1) * sizeof(*nn));
-    if (!nn) return -ENOMEM;
-    c->names = nn;
-    if (!(c->names[c->nnames] = lower_dup(s, n))) return -ENOMEM;
-    c->nnames++;
-    return 0;
-}
-
-/* DNS SANs; the subject CN only when the certificate has no SAN at all. */
-static int collect_names(mg_tls_cert *c)
-{
-    GENERAL_NAMES *sans = X509_get_ext_d2i(c->leaf, NID_subject_alt_name, NULL, NULL);
-    if (sans) {
-        for (int i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
-            GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
-            if (g->type != GEN_DNS) continue;
-            const unsigned char *p = ASN1_STRING_get0_data(g->d.dNSName);
-            if (add_name(c, (const char *)p, (size_t)ASN1_STRING_length(g->d.dNSName))) {
-                GENERAL_NAMES_free(sans);
-                return -ENOMEM;
-            }
-        }
-        GENERAL_NAMES_free(sans);
-        return 0;
-    }
-    X509_NAME *subj = X509_get_subject_name(c->leaf);
-    int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
-    if (idx < 0) return 0;
-    ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-    return add_name(c, (const char *)ASN1_STRING_get0_data(cn), (size_t)ASN1_STRING_length(cn));
-}
-
-/* Builds a certificate from PEM BIOs; cert_name/key_name are for errors. */
-static mg_tls_cert *from_bios(BIO *cb, BIO *kb, const char *cert_name, const char *key_name,
-                              const char *origin, char *err, size_t errlen)
-{
-    mg_tls_cert *c = calloc(1, sizeof(*c));
-    if (!c) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    atomic_init(&c->refs, 1);
-    ERR_clear_error();
-    c->leaf = PEM_read_bio_X509_AUX(cb, NULL, NULL, NULL);
-    if (!c->leaf) {
-        char prefix[300];
-        snprintf(prefix, sizeof(prefix), "%s: no PEM certificate in it", cert_name);
-        mg_tls_openssl_error(err, errlen, prefix);
-        goto fail;
-    }
-    c->chain = sk_X509_new_null();
-    if (!c->chain) goto oom;
-    for (;;) {
-        X509 *x = PEM_read_bio_X509(cb, NULL, NULL, NULL);
-        if (!x) break;
-        if (!sk_X509_push(c->chain, x)) {
-            X509_free(x);
-            goto oom;
-        }
-    }
-    unsigned long e = ERR_peek_last_error();
-    if (e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
-        char prefix[300];
-        snprintf(prefix, sizeof(prefix), "%s: a chain certificate does not parse", cert_name);
-        mg_tls_openssl_error(err, errlen, prefix);
-        goto fail;
-    }
-    ERR_clear_error();
-    c->key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
-    if (!c->key) {
-        char prefix[300];
-        snprintf(prefix, sizeof(prefix), "%s: no PEM private key in it", key_name);
-        mg_tls_openssl_error(err, errlen, prefix);
-        goto fail;
-    }
-    if (X509_check_private_key(c->leaf, c->key) != 1) {
-        ERR_clear_error();
-        snprintf(err, errlen, "%s: the private key does not match the certificate in %s", key_name,
-                 cert_name);
-        goto fail;
-    }
-    struct tm tm;
-    if (ASN1_TIME_to_tm(X509_get0_notAfter(c->leaf), &tm) == 1) c->not_after = timegm(&tm);
-    if (collect_names(c)) goto oom;
-    if (!(c->origin = strdup(origin))) goto oom;
-    return c;
-oom:
-    snprintf(err, errlen, "out of memory");
-fail:
-    mg_tls_cert_unref(c);
-    return NULL;
-}
-
-mg_tls_cert *mg_tls_cert_load_files(const char *cert_path, const char *key_path, char *err,
-                                    size_t errlen)
-{
-    BIO *cb = BIO_new_file(cert_path, "r");
-    if (!cb) {
-        ERR_clear_error();
-        snprintf(err, errlen, "%s: cannot read: %s", cert_path, strerror(errno));
-        return NULL;
-    }
-    BIO *kb = BIO_new_file(key_path, "r");
-    if (!kb) {
-        ERR_clear_error();
-        snprintf(err, errlen, "%s: cannot read: %s", key_path, strerror(errno));
-        BIO_free(cb);
-        return NULL;
-    }
-    mg_tls_cert *c = from_bios(cb, kb, cert_path, key_path, cert_path, err, errlen);
-    BIO_free(cb);
-    BIO_free(kb);
-    return c;
-}
-
-mg_tls_cert *mg_tls_cert_from_pem(const char *cert_pem, size_t cert_len, const char *key_pem,
-                                  size_t key_len, const char *origin, char *err, size_t errlen)
-{
-    BIO *cb = BIO_new_mem_buf(cert_pem, (int)cert_len);
-    BIO *kb = BIO_new_mem_buf(key_pem, (int)key_len);
-    mg_tls_cert *c = NULL;
-    if (cb && kb) {
-        char cn[300], kn[300];
-        snprintf(cn, sizeof(cn), "%s (certificate)", origin);
-        snprintf(kn, sizeof(kn), "%s (key)", origin);
-        c = from_bios(cb, kb, cn, kn, origin, err, errlen);
-    } else {
-        snprintf(err, errlen, "out of memory");
-    }
-    BIO_free(cb);
-    BIO_free(kb);
-    return c;
-}
 
 /* ---- the store -------------------------------------------------------------------- */
 
@@ -301,7 +97,7 @@ static int parse_sni(const unsigned char *p, size_t len, char *out, size_t outle
         if (type == 0) {
             if (n == 0 || n >= outlen || memchr(p + 3, 0, n)) return -1;
             for (size_t i = 0; i < n; i++)
-                out[i] = (char)tolower(p[3 + i]);
+                out[i] = (char)mg_lower(p[3 + i]);
             out[n] = 0;
             if (out[n - 1] == '.') out[n - 1] = 0;
             return 0;
@@ -490,7 +286,7 @@ int mg_tls_store_add_alpn01(mg_tls_store *s, const char *name, mg_tls_cert *c)
     mg_tls_cert **a = realloc(s->acerts, (size_t)(s->nalpn + 1) * sizeof(*a));
     if (!a) return -ENOMEM;
     s->acerts = a;
-    char *lname = lower_dup(name, strlen(name));
+    char *lname = mg_tls__name_dup(name, strlen(name));
     if (!lname || push_str(&s->anames, s->nalpn, lname)) {
         free(lname);
         return -ENOMEM;
@@ -554,7 +350,7 @@ int mg_tls_store_select(const mg_tls_store *s, const char *name, int out[2])
         size_t l = strlen(name);
         if (l < sizeof(lname)) {
             for (size_t i = 0; i <= l; i++)
-                lname[i] = (char)tolower((unsigned char)name[i]);
+                lname[i] = (char)mg_lower((unsigned char)name[i]);
             if (l && lname[l - 1] == '.') lname[l - 1] = 0;
             n = pick(s, lname, out, 0);
             const char *dot = strchr(lname, '.');
@@ -657,42 +453,4 @@ void mg_tls_holder_release(mg_tls_holder *h)
     mg_tls_store_unref(h->store);
     h->store = NULL;
     h->gen = 0;
-}
-
-/* ---- client contexts -------------------------------------------------------------- */
-
-SSL_CTX *mg_tls_client_ctx_new(int verify, const char *ca_file, char *err, size_t errlen)
-{
-    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
-    if (!c) {
-        mg_tls_openssl_error(err, errlen, "TLS: cannot create a client context");
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
-    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
-    if (verify) {
-        SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
-        int ok;
-        if (ca_file) {
-            FILE *f = fopen(ca_file, "r");
-            if (!f) {
-                snprintf(err, errlen, "%s: cannot read: %s", ca_file, strerror(errno));
-                SSL_CTX_free(c);
-                return NULL;
-            }
-            fclose(f);
-            ok = SSL_CTX_load_verify_locations(c, ca_file, NULL);
-        } else {
-            ok = SSL_CTX_set_default_verify_paths(c);
-        }
-        if (ok != 1) {
-            char prefix[300];
-            snprintf(prefix, sizeof(prefix), "%s: no usable CA certificate in it",
-                     ca_file ? ca_file : "the system CA store");
-            mg_tls_openssl_error(err, errlen, prefix);
-            SSL_CTX_free(c);
-            return NULL;
-        }
-    }
-    return c;
 }

@@ -2,6 +2,8 @@
  * path pays a table lookup per byte and no branches per character class. */
 #include "uri.h"
 
+#include "ascii.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -28,11 +30,6 @@ static void ctab_init(void)
         if (c == 0) v = 0; /* strchr matches the terminator */
         ctab[c] = v;
     }
-}
-
-static inline int hexval(unsigned char c)
-{
-    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 }
 
 /* Checks t[i, n) as path characters (query: '?' too) up to stop (or the
@@ -226,8 +223,8 @@ long mg_uri_normalize_path(const char *path, size_t n, char *out, int flags, con
             *why = "an invalid percent-escape in the path";
             return -1;
         }
-        unsigned char v = (unsigned char)(hexval((unsigned char)path[i + 1]) * 16 +
-                                          hexval((unsigned char)path[i + 2]));
+        unsigned char v = (unsigned char)(mg_hexval((unsigned char)path[i + 1]) * 16 +
+                                          mg_hexval((unsigned char)path[i + 2]));
         if (ctab[v] & C_UNRESERVED) {
             dec[d++] = (char)v;
         } else {

@@ -275,6 +275,7 @@ static void worker_free(mg_worker *w)
     mg_lua_close(&w->lua);
     if (w->snap) mg_snapshot_unref(w->snap);
     w->snap = NULL;
+    mg_conn_free_parse_states(w);
     while (w->req_free) {
         mg_req *r = w->req_free;
         w->req_free = *(mg_req **)r;

@@ -72,6 +72,8 @@ typedef struct mg_worker {
     void *stall;       /* proxy_stall.c's per-worker state */
 
     struct mg_req *req_free; /* recycled requests, arenas kept */
+    void *conn_parse_free;   /* recycled request-parser states (conn.c) */
+    int nconn_parse_free;
     int nreq_free;
 
     mg_buf scratch;   /* serialized response heads */

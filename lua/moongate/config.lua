@@ -9,7 +9,7 @@
 --     timeouts = { client_header, client_idle, upstream_connect, upstream_response, grace },
 --     limits = { max_header_size, max_headers },
 --     upstream = { keepalive, keepalive_timeout, retries },
---     trusted_proxies = { { addr = "10.0.0.0", bits = 8, family = 4 }, ... },
+--     trusted_proxies = { { addr = "10.0.0.0", bits = 8, family = 4, cidr = "10.0.0.0/8" }, ... },
 --     services = { { name, balancer, balancer_opts, line,
 --                    targets = { { host, port, address, id, weight, labels, line } } } },  -- sorted by name
 --     routes = { { rule, service, priority (nil = rule length), line, name } },
@@ -127,7 +127,8 @@ local function parse_ipv4(s)
     local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
     if not a then return nil end
     for _, x in ipairs({ a, b, c, d }) do
-        if tonumber(x) > 255 then return nil end
+        -- "010" is octal to some parsers and decimal to others: refuse it
+        if tonumber(x) > 255 or (#x > 1 and x:sub(1, 1) == "0") then return nil end
     end
     return true
 end
@@ -159,7 +160,7 @@ local function parse_cidr(s, path)
     local max = family == 4 and 32 or 128
     bits = bits and tonumber(bits) or max
     if bits > max then fail(path, "prefix length %d is longer than %d in %q", bits, max, s) end
-    return { addr = addr, bits = bits, family = family }
+    return { addr = addr, bits = bits, family = family, cidr = addr .. "/" .. bits }
 end
 
 local NAME = "^[%w_%.%-]+$"

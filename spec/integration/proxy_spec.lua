@@ -203,6 +203,13 @@ describe("proxying", function()
         assert.equal("https", info.headers["x-forwarded-proto"])
     end)
 
+    it("trusts a proxy given as an IPv4-mapped IPv6 range like the IPv4 one", function()
+        local b1 = h.start_backend()
+        local gw = gateway(b1, nil, { trusted_proxies = { "::ffff:127.0.0.0/104" } })
+        local info = h.json(h.request(gw.port, { headers = { ["X-Forwarded-For"] = "203.0.113.9" } }))
+        assert.equal("203.0.113.9, 127.0.0.1", info.headers["x-forwarded-for"])
+    end)
+
     it("removes hop-by-hop headers and those named in Connection", function()
         local b1 = h.start_backend()
         local gw = gateway(b1)

@@ -45,8 +45,9 @@ return { services = {
 
     it("parses trusted proxies as CIDRs", function()
         local cfg = assert(load('return { trusted_proxies = { "10.0.0.0/8", "::1", "192.168.1.1" } }'))
-        assert.same({ addr = "10.0.0.0", bits = 8, family = 4 }, cfg.trusted_proxies[1])
-        assert.same({ addr = "::1", bits = 128, family = 6 }, cfg.trusted_proxies[2])
+        assert.same({ addr = "10.0.0.0", bits = 8, family = 4, cidr = "10.0.0.0/8" }, cfg.trusted_proxies[1])
+        assert.same({ addr = "::1", bits = 128, family = 6, cidr = "::1/128" }, cfg.trusted_proxies[2])
+        assert.truthy(err_of('return { trusted_proxies = { "010.0.0.1" } }'):find("invalid address"))
         assert.truthy(err_of('return { trusted_proxies = { "10.0.0.0/33" } }'):find("longer than 32"))
         assert.truthy(err_of('return { trusted_proxies = { "nope" } }'):find("invalid address"))
     end)

@@ -1,0 +1,141 @@
+#!/bin/sh
+# Instructions per proxied request, counted by valgrind's callgrind for
+# moongate, nginx and HAProxy on the same backend pair: the figure that does
+# not move with the machine's load (bench/README.md). Each proxy runs one
+# worker under callgrind; after a warm-up the counters are zeroed, wrk sends
+# requests for BENCH_CG_SECONDS, and the counters of every thread of the
+# proxy are divided by the requests wrk saw.
+# Usage: bench/callgrind.sh BIN [OUT.json]
+set -u
+BIN=$(readlink -f "${1:-build/moongate}")
+OUT=${2:-build/bench-callgrind.json}
+SECS=${BENCH_CG_SECONDS:-5}
+TMP=$(mktemp -d /tmp/moongate-cg.XXXXXX)
+PIDS=""
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    sleep 0.5
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+for tool in valgrind callgrind_control nginx haproxy wrk python3; do
+    command -v $tool >/dev/null || { echo "callgrind: $tool is missing (apt-get install valgrind nginx-light haproxy wrk)"; exit 1; }
+done
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Waits up to 60 s (valgrind starts slowly) for an HTTP answer on port $1.
+wait_http() {
+    i=0
+    while [ $i -lt 600 ]; do
+        python3 -c "import socket; s=socket.create_connection(('127.0.0.1',$1),0.2); s.sendall(b'GET / HTTP/1.0\r\n\r\n'); assert s.recv(1)" 2>/dev/null && return 0
+        sleep 0.1; i=$((i + 1))
+    done
+    return 1
+}
+nginx_common() {
+    cat <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $1/error.log;
+pid $1/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $1/body; proxy_temp_path $1/proxy; fastcgi_temp_path $1/fcgi;
+    uwsgi_temp_path $1/uwsgi; scgi_temp_path $1/scgi;
+    keepalive_requests 1000000;
+CONF
+}
+
+B1=$(free_port); B2=$(free_port)
+mkdir -p "$TMP/b"
+{ nginx_common "$TMP/b"; echo "server { listen 127.0.0.1:$B1; location / { return 200 \"hello from backend 1\\n\"; } }"
+  echo "server { listen 127.0.0.1:$B2; location / { return 200 \"hello from backend 2\\n\"; } } }"; } > "$TMP/b/nginx.conf"
+nginx -p "$TMP/b" -c "$TMP/b/nginx.conf" 2>/dev/null &
+PIDS="$PIDS $!"
+wait_http "$B1" || { echo "callgrind: the backends did not start"; exit 1; }
+
+P_MG=$(free_port); P_NG=$(free_port); P_HA=$(free_port)
+mkdir -p "$TMP/mg" "$TMP/ng"
+cat > "$TMP/mg/moongate.lua" <<CONF
+return {
+    listen = "127.0.0.1:$P_MG", workers = 1, access_log = false, admin = false,
+    upstream = { keepalive = 64 },
+    services = { pair = { balancer = "roundrobin", targets = { "127.0.0.1:$B1", "127.0.0.1:$B2" } } },
+    routes = { { rule = "PathPrefix(\`/\`)", service = "pair" } },
+}
+CONF
+{ nginx_common "$TMP/ng"; cat <<CONF
+    upstream pair { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }
+    server { listen 127.0.0.1:$P_NG;
+        location / { proxy_pass http://pair; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+CONF
+} > "$TMP/ng/nginx.conf"
+cat > "$TMP/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 3s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend f
+    bind 127.0.0.1:$P_HA
+    default_backend pair
+backend pair
+    balance roundrobin
+    server b1 127.0.0.1:$B1
+    server b2 127.0.0.1:$B2
+CONF
+
+# measure NAME PORT CMD...: Ir per request, all threads.
+measure() {
+    name=$1; port=$2; shift 2
+    valgrind --tool=callgrind --separate-threads=no --callgrind-out-file="$TMP/$name.cg" "$@" \
+        >/dev/null 2>"$TMP/$name.vg" &
+    vpid=$!
+    PIDS="$PIDS $vpid"
+    if ! wait_http "$port"; then
+        echo "$name did not start under valgrind" >&2
+        return 1
+    fi
+    wrk -t1 -c10 -d2s "http://127.0.0.1:$port/" >/dev/null 2>&1
+    callgrind_control -z "$vpid" >/dev/null 2>&1
+    n=$(wrk -t1 -c10 -d"${SECS}s" "http://127.0.0.1:$port/" 2>/dev/null | awk '/requests in/ {print $1}')
+    callgrind_control -d "$vpid" >/dev/null 2>&1
+    kill "$vpid" 2>/dev/null
+    wait "$vpid" 2>/dev/null
+    # the dump after zeroing is the highest-numbered part file
+    ir=$(ls "$TMP/$name".cg.* 2>/dev/null | sort -t. -k3 -n | tail -1 | xargs grep -h '^summary' | awk '{s+=$2} END {print s}')
+    echo "$name $n $ir"
+}
+
+results="$TMP/results"
+: > "$results"
+measure moongate "$P_MG" "$BIN" -c "$TMP/mg/moongate.lua" >> "$results"
+measure nginx "$P_NG" nginx -p "$TMP/ng" -c "$TMP/ng/nginx.conf" >> "$results"
+measure haproxy "$P_HA" haproxy -f "$TMP/haproxy.cfg" -db >> "$results"
+
+python3 - "$results" "$OUT" <<'PY'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    p = line.split()
+    if len(p) == 3 and p[1].isdigit() and p[2].isdigit() and int(p[1]) > 0:
+        rows[p[0]] = {"requests": int(p[1]), "instructions": int(p[2]),
+                      "per_request": int(p[2]) / int(p[1])}
+print("%-10s %10s %16s" % ("proxy", "requests", "instr/request"))
+for name, r in rows.items():
+    print("%-10s %10d %16.0f" % (name, r["requests"], r["per_request"]))
+mg = rows.get("moongate")
+for peer in ("nginx", "haproxy"):
+    if mg and peer in rows:
+        print("moongate/%-8s instructions per request %.2f" % (peer, mg["per_request"] / rows[peer]["per_request"]))
+json.dump(rows, open(sys.argv[2], "w"), indent=2)
+PY
