@@ -109,6 +109,17 @@ bench: all
 e2e:
 	sh e2e/run.sh
 
+# Chaos and soak on the real Docker engine (docs/reliability.md).
+.PHONY: chaos chaos-short soak
+chaos:
+	sh e2e/chaos/run.sh full
+
+chaos-short:
+	sh e2e/chaos/run.sh short
+
+soak:
+	sh bench/soak.sh
+
 format:
 	clang-format -i core/*.c core/*.h
 
