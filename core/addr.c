@@ -70,8 +70,9 @@ int mg_cidr_parse(const char *s, mg_cidr *out)
         if (bits > max) return -1;
     }
     out->bits = (uint8_t)bits;
-    if (out->v6 && bits >= 96 &&
-        IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(const void *)out->addr)) {
+    /* ::ffff:a.b.c.d: compared bytewise, since out->addr has no in6_addr alignment */
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (out->v6 && bits >= 96 && memcmp(out->addr, v4mapped, 12) == 0) {
         memmove(out->addr, out->addr + 12, 4);
         memset(out->addr + 4, 0, 12);
         out->v6 = 0;

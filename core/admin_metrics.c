@@ -231,4 +231,16 @@ void mg_admin_metrics(const mg_reloader *rl, const mg_track *tr, mg_buf *b)
                   (unsigned long long)ld(&mg_stats.snapshot_version));
     put_head(b, "moongate_configs_alive", "gauge", "Loaded configs still held by a snapshot.");
     mg_buf_printf(b, "moongate_configs_alive %d\n", atomic_load(&mg_stats.configs_alive));
+    put_head(b, "moongate_lua_memory_bytes", "gauge",
+             "Lua heap of each Lua state (worker id, or control).");
+    for (int i = 0; i <= MG_STATS_MAX_WORKERS; i++) {
+        uint64_t v = ld(&mg_stats.lua_bytes[i]);
+        if (!v) continue;
+        if (i)
+            mg_buf_printf(b, "moongate_lua_memory_bytes{state=\"worker-%d\"} %llu\n", i,
+                          (unsigned long long)v);
+        else
+            mg_buf_printf(b, "moongate_lua_memory_bytes{state=\"control\"} %llu\n",
+                          (unsigned long long)v);
+    }
 }

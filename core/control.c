@@ -2,6 +2,7 @@
 #include "control.h"
 #include "log.h"
 #include "lua_env.h"
+#include "stats.h"
 
 #include <arpa/inet.h>
 #include <lauxlib.h>
@@ -95,6 +96,10 @@ static void on_tick(uv_timer_t *t)
         mg_log(MG_LOG_ERROR, -1, 0, "control timers: %s", lua_tostring(ctl->L, -1));
         lua_pop(ctl->L, 1);
     }
+    atomic_store_explicit(&mg_stats.lua_bytes[0],
+                          (uint64_t)lua_gc(ctl->L, LUA_GCCOUNT, 0) * 1024 +
+                              (uint64_t)lua_gc(ctl->L, LUA_GCCOUNTB, 0),
+                          memory_order_relaxed);
 }
 
 /* Certificate sources (tls.acme entries) run here too, as coroutines. */

@@ -79,6 +79,14 @@ MG_EXPORT void mg_ffi_busy_plugin(const char *name, size_t len)
     lua->busy_plugin[len] = 0;
 }
 
+/* Called by the runtime when it starts keeping state for the current
+ * request outside on_request (a ctx table made by a balancer or a response
+ * hook): on_log must then run at the end, to forget it. */
+MG_EXPORT void mg_ffi_want_log(void)
+{
+    if (mg_ffi_current) mg_ffi_current->hook_flags |= 2;
+}
+
 static inline void busy(mg_lua *lua, const char *what)
 {
     atomic_store_explicit(&lua->busy_what, what, memory_order_relaxed);

@@ -22,12 +22,17 @@ typedef struct mg_target_stats {
     atomic_uint_fast64_t lat_sum_us;
 } mg_target_stats;
 
+#define MG_STATS_MAX_WORKERS 64
+
 typedef struct mg_global_stats {
     atomic_uint_fast64_t requests, no_route, local_answers;
     atomic_int open_connections;
     atomic_uint_fast64_t reloads_ok, reloads_failed;
     atomic_uint_fast64_t snapshot_version;
     atomic_int configs_alive; /* loaded configs not freed yet (bounded by held snapshots) */
+    /* Lua heap per state, refreshed every tick: [0] the control plane,
+     * [id] worker id (1..MG_STATS_MAX_WORKERS) */
+    atomic_uint_fast64_t lua_bytes[MG_STATS_MAX_WORKERS + 1];
 } mg_global_stats;
 
 extern mg_global_stats mg_stats;

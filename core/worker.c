@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "lua_ffi.h"
 #include "proxy.h"
+#include "stats.h"
 #include "targets.h"
 #include "upstream.h"
 
@@ -119,6 +120,11 @@ static void on_tick(uv_timer_t *t)
     mg_proxy_expire(w, now);
     mg_lua_tick(&w->lua);
     mg_lua_flush_log_limits(&w->lua);
+    if (w->id >= 1 && w->id <= MG_STATS_MAX_WORKERS)
+        atomic_store_explicit(&mg_stats.lua_bytes[w->id],
+                              (uint64_t)lua_gc(w->lua.L, LUA_GCCOUNT, 0) * 1024 +
+                                  (uint64_t)lua_gc(w->lua.L, LUA_GCCOUNTB, 0),
+                              memory_order_relaxed);
     if (w->stopping && now >= w->stop_deadline) {
         /* grace period over: close whatever is still open */
         for (mg_conn *c = w->conns; c; c = c->next)
