@@ -45,7 +45,7 @@ $(BUILD)/moongate: $(CORE_OBJS) $(LLHTTP_OBJS) $(BUILD)/embedded.o
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 # The TLS engine's unit tests (spec/tls/engine_spec.lua runs them).
-TLS_TEST_OBJS := $(patsubst %,$(BUILD)/core/%.o,tls tls_cert tls_certs tls_tickets tls_crypto tls_stream stream log)
+TLS_TEST_OBJS := $(patsubst %,$(BUILD)/core/%.o,tls tls_cert tls_certs tls_ocsp tls_tickets tls_crypto tls_stream stream log)
 $(BUILD)/tls_engine_test: spec/tls/engine_test.c $(TLS_TEST_OBJS) $(wildcard core/*.h)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ spec/tls/engine_test.c $(TLS_TEST_OBJS) -luv -lssl -lcrypto
 

@@ -556,7 +556,7 @@ static const char *const load_chunk =
     "perr) end\n"
     "  end\n"
     "  cfg._tls_sources_literal = plugins.serialize({ resolvers = cfg.tls.acme, domains = "
-    "cfg.tls.domains })\n"
+    "cfg.tls.domains, ocsp_stapling = cfg.tls.ocsp_stapling })\n"
     "end\n"
     "local ok, lit = pcall(require('moongate.chains').build, cfg)\n"
     "if not ok then return nil, lit end\n"

@@ -6,12 +6,14 @@
 #include "lua_crypto.h"
 #include "tls_certs.h"
 #include "tls_crypto.h"
+#include "tls_ocsp.h"
 #include "tls_watch.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -290,9 +292,21 @@ static int l_rotate_tickets(lua_State *L)
     return 1;
 }
 
-static void push_cert(lua_State *L, const mg_tls_cert *c)
+static void push_cert(lua_State *L, mg_tls_cert *c)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 8);
+    char fp[65];
+    mg_tls_cert_fingerprint(c, fp);
+    lua_pushstring(L, fp);
+    lua_setfield(L, -2, "fingerprint");
+    if (mg_tls_ocsp_url(c)) {
+        lua_pushstring(L, mg_tls_ocsp_url(c));
+        lua_setfield(L, -2, "ocsp_url");
+        lua_pushboolean(L, mg_tls_ocsp_stapled(c));
+        lua_setfield(L, -2, "stapled");
+        lua_pushnumber(L, (lua_Number)mg_tls_ocsp_next_update(c));
+        lua_setfield(L, -2, "ocsp_next_update");
+    }
     lua_pushstring(L, mg_tls_cert_origin(c));
     lua_setfield(L, -2, "origin");
     lua_pushstring(L, mg_tls_cert_key_type(c));
@@ -341,6 +355,75 @@ static int l_certificates(lua_State *L)
     return 1;
 }
 
+/* The certificate of the published store with this fingerprint, with a
+ * reference of the caller's (mg_tls_cert_unref), or NULL. */
+static mg_tls_cert *cert_by_fingerprint(const char *want)
+{
+    mg_tls_store *s = mg_tls_current();
+    mg_tls_cert *found = NULL;
+    for (int i = 0; s && !found && i < mg_tls_store_ncerts(s); i++) {
+        char fp[65];
+        mg_tls_cert *c = mg_tls_store_cert(s, i);
+        mg_tls_cert_fingerprint(c, fp);
+        if (strcmp(fp, want) == 0) {
+            found = c;
+            mg_tls_cert_ref(c);
+        }
+    }
+    mg_tls_store_unref(s);
+    return found;
+}
+
+/* ocsp_request(fingerprint) -> DER request, responder URL | nil, err */
+static int l_ocsp_request(lua_State *L)
+{
+    mg_tls_cert *c = cert_by_fingerprint(luaL_checkstring(L, 1));
+    if (!c) {
+        lua_pushnil(L);
+        lua_pushstring(L, "no such certificate is served");
+        return 2;
+    }
+    char err[256];
+    unsigned char *der = NULL;
+    size_t len = 0;
+    int rc = mg_tls_ocsp_url(c) ? mg_tls_ocsp_request(c, &der, &len, err, sizeof(err))
+                                : (snprintf(err, sizeof(err), "it names no OCSP responder"), -1);
+    if (rc == 0) {
+        lua_pushlstring(L, (const char *)der, len);
+        lua_pushstring(L, mg_tls_ocsp_url(c));
+    } else {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+    }
+    free(der);
+    mg_tls_cert_unref(c);
+    return 2;
+}
+
+/* ocsp_staple(fingerprint, der) -> next update (0: none given) | nil, err */
+static int l_ocsp_staple(lua_State *L)
+{
+    size_t len;
+    const char *der = luaL_checklstring(L, 2, &len);
+    mg_tls_cert *c = cert_by_fingerprint(luaL_checkstring(L, 1));
+    if (!c) {
+        lua_pushnil(L);
+        lua_pushstring(L, "no such certificate is served");
+        return 2;
+    }
+    char err[256];
+    time_t next = 0;
+    int rc = mg_tls_ocsp_set(c, (const unsigned char *)der, len, &next, err, sizeof(err));
+    mg_tls_cert_unref(c);
+    if (rc) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushnumber(L, (lua_Number)next);
+    return 1;
+}
+
 /* http01(token) -> what the data plane answers for it now, or nil */
 static int l_http01(lua_State *L)
 {
@@ -377,6 +460,8 @@ void mg_lua_crypto_open(lua_State *L)
                                    {"served", l_served},
                                    {"certificates", l_certificates},
                                    {"http01", l_http01},
+                                   {"ocsp_request", l_ocsp_request},
+                                   {"ocsp_staple", l_ocsp_staple},
                                    {NULL, NULL}};
     lua_newtable(L);
     for (const luaL_Reg *f = crypto; f->name; f++) {

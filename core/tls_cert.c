@@ -4,6 +4,7 @@
 #include "ascii.h"
 #include "tls.h"
 #include "tls_cert_int.h"
+#include "tls_ocsp.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -30,6 +31,7 @@ void mg_tls_cert_unref(mg_tls_cert *c)
         free(c->names[i]);
     free(c->names);
     free(c->origin);
+    mg_tls__ocsp_free(c);
     free(c);
 }
 
@@ -51,6 +53,16 @@ time_t mg_tls_cert_not_after(const mg_tls_cert *c)
 const char *mg_tls_cert_origin(const mg_tls_cert *c)
 {
     return c->origin;
+}
+
+void mg_tls_cert_fingerprint(const mg_tls_cert *c, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    out[0] = 0;
+    if (X509_digest(c->leaf, EVP_sha256(), md, &n) != 1 || n != 32) return;
+    for (unsigned i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 const char *mg_tls_cert_key_type(const mg_tls_cert *c)
@@ -115,6 +127,7 @@ static mg_tls_cert *from_bios(BIO *cb, BIO *kb, const char *cert_name, const cha
         return NULL;
     }
     atomic_init(&c->refs, 1);
+    mg_tls__ocsp_init(c);
     ERR_clear_error();
     c->leaf = PEM_read_bio_X509_AUX(cb, NULL, NULL, NULL);
     if (!c->leaf) {
@@ -156,7 +169,7 @@ static mg_tls_cert *from_bios(BIO *cb, BIO *kb, const char *cert_name, const cha
     }
     struct tm tm;
     if (ASN1_TIME_to_tm(X509_get0_notAfter(c->leaf), &tm) == 1) c->not_after = timegm(&tm);
-    if (collect_names(c)) goto oom;
+    if (collect_names(c) || mg_tls__ocsp_read_url(c)) goto oom;
     if (!(c->origin = strdup(origin))) goto oom;
     return c;
 oom:

@@ -7,6 +7,7 @@
 #include "tls_certs.h"
 
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -19,6 +20,13 @@ struct mg_tls_cert {
     int nnames;
     time_t not_after;
     char *origin;
+    /* OCSP stapling (tls_ocsp.c): the responder named by the leaf, and the
+     * current staple, replaced under ocsp_lock */
+    char *ocsp_url;
+    pthread_mutex_t ocsp_lock;
+    unsigned char *ocsp_der; /* malloc'd, NULL: no staple */
+    size_t ocsp_len;
+    time_t ocsp_next; /* the staple's nextUpdate, 0: none given */
 };
 
 /* A malloc'd lowercase copy of the host name s[0, n) without a trailing

@@ -4,6 +4,7 @@
 #include "tls.h"
 #include "tls_cert_int.h"
 #include "tls_tickets.h"
+#include "tls_ocsp.h"
 
 #include <errno.h>
 #include <openssl/err.h>
@@ -242,6 +243,7 @@ mg_tls_store *mg_tls_store_new(int min_version, const unsigned char *alpn, size_
     mg_tls_tickets_attach(ctx);
     SSL_CTX_set_client_hello_cb(ctx, on_client_hello, s);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, s);
+    mg_tls_ocsp_attach(ctx, s);
     return s;
 }
 

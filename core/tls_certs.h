@@ -59,6 +59,8 @@ const char *mg_tls_cert_name(const mg_tls_cert *c, int i); /* lower case, "*.x.y
 time_t mg_tls_cert_not_after(const mg_tls_cert *c);
 const char *mg_tls_cert_key_type(const mg_tls_cert *c); /* "ECDSA", "RSA", other: "other" */
 const char *mg_tls_cert_origin(const mg_tls_cert *c);
+/* The SHA-256 of the leaf's DER, as 64 lowercase hex digits (and a NUL). */
+void mg_tls_cert_fingerprint(const mg_tls_cert *c, char out[65]);
 
 /* ---- the store ------------------------------------------------------------ */
 

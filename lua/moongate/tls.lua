@@ -87,9 +87,16 @@ end
 
 -- Starts, restarts or stops sources for a config: literal is
 -- { resolvers = { name = settings }, domains = { name = { ... } } } (core/config.c).
+local stapling -- whether the OCSP stapling loop runs (moongate.ocsp)
+
 function _M.start_sources(literal, dir)
     local mg = require("moongate")
     local conf = literal and plugins.deserialize(literal) or { resolvers = {}, domains = {} }
+    local want_stapling = t ~= nil and literal ~= nil and conf.ocsp_stapling ~= false
+    if want_stapling ~= stapling then
+        stapling = want_stapling
+        require("moongate.ocsp").run(t, stapling)
+    end
     local want = {}
     for name, r in pairs(conf.resolvers or {}) do
         want[name] = plugins.serialize({ r, conf.domains and conf.domains[name] or {} })
@@ -136,6 +143,8 @@ end
 
 function _M.stop_sources()
     running = {}
+    if stapling then require("moongate.ocsp").run(t, false) end
+    stapling = nil
 end
 
 return _M

@@ -143,8 +143,14 @@ end
 function _M.section(u, t, dir)
     if t == nil then return nil end
     if type(t) ~= "table" then u.fail("tls", "expected a table, got %s", u.describe(t)) end
-    u.check_keys(t, { "certificates", "min_version", "acme" }, "tls")
-    local out = { certificates = {}, min_version = 0x0303, acme = {} }
+    u.check_keys(t, { "certificates", "min_version", "acme", "ocsp_stapling" }, "tls")
+    local out = { certificates = {}, min_version = 0x0303, acme = {}, ocsp_stapling = true }
+    if t.ocsp_stapling ~= nil then
+        if type(t.ocsp_stapling) ~= "boolean" then
+            u.fail("tls.ocsp_stapling", "expected true or false, got %s", u.describe(t.ocsp_stapling))
+        end
+        out.ocsp_stapling = t.ocsp_stapling
+    end
     local certs = t.certificates == nil and {} or t.certificates
     if type(certs) ~= "table" or not u.is_list(certs) then
         u.fail("tls.certificates", "expected a list of { cert = ..., key = ... }, got %s", u.describe(certs))
