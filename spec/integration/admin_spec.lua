@@ -438,14 +438,17 @@ describe("admin API target states", function()
         h.write_file(gw.config_path, "return { listen = 5 }")
         assert.equal(500, admin(gw, "/api/reload", { method = "POST" }).status)
         local later = cjson.decode(admin(gw, "/api/events?since=" .. first.next).body)
-        assert.equal(2, #later.events)
+        -- the file watcher may see the broken file too and try it once more
+        assert.is_true(#later.events == 2 or #later.events == 3, "events: " .. #later.events)
         assert.equal("reload", later.events[1].kind)
         assert.is_true(later.events[1].ok)
         assert.equal(2, later.events[1].version)
-        assert.equal("reload", later.events[2].kind)
-        assert.is_false(later.events[2].ok)
-        assert.truthy(later.events[2].error:find("listen", 1, true))
-        assert.equal(first.next + 2, later.next)
+        for i = 2, #later.events do
+            assert.equal("reload", later.events[i].kind)
+            assert.is_false(later.events[i].ok)
+            assert.truthy(later.events[i].error:find("listen", 1, true))
+        end
+        assert.equal(first.next + #later.events, later.next)
         assert.same({}, cjson.decode(admin(gw, "/api/events?since=" .. later.next).body).events)
         local errors = cjson.decode(admin(gw, "/api/errors").body).errors
         assert.equal("reload", errors[#errors].kind)
