@@ -8,11 +8,10 @@
 local plugins = require("moongate.plugins")
 local schema = require("moongate.schema")
 local mg = require("moongate")
-local ffi = require("ffi")
+local core = require("moongate.ffi")
 
-pcall(ffi.cdef, "void mg_ffi_set_health_reason(uint32_t suid, int state, const char *reason);")
 -- the reason and the time of a change are shown by the admin API
-local set_health = mg.in_gateway and ffi.C.mg_ffi_set_health_reason or function() end
+local set_health = core.in_gateway and core.C.mg_ffi_set_health or function() end
 
 local _M = {}
 

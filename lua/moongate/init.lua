@@ -2,22 +2,12 @@
 -- Hot paths go through LuaJIT's FFI into the gateway binary. Outside the
 -- binary (plain luajit) the same functions work on local fallbacks, so a
 -- plugin's unit specs also run there.
-local ffi = require("ffi")
+local core = require("moongate.ffi")
 
 local _M = { version = "0.1.0" }
 
-ffi.cdef([[
-int mg_shared_counter_slot(const char *name);
-uint32_t mg_shared_counter_next(int slot);
-double mg_shared_counter_add(int slot, int64_t delta);
-double mg_shared_counter_get(int slot);
-int mg_shared_inflight(uint32_t uid);
-void mg_ffi_log(int level, const char *msg, size_t len);
-double mg_ffi_now(void);
-]])
-
-local C = ffi.C
-local in_gateway = pcall(function() return C.mg_shared_counter_slot end)
+local C = core.C
+local in_gateway = core.in_gateway
 _M.in_gateway = in_gateway
 
 -- ---- time -----------------------------------------------------------------
@@ -196,7 +186,7 @@ local TWO32, TWO53 = 4294967296, 9007199254740992
 
 -- The value before the increment, mod 2^32; adds one.
 function Counter:next()
-    if self.slot then return C.mg_shared_counter_next(self.slot) end
+    if self.slot then return C.mg_ffi_counter_next(self.slot) end
     local v = self.value
     self.value = v + 1
     return v % TWO32
@@ -209,13 +199,13 @@ function Counter:add(n)
     elseif type(n) ~= "number" or n % 1 ~= 0 or n >= TWO53 or n <= -TWO53 then
         error("counter:add expects an integer, got " .. tostring(n), 2)
     end
-    if self.slot then return C.mg_shared_counter_add(self.slot, n) end
+    if self.slot then return C.mg_ffi_counter_add(self.slot, n) end
     self.value = self.value + n
     return self.value
 end
 
 function Counter:get()
-    if self.slot then return C.mg_shared_counter_get(self.slot) end
+    if self.slot then return C.mg_ffi_counter_get(self.slot) end
     return self.value
 end
 
@@ -225,7 +215,7 @@ local warned_full
 function _M.counter(name)
     if type(name) ~= "string" then error("counter name must be a string", 2) end
     if in_gateway then
-        local slot = C.mg_shared_counter_slot(name)
+        local slot = C.mg_ffi_counter_slot(name)
         if slot >= 0 then return setmetatable({ slot = slot }, Counter) end
         if not warned_full then
             warned_full = true
@@ -242,7 +232,7 @@ end
 
 -- In-flight requests to a target across all workers.
 function _M.inflight(target)
-    if in_gateway and target.uid then return C.mg_shared_inflight(target.uid) end
+    if in_gateway and target.uid then return C.mg_ffi_inflight(target.uid) end
     return target.inflight or 0
 end
 

@@ -8,12 +8,11 @@ local mg = require("moongate")
 
 local _M = {}
 
-local ffi = require("ffi")
-ffi.cdef("void mg_ffi_busy_plugin(const char *name, size_t len); void mg_ffi_want_log(void);")
-local busy_plugin = mg.in_gateway and ffi.C.mg_ffi_busy_plugin or function() end
+local core = require("moongate.ffi")
+local busy_plugin = core.in_gateway and core.C.mg_ffi_busy_plugin or function() end
 -- Tells the core that this request now has state here (a ctx table made
 -- outside on_request), so it must call on_log at the end to forget it.
-_M.want_log = mg.in_gateway and ffi.C.mg_ffi_want_log or function() end
+_M.want_log = core.in_gateway and core.C.mg_ffi_want_log or function() end
 
 local select, error, pairs = select, error, pairs
 local req, res = request.req, request.res
