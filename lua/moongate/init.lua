@@ -130,7 +130,7 @@ end
 
 -- ---- JSON (jansson in the gateway) ----------------------------------------
 
-local json_c = rawget(_G, "__moongate_json")
+local json_c = package.loaded["moongate.c.json"] -- core/lua_json.c
 _M.json = {
     encode = function(v)
         if not json_c then error("mg.json needs the moongate binary", 2) end
@@ -258,7 +258,7 @@ end
 
 -- ---- async I/O (control plane and specs) ---------------------------------
 
-if rawget(_G, "__mg_io") then
+if package.loaded["moongate.c.io"] then
     local aio = require("moongate.io")
     _M.http = { request = aio.request, stream = aio.stream, parse_url = aio.parse_url }
     _M.sleep = aio.sleep
@@ -266,7 +266,7 @@ if rawget(_G, "__mg_io") then
     _M.spawn = aio.spawn
     _M.run = aio.run
 end
-if rawget(_G, "__mg_crypto") then
+if package.loaded["moongate.c.crypto"] then
     _M.crypto = require("moongate.crypto")
     _M.tls = require("moongate.tls")
 end

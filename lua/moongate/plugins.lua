@@ -3,7 +3,7 @@
 -- used when plugins_dir has no file of that name.
 local _M = {}
 
-local embedded = rawget(_G, "__moongate_embedded")
+local embedded = package.loaded["moongate.c.embedded"] -- core/lua_env.c
 
 local function read_file(path)
     local f = io.open(path, "rb")

@@ -17,7 +17,7 @@
 --   ctx.set_http01(token, key_authorization | nil)        ACME HTTP-01 answers
 --   ctx.set_alpn01(name, cert_pem | nil, key_pem)         ACME TLS-ALPN-01 certificates
 local plugins = require("moongate.plugins")
-local t = rawget(_G, "__mg_tls")
+local t = package.loaded["moongate.c.tls"]
 
 local _M = {}
 
