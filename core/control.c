@@ -168,9 +168,9 @@ int mg_control_start(mg_control *ctl, uv_loop_t *loop, mg_reloader *rl)
     uv_timer_init(loop, &ctl->publish_timer);
     ctl->publish_timer.data = ctl;
     lua_getglobal(ctl->L, "require");
-    lua_pushstring(ctl->L, "moongate");
+    lua_pushstring(ctl->L, "moongate.internal");
     lua_call(ctl->L, 1, 1);
-    lua_getfield(ctl->L, -1, "_run_timers");
+    lua_getfield(ctl->L, -1, "run_timers");
     ctl->ref_timers = luaL_ref(ctl->L, LUA_REGISTRYINDEX);
     lua_pop(ctl->L, 1);
     uv_timer_init(loop, &ctl->tick);

@@ -9,6 +9,7 @@ local plugins = require("moongate.plugins")
 local schema = require("moongate.schema")
 local mg = require("moongate")
 local core = require("moongate.ffi")
+local internal = require("moongate.internal")
 
 -- the reason and the time of a change are shown by the admin API
 local set_health = core.in_gateway and core.C.mg_ffi_set_health or function() end
@@ -101,6 +102,7 @@ function _M.configure(services)
                 for _, t in ipairs(svc.targets) do
                     mg.spawn(function()
                         while gen == generation do
+                            internal.plugin = plugin.name -- its log lines and timers
                             local ok, why = plugin.check(t, hc)
                             if gen ~= generation then return end
                             record(svc, t, ok, why, hc)
