@@ -1,5 +1,6 @@
 /* See control.h. */
 #include "control.h"
+#include "addr.h"
 #include "log.h"
 #include "lua_env.h"
 #include "stats.h"
@@ -38,13 +39,8 @@ static void configure(mg_control *ctl)
         lua_createtable(L, svc->ntargets, 0);
         for (int k = 0; k < svc->ntargets; k++) {
             const mg_target *t = &svc->targets[k];
-            char ip[INET6_ADDRSTRLEN] = "";
-            if (t->addr.ss_family == AF_INET)
-                inet_ntop(AF_INET, &((const struct sockaddr_in *)&t->addr)->sin_addr, ip,
-                          sizeof(ip));
-            else if (t->addr.ss_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&t->addr)->sin6_addr, ip,
-                          sizeof(ip));
+            char ip[INET6_ADDRSTRLEN];
+            mg_addr_ip((const struct sockaddr *)&t->addr, ip, sizeof(ip)); /* "" if unresolved */
             lua_createtable(L, 0, 6);
             lua_pushstring(L, t->address);
             lua_setfield(L, -2, "address");

@@ -71,8 +71,12 @@ MG_EXPORT int mg_ffi_req_set_header(const char *name, size_t nlen, const char *v
 MG_EXPORT int mg_ffi_req_set_path(const char *p, size_t len);
 /* MG_FFI_DECLINED for a service the snapshot does not have. */
 MG_EXPORT int mg_ffi_req_set_service(const char *name);
+/* MG_FFI_OK if name is a header name (an RFC 9110 token) and v a value
+ * without CR, LF or NUL; else MG_FFI_INVALID. The one check, in C, that
+ * every header a plugin writes goes through. */
+MG_EXPORT int mg_ffi_header_valid(const char *name, size_t nlen, const char *v, size_t vlen);
 /* Answers the request without an upstream. headers: "Name: value\r\n" lines,
- * already validated by the caller. MG_FFI_WRONG_PHASE once a response is on
+ * each checked with mg_ffi_header_valid by the caller. MG_FFI_WRONG_PHASE once a response is on
  * its way. */
 MG_EXPORT int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers,
                                  size_t hlen);

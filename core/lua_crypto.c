@@ -1,8 +1,9 @@
 /* Crypto primitives and the TLS manager for control-plane Lua: the modules
  * moongate.c.crypto and moongate.c.tls (in package.loaded, not _G), wrapped
- * by lua/moongate/crypto.lua and lua/moongate/tls.lua (require("moongate").crypto / .tls). These are cold
- * calls (a certificate order signs a few dozen times), so they use the
- * classic Lua C API and return nil, err on failure; misuse raises. */
+ * by lua/moongate/crypto.lua and lua/moongate/tls.lua (mg.crypto, mg.tls).
+ * These are cold calls (a certificate order signs a few dozen times), so
+ * they use the classic Lua C API and return nil, err on failure; misuse
+ * raises. */
 #include "lua_crypto.h"
 #include "lua_env.h"
 #include "tls_certs.h"

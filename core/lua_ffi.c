@@ -185,6 +185,11 @@ int mg_ffi_req_set_service(const char *name)
     return MG_FFI_OK;
 }
 
+int mg_ffi_header_valid(const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    return mg_header_valid(name, nlen, v, vlen) ? MG_FFI_OK : MG_FFI_INVALID;
+}
+
 int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen)
 {
     mg_req *r = mg_ffi_current;

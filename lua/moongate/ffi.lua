@@ -29,6 +29,7 @@ int mg_ffi_req_header_at(int i, const char **n, size_t *nlen, const char **v, si
 int mg_ffi_req_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode);
 int mg_ffi_req_set_path(const char *p, size_t len);
 int mg_ffi_req_set_service(const char *name);
+int mg_ffi_header_valid(const char *name, size_t nlen, const char *v, size_t vlen);
 int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen);
 int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *v, size_t vlen);
 int mg_ffi_resp_status(void);

@@ -154,9 +154,7 @@ function Req:respond(status, body, headers)
     for k, v in pairs(headers or {}) do
         k = check_value(k, "header name")
         v = check_value(v, "header value")
-        if k:find("[^%w!#$%%&'*+.^_`|~-]") or v:find("[\r\n%z]") then
-            error(BAD_VALUE .. " ('" .. k .. "')", 2)
-        end
+        if C.mg_ffi_header_valid(k, #k, v, #v) ~= OK then error(BAD_VALUE .. " ('" .. k .. "')", 2) end
         lines[#lines + 1] = k .. ": " .. v .. "\r\n"
     end
     local h = table.concat(lines)
