@@ -16,6 +16,8 @@ BUILD_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libluajit2-5.
               libssl-dev
 DEPS_PKGS := $(BUILD_PKGS) lua-busted lua-socket lua-posix lua-cjson python3 curl clang-format chromium \
              openssl pebble testssl.sh
+# What make bench adds: the peers and the load tools.
+BENCH_PKGS := nginx-light libnginx-mod-http-lua haproxy wrk valgrind openssl python3
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT       ?= -O2 -g
@@ -104,6 +106,7 @@ demo-down:
 	sh tools/demo.sh down
 
 bench: all
+	@sh tools/deps.sh $(BENCH_PKGS)
 	sh bench/run.sh $(BUILD)/moongate
 
 e2e:

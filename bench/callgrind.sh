@@ -23,7 +23,7 @@ trap cleanup EXIT INT TERM
 for tool in valgrind callgrind_control nginx haproxy wrk python3; do
     command -v $tool >/dev/null || { echo "callgrind: $tool is missing (apt-get install valgrind nginx-light haproxy wrk)"; exit 1; }
 done
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/lib.sh" # free_port; nginx_common is redefined below (no master)
 # Waits up to 60 s (valgrind starts slowly) for an HTTP answer on port $1.
 wait_http() {
     i=0

@@ -23,49 +23,13 @@ for tool in nginx haproxy wrk python3; do
     command -v $tool >/dev/null || { echo "bench: $tool is missing (make deps)"; exit 1; }
 done
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    i=0
-    while [ $i -lt 100 ]; do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.05; i=$((i + 1))
-    done
-    return 1
-}
-# The proxy runs on core 0, wrk and the backends on core 1 (with 2 cores).
-NCPU=$(nproc)
-PIN_PROXY=""; PIN_LOAD=""
-if [ "$NCPU" -ge 2 ]; then PIN_PROXY="taskset -c 0"; PIN_LOAD="taskset -c 1"; fi
-
-nginx_common() {
-    cat <<CONF
-daemon off;
-worker_processes 1;
-error_log $1/error.log;
-pid $1/nginx.pid;
-events { worker_connections 65536; }
-http {
-    access_log off;
-    client_body_temp_path $1/body; proxy_temp_path $1/proxy; fastcgi_temp_path $1/fcgi;
-    uwsgi_temp_path $1/uwsgi; scgi_temp_path $1/scgi;
-    keepalive_requests 1000000;
-CONF
-}
-
-# ---- the backend pair: two nginx returning a small body -------------------
-B1=$(free_port); B2=$(free_port)
-for n in 1 2; do
-    port=$(eval echo \$B$n)
-    mkdir -p "$TMP/b$n"
-    { nginx_common "$TMP/b$n"; echo "server { listen 127.0.0.1:$port; location / { return 200 \"hello from backend $n\\n\"; } } }"; } > "$TMP/b$n/nginx.conf"
-    $PIN_LOAD nginx -p "$TMP/b$n" -c "$TMP/b$n/nginx.conf" 2>/dev/null &
-    PIDS="$PIDS $!"
-    wait_port "$port" || { echo "bench: backend $n did not start"; exit 1; }
-done
+. "$HERE/lib.sh"
+start_backends
 
 # ---- proxy configs -----------------------------------------------------
 P_MG=$(free_port); P_MW=$(free_port); P_NG=$(free_port); P_NL=$(free_port); P_HA=$(free_port)
-mkdir -p "$TMP/mg" "$TMP/mw" "$TMP/ng" "$TMP/nl" "$TMP/ha"
+P_MG2=$(free_port); P_NG2=$(free_port); P_HA2=$(free_port)
+mkdir -p "$TMP/mg" "$TMP/mw" "$TMP/ng" "$TMP/nl" "$TMP/ha" "$TMP/mg2" "$TMP/ng2" "$TMP/ha2"
 cat > "$TMP/mg/moongate.lua" <<CONF
 return {
     listen = "127.0.0.1:$P_MG",
@@ -137,6 +101,13 @@ backend pair
     server b2 127.0.0.1:$B2
 CONF
 
+# Two workers each (rows *-2w), not pinned: they share both cores with wrk
+# and the backends, so these rows are noisier than the one-worker rows.
+sed -e "s/workers = 1/workers = 2/" -e "s/:$P_MG\"/:$P_MG2\"/" "$TMP/mg/moongate.lua" > "$TMP/mg2/moongate.lua"
+sed -e "s/worker_processes 1/worker_processes 2/" -e "s/:$P_NG;/:$P_NG2;/" -e "s|$TMP/ng/|$TMP/ng2/|g" \
+    "$TMP/ng/nginx.conf" > "$TMP/ng2/nginx.conf"
+sed -e "s/nbthread 1/nbthread 2/" -e "s/:$P_HA\$/:$P_HA2/" "$TMP/ha/haproxy.cfg" > "$TMP/ha2/haproxy.cfg"
+
 start_proxy() { # name -> sets PROXY_PIDS, PORT
     case $1 in
     moongate) $PIN_PROXY "$BIN" -c "$TMP/mg/moongate.lua" >/dev/null 2>"$TMP/mg/error.log" & PORT=$P_MG ;;
@@ -144,30 +115,36 @@ start_proxy() { # name -> sets PROXY_PIDS, PORT
     nginx) $PIN_PROXY nginx -p "$TMP/ng" -c "$TMP/ng/nginx.conf" 2>/dev/null & PORT=$P_NG ;;
     nginx-lua) $PIN_PROXY nginx -p "$TMP/nl" -c "$TMP/nl/nginx.conf" 2>/dev/null & PORT=$P_NL ;;
     haproxy) $PIN_PROXY haproxy -f "$TMP/ha/haproxy.cfg" -db 2>/dev/null & PORT=$P_HA ;;
+    moongate-2w) "$BIN" -c "$TMP/mg2/moongate.lua" >/dev/null 2>"$TMP/mg2/error.log" & PORT=$P_MG2 ;;
+    nginx-2w) nginx -p "$TMP/ng2" -c "$TMP/ng2/nginx.conf" 2>/dev/null & PORT=$P_NG2 ;;
+    haproxy-2w) haproxy -f "$TMP/ha2/haproxy.cfg" -db 2>/dev/null & PORT=$P_HA2 ;;
     direct) PORT=$B1; PROXY_PIDS=""; return 0 ;;
     esac
     MAIN=$!
     PIDS="$PIDS $MAIN"
     wait_port "$PORT" || return 1
     sleep 0.2
-    PROXY_PIDS="$MAIN $(pgrep -P "$MAIN" | tr '\n' ' ')"
+    PROXY_PIDS=$(proxy_pids "$MAIN")
 }
 
 results="$TMP/results"
 : > "$results"
-for proxy in direct moongate moongate+3mw nginx nginx-lua haproxy; do
+for proxy in direct moongate moongate+3mw nginx nginx-lua haproxy moongate-2w nginx-2w haproxy-2w; do
+    LOAD=$PIN_LOAD
+    case $proxy in *-2w) LOAD="" ;; esac
     if ! start_proxy $proxy; then
         echo "$proxy failed to start" >&2
         echo "$proxy fail" >> "$results"
         continue
     fi
     rss0=0; [ -n "$PROXY_PIDS" ] && rss0=$(python3 "$HERE/proc_stats.py" rss $PROXY_PIDS)
-    $PIN_LOAD wrk -t1 -c50 -d2s "http://127.0.0.1:$PORT/" >/dev/null 2>&1   # warm-up
+    $LOAD wrk -t1 -c50 -d2s "http://127.0.0.1:$PORT/" >/dev/null 2>&1   # warm-up
     cpu0=0; [ -n "$PROXY_PIDS" ] && cpu0=$(python3 "$HERE/proc_stats.py" cpu $PROXY_PIDS)
-    line=$($PIN_LOAD wrk -t1 -c50 -d"${D}s" -s "$HERE/report.lua" "http://127.0.0.1:$PORT/" 2>&1 | grep '^WRK')
+    line=$($LOAD wrk -t1 -c50 -d"${D}s" -s "$HERE/report.lua" "http://127.0.0.1:$PORT/" 2>&1 | grep '^WRK')
     cpu1=0; [ -n "$PROXY_PIDS" ] && cpu1=$(python3 "$HERE/proc_stats.py" cpu $PROXY_PIDS)
     idle_b=0
-    if [ -n "$PROXY_PIDS" ] && [ "$IDLE" -gt 0 ] && [ "$proxy" != "moongate+3mw" ]; then
+    case $proxy in moongate+3mw | *-2w) measure_idle=0 ;; *) measure_idle=1 ;; esac
+    if [ -n "$PROXY_PIDS" ] && [ "$IDLE" -gt 0 ] && [ $measure_idle = 1 ]; then
         before=$(python3 "$HERE/proc_stats.py" rss $PROXY_PIDS)
         mkfifo "$TMP/fifo.$proxy"
         python3 "$HERE/idle_conns.py" "$PORT" "$IDLE" < "$TMP/fifo.$proxy" > "$TMP/idle.$proxy" &
@@ -225,9 +202,24 @@ if mg:
         r = ratios[peer]
         fmt = lambda v: "%.2f" % v if v is not None else "-"
         print("moongate/%-8s req/s %s  cpu/req %s  p99 %s  idle-conn bytes %s" % (peer, fmt(r["rps"]), fmt(r["cpu_per_req"]), fmt(r["p99"]), fmt(r["idle_bytes"])))
+mg2 = rows.get("moongate-2w")
+for peer in ("nginx-2w", "haproxy-2w"):
+    p = rows.get(peer)
+    if not mg2 or not p:
+        continue
+    r = ratios[peer] = {
+        "rps": mg2["rps"] / p["rps"],
+        "cpu_per_req": (mg2["cpu_us_per_req"] / p["cpu_us_per_req"]) if mg2["cpu_us_per_req"] and p["cpu_us_per_req"] else None,
+    }
+    fmt = lambda v: "%.2f" % v if v is not None else "-"
+    print("moongate-2w/%-10s req/s %s  cpu/req %s (two workers, unpinned: noisy)" % (peer, fmt(r["rps"]), fmt(r["cpu_per_req"])))
 mw = rows.get("moongate+3mw")
 if mg and mw:
     ratios["middlewares"] = {"rps_cost": 1 - mw["rps"] / mg["rps"]}
     print("3 middlewares cost %.1f%% of moongate's throughput" % (100 * ratios["middlewares"]["rps_cost"]))
 json.dump({"rows": rows, "ratios": ratios}, open(sys.argv[2], "w"), indent=2)
 PY
+
+# HTTPS rows, then instructions per request (BENCH_TLS=0 / BENCH_CALLGRIND=0 skip them)
+if [ "${BENCH_TLS:-1}" = 1 ]; then sh "$HERE/tls.sh" "$BIN"; fi
+if [ "${BENCH_CALLGRIND:-1}" = 1 ]; then sh "$HERE/callgrind.sh" "$BIN"; fi

@@ -419,6 +419,7 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
     cfg->retries = (int)num_field(L, lua_gettop(L), "retries", 2);
     cfg->queue_max = (int)num_field(L, lua_gettop(L), "queue_max", 10000);
     cfg->max_connecting = (int)num_field(L, lua_gettop(L), "max_connecting", 64);
+    cfg->replay_body = (uint32_t)num_field(L, lua_gettop(L), "replay_body", 65536);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "admin");

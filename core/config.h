@@ -60,6 +60,7 @@ typedef struct mg_config {
     int keepalive;
     uint64_t keepalive_timeout_ms;
     int retries;
+    uint32_t replay_body; /* upstream.replay_body: request body bytes kept to go again */
     mg_cidr *trusted;
     int ntrusted;
     char admin_host[64]; /* admin API listener; admin_port 0 = off */

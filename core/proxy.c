@@ -254,19 +254,39 @@ void mg_proxy__up_send(mg_req *r, const uv_buf_t *bufs, unsigned n)
     if (rc == 1 && mg_proxy__live(r)) r->src->pause(r); /* back-pressure until it drains */
 }
 
+/* Sends request body bytes upstream, keeping a copy while the body fits
+ * upstream.replay_body: a try lost before any response byte can then go
+ * again, body and all (proxy_try.c). */
+static void send_body(mg_req *r, const uv_buf_t *bufs, unsigned n)
+{
+    r->body_started = 1;
+    if (!r->replay_lost) {
+        size_t len = 0;
+        for (unsigned i = 0; i < n; i++)
+            len += bufs[i].len;
+        int ok = r->replay.len + len <= r->w->cfg->replay_body;
+        for (unsigned i = 0; ok && i < n; i++)
+            ok = mg_buf_append(&r->replay, bufs[i].base, bufs[i].len) == 0;
+        if (!ok) {
+            r->replay_lost = 1;
+            mg_buf_free(&r->replay);
+        }
+    }
+    mg_proxy__up_send(r, bufs, n);
+}
+
 static void on_body(mg_req *r, const char *p, size_t n)
 {
     if (!n || !r->up) return;
-    r->body_started = 1;
     if (r->up_chunked) {
         char line[24];
         int l = mg_h1_chunk_line(line, n);
         uv_buf_t b[3] = {uv_buf_init(line, (unsigned)l), uv_buf_init((char *)p, (unsigned)n),
                          uv_buf_init("\r\n", 2)};
-        mg_proxy__up_send(r, b, 3);
+        send_body(r, b, 3);
     } else {
         uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-        mg_proxy__up_send(r, &b, 1);
+        send_body(r, &b, 1);
     }
 }
 
@@ -283,7 +303,7 @@ static void on_body_end(mg_req *r)
     }
     mg_buf_append(b, "\r\n", 2);
     uv_buf_t buf = uv_buf_init(b->p, (unsigned)b->len);
-    mg_proxy__up_send(r, &buf, 1);
+    send_body(r, &buf, 1);
 }
 
 static void on_drain(mg_req *r)

@@ -18,6 +18,14 @@ static inline int mg_proxy__live(const mg_req *r)
     return r->src != NULL;
 }
 
+/* Whether the request can still go to a target (again): no response byte
+ * went to the client, and whatever body went upstream is kept in
+ * r->replay (upstream.replay_body). */
+static inline int mg_proxy__can_go_again(const mg_req *r)
+{
+    return !r->resp_started && (!r->body_started || !r->replay_lost);
+}
+
 /* proxy.c */
 /* Answers r without a backend: headers are "Name: value\r\n" lines. */
 void mg_proxy__respond(mg_req *r, int status, const char *headers, size_t hlen, const char *body,

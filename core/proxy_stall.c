@@ -195,10 +195,11 @@ static void retry_stalled(mg_worker *w, uint64_t now_loop, uint64_t now_ms)
         mg_req *r = mg_container_of(n, mg_req, tq);
         if (!r->up || r->got_bytes) continue;
         uint64_t waited = now_loop + timeout - n->deadline;
-        if (!r->up->reused && waited >= UNACKED_AFTER_MS && !r->body_started &&
+        if (!r->up->reused && waited >= UNACKED_AFTER_MS && mg_proxy__can_go_again(r) &&
             mg_up_unacked(r->up) > 0) {
             mg_proxy__retry_unsent(r, "the request was never acknowledged (listen backlog full?)");
-        } else if (r->idempotent && !r->body_started && mg_targets_stalled(r->up->uid, now_ms)) {
+        } else if (r->idempotent && mg_proxy__can_go_again(r) &&
+                   mg_targets_stalled(r->up->uid, now_ms)) {
             mg_proxy__retry_or_fail(r, 0, 1, "target stalled", 0);
         } else {
             continue;

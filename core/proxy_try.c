@@ -125,8 +125,10 @@ static int pick_target(mg_req *r, int held)
 static void send_head(mg_req *r)
 {
     mg_upconn *u = r->up;
-    uv_buf_t b = uv_buf_init(r->uhead.p, (unsigned)r->uhead.len);
-    if (mg_up_send(u, &b, 1) < 0) {
+    /* on a try after a lost one, the body sent so far goes again with it */
+    uv_buf_t b[2] = {uv_buf_init(r->uhead.p, (unsigned)r->uhead.len),
+                     uv_buf_init(r->replay.p, (unsigned)r->replay.len)};
+    if (mg_up_send(u, b, r->replay.len ? 2 : 1) < 0) {
         /* the write failed at once: treat like a reset before any response */
         mg_proxy__up_error(r, UV_EPIPE);
         return;
@@ -143,7 +145,7 @@ void mg_proxy__try(mg_req *r)
     if (idx < 0) {
         /* Nothing went upstream yet: wait for a target to be ready (a
          * replica starting, a membership change) rather than fail. */
-        if (!r->body_started && !r->resp_started) {
+        if (mg_proxy__can_go_again(r)) {
             mg_proxy__hold(r, !s->ntargets       ? "the service has no target"
                               : idx == PICK_BUSY ? "every target is busy, resting or down"
                                                  : "no target left to try");
@@ -224,10 +226,15 @@ void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char
 {
     mg_worker *w = r->w;
     const mg_target *t = mg_req_target(r);
-    /* A refused connect costs nothing and sent nothing, and a draining
-     * target is going away anyway: neither counts against the retries, so
-     * scaling from N replicas to 1 loses no request whatever N is. */
-    if (!(connect_failed && err == UV_ECONNREFUSED) && !mg_targets_draining(t->suid)) r->charged++;
+    /* A refused connect costs nothing and sent nothing, a draining target
+     * is going away anyway, and a pooled connection the backend had closed
+     * says nothing of the next one (nginx does not count it either): none
+     * counts against the retries, so scaling from N replicas to 1 loses no
+     * request whatever N is. Every try still uses a slot of tried[], which
+     * bounds them all. */
+    int stale = r->up && r->up->reused && !connect_failed;
+    if (!(connect_failed && err == UV_ECONNREFUSED) && !stale && !mg_targets_draining(t->suid))
+        r->charged++;
     mg_lua_report(&w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9,
                   connect_failed ? "connect" : "reset");
     mg_target_stats *ts = mg_target_stats_of(t->suid);
@@ -237,7 +244,8 @@ void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char
     mg_proxy__detach(r, 0);
     if (!mg_proxy__live(r)) return;
     const mg_service *s = &r->snap->services[r->svc];
-    int can = safe && r->charged <= w->cfg->retries && !r->body_started && !r->resp_started;
+    int can = safe && r->charged <= w->cfg->retries && mg_proxy__can_go_again(r) &&
+              r->tries < (int)MG_ARRAY_SIZE(r->tried);
     MG_LOG_EVERY(1000, MG_LOG_WARN, w->id, r->conn_id, "upstream %s (service %s): %s %s%s",
                  t->address, s->name, what, err ? uv_strerror(err) : "",
                  can ? ", trying another target" : "");

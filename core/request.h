@@ -136,6 +136,9 @@ struct mg_req {
     mg_buf fix;                   /* response bytes with bare LF line ends made CRLF */
     mg_tq_node tq;                /* waiting for the response (q_up_response), or held (q_held) */
     mg_buf uhead;                 /* request head as serialized for the upstream */
+    mg_buf replay;                /* body bytes sent upstream on this request, as framed,
+                                   * kept (up to upstream.replay_body) to send them again */
+    uint8_t replay_lost;          /* more body went upstream than replay could keep */
     mg_buf upstreams;             /* "a,b" for the access log */
     mg_buf local;                 /* plugin answer: headers then body */
     uint32_t local_hlen;          /* length of the headers part of local */

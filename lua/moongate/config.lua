@@ -29,7 +29,7 @@ local DEFAULTS = {
                  upstream_response = 60, grace = 10, queue = 10, upstream_stall = 1 },
     limits = { max_header_size = 32768, max_headers = 100 },
     upstream = { keepalive = 64, keepalive_timeout = 60, retries = 2, queue_max = 10000,
-                 max_connecting = 64 },
+                 max_connecting = 64, replay_body = 65536 },
     paths = { normalize = true, encoded_slash = "reject" },
 }
 
@@ -275,6 +275,7 @@ local function normalize(t, opts)
     number(cfg.upstream.keepalive, "upstream.keepalive", 0, 10000, true)
     positive(cfg.upstream.keepalive_timeout, "upstream.keepalive_timeout")
     number(cfg.upstream.retries, "upstream.retries", 0, 10, true)
+    number(cfg.upstream.replay_body, "upstream.replay_body", 0, 16777216, true)
     if type(cfg.paths.normalize) ~= "boolean" then
         fail("paths.normalize", "expected true or false, got %s", describe(cfg.paths.normalize))
     end

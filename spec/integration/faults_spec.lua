@@ -122,6 +122,65 @@ describe("faults", function()
         end
     end)
 
+    -- A backend that shuts an idle connection just as the gateway reuses it
+    -- (a replica draining on SIGTERM does exactly that): nothing came back,
+    -- so the request goes again on a new connection, body included.
+    it("replays a POST and its body when a reused connection closes unanswered", function()
+        local b = h.start_raw_backend({ response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", answers = 1 })
+        local gw = h.start_gateway({ config = route_all({ b.address }) })
+        local c = assert(h.connect(gw.port))
+        c:send_request({ path = "/first" })
+        assert.equal("ok", c:read_response().body) -- pools the upstream connection
+        local body = string.rep("p", 20000)
+        c:send_request({ method = "POST", path = "/post", body = body })
+        local r = c:read_response()
+        assert.equal(200, r.status)
+        assert.equal("ok", r.body)
+        local st = b.stats()
+        assert.equal(1, st.dropped)
+        assert.equal(20000, st.last_body)
+        c:close()
+    end)
+
+    -- Every replica of a scaled-down service closes its idle connections:
+    -- each stale pooled connection costs a try, but none of the retries.
+    it("does not charge a stale pooled connection to upstream.retries", function()
+        local resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        local bs = {}
+        for i = 1, 3 do bs[i] = h.start_raw_backend({ response = resp, answers = 1 }) end
+        local gw = h.start_gateway({ config = route_all({ bs[1].address, bs[2].address, bs[3].address },
+                                                       { upstream = { retries = 1 } }) })
+        local c = assert(h.connect(gw.port))
+        for _ = 1, 3 do
+            c:send_request({ path = "/prime" })
+            assert.equal("ok", c:read_response().body)
+        end
+        for i = 1, 3 do assert.equal(1, bs[i].stats().requests) end -- one pooled connection each
+        c:send_request({ method = "POST", path = "/post", body = "payload" })
+        local r = c:read_response()
+        assert.equal(200, r.status)
+        local dropped, answered = 0, 0
+        for i = 1, 3 do
+            local st = bs[i].stats()
+            dropped, answered = dropped + st.dropped, answered + st.requests
+        end
+        assert.equal(4, answered)
+        assert.is_true(dropped >= 2)
+        c:close()
+    end)
+
+    it("answers 502 rather than replay a body too big to keep", function()
+        local b = h.start_raw_backend({ response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", answers = 1 })
+        local gw = h.start_gateway({ config = route_all({ b.address }) })
+        local c = assert(h.connect(gw.port))
+        c:send_request({ path = "/first" })
+        assert.equal("ok", c:read_response().body)
+        c:send_request({ method = "POST", path = "/big", body = string.rep("p", 200000) })
+        assert.equal(502, c:read_response().status)
+        c:close()
+        assert.equal(200, h.request(gw.port, {}).status)
+    end)
+
     it("keeps trying resting targets when all failed (panic mode)", function()
         local port = h.free_port()
         local gw = h.start_gateway({ config = route_all({ "127.0.0.1:" .. port }, { timeouts = { queue = 0 } }) })

@@ -269,6 +269,7 @@ function _M.start_raw_backend(opts)
     if opts.close then argv[#argv + 1] = "--close" end
     if opts.delay then argv[#argv + 1] = "--delay"; argv[#argv + 1] = tostring(opts.delay) end
     if opts.idle_close then argv[#argv + 1] = "--idle-close"; argv[#argv + 1] = tostring(opts.idle_close) end
+    if opts.answers then argv[#argv + 1] = "--answers"; argv[#argv + 1] = tostring(opts.answers) end
     local p = _M.spawn(argv)
     wait_port(port, p, "raw backend")
     local b = { port = port, proc = p, address = "127.0.0.1:" .. port,

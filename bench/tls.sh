@@ -1,0 +1,155 @@
+#!/bin/sh
+# HTTPS rows of make bench: moongate, nginx and HAProxy terminating TLS with
+# the same ECDSA P-256 certificate, one worker each, in front of the same
+# backend pair. Per proxy: keep-alive HTTPS requests/s (wrk) with CPU per
+# request, and full handshakes/s (openssl s_time -new: no resumption) with
+# CPU per handshake. See bench/README.md.
+# Usage: bench/tls.sh BIN
+set -u
+BIN=$(readlink -f "${1:-build/moongate}")
+D=${BENCH_DURATION:-10}
+HERE=$(cd "$(dirname "$0")" && pwd)
+TMP=$(mktemp -d /tmp/moongate-bench-tls.XXXXXX)
+OUT=${BENCH_TLS_JSON:-build/bench-tls.json}
+PIDS=""
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    sleep 0.3
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+for tool in nginx haproxy wrk openssl python3; do
+    command -v $tool >/dev/null || { echo "bench: $tool is missing (make deps)"; exit 1; }
+done
+. "$HERE/lib.sh"
+start_backends
+
+# one certificate for all: ECDSA P-256, self-signed for bench.test
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
+    -addext subjectAltName=DNS:bench.test -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+cat "$TMP/cert.pem" "$TMP/key.pem" > "$TMP/both.pem"
+
+P_MG=$(free_port); P_NG=$(free_port); P_HA=$(free_port)
+mkdir -p "$TMP/mg" "$TMP/ng" "$TMP/ha"
+cat > "$TMP/mg/moongate.lua" <<CONF
+return {
+    listen = { { address = "127.0.0.1:$P_MG", tls = true } },
+    workers = 1,
+    access_log = false,
+    upstream = { keepalive = 64 },
+    tls = { certificates = { { cert = "$TMP/cert.pem", key = "$TMP/key.pem" } } },
+    services = { pair = { balancer = "roundrobin", targets = { "127.0.0.1:$B1", "127.0.0.1:$B2" } } },
+    routes = { { rule = "PathPrefix(\`/\`)", service = "pair" } },
+}
+CONF
+{ nginx_common "$TMP/ng"; cat <<CONF
+    upstream pair { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }
+    server { listen 127.0.0.1:$P_NG ssl;
+        ssl_certificate $TMP/cert.pem; ssl_certificate_key $TMP/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / { proxy_pass http://pair; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+CONF
+} > "$TMP/ng/nginx.conf"
+cat > "$TMP/ha/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 8000
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    mode http
+    timeout connect 3s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend f
+    bind 127.0.0.1:$P_HA ssl crt $TMP/both.pem
+    default_backend pair
+backend pair
+    balance roundrobin
+    server b1 127.0.0.1:$B1
+    server b2 127.0.0.1:$B2
+CONF
+
+start_proxy() { # name -> sets PROXY_PIDS, PORT
+    case $1 in
+    moongate) $PIN_PROXY "$BIN" -c "$TMP/mg/moongate.lua" >/dev/null 2>"$TMP/mg/error.log" & PORT=$P_MG ;;
+    nginx) $PIN_PROXY nginx -p "$TMP/ng" -c "$TMP/ng/nginx.conf" 2>/dev/null & PORT=$P_NG ;;
+    haproxy) $PIN_PROXY haproxy -f "$TMP/ha/haproxy.cfg" -db 2>/dev/null & PORT=$P_HA ;;
+    esac
+    MAIN=$!
+    PIDS="$PIDS $MAIN"
+    wait_port "$PORT" || return 1
+    sleep 0.2
+    PROXY_PIDS=$(proxy_pids "$MAIN")
+}
+cpu() { python3 "$HERE/proc_stats.py" cpu $PROXY_PIDS; }
+
+results="$TMP/results"
+: > "$results"
+for proxy in moongate nginx haproxy; do
+    if ! start_proxy $proxy; then
+        echo "$proxy failed to start" >&2
+        echo "$proxy fail" >> "$results"
+        continue
+    fi
+    url="https://127.0.0.1:$PORT/"
+    $PIN_LOAD wrk -t1 -c50 -d2s "$url" >/dev/null 2>&1 # warm-up
+    c0=$(cpu)
+    line=$($PIN_LOAD wrk -t1 -c50 -d"${D}s" -s "$HERE/report.lua" "$url" 2>&1 | grep '^WRK')
+    c1=$(cpu)
+    # full handshakes, one connection after another, each with one request
+    hs=$($PIN_LOAD openssl s_time -connect "127.0.0.1:$PORT" -new -time "$D" 2>/dev/null |
+        sed -n 's/^\([0-9]*\) connections in \([0-9.]*\)s.*/\1 \2/p' | head -n 1)
+    c2=$(cpu)
+    echo "$proxy $line cpu=$(python3 -c "print($c1 - $c0)") hs=${hs% *} hs_s=${hs#* } hs_cpu=$(python3 -c "print($c2 - $c1)")" >> "$results"
+    for p in $PROXY_PIDS; do kill "$p" 2>/dev/null; done
+    sleep 0.5
+done
+
+python3 - "$results" "$OUT" <<'PY'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    name = parts[0]
+    kv = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    if "requests" not in kv:
+        rows[name] = None
+        continue
+    req, dur = int(kv["requests"]), int(kv["duration_us"]) / 1e6
+    hs = int(kv["hs"]) if kv.get("hs", "").isdigit() else 0
+    hs_s = float(kv["hs_s"]) if hs else 0
+    rows[name] = {
+        "rps": req / dur, "p99_ms": int(kv["p99_us"]) / 1000.0,
+        "errors": int(kv["errors"]) + int(kv["non2xx"]),
+        "cpu_us_per_req": float(kv["cpu"]) / req * 1e6 if req else None,
+        "handshakes_per_s": hs / hs_s if hs_s else None,
+        "cpu_us_per_handshake": float(kv["hs_cpu"]) / hs * 1e6 if hs else None,
+    }
+fmt = lambda v, f="%.2f": f % v if v is not None else "-"
+print("%-13s %10s %9s %12s %8s %14s %14s" % ("https", "req/s", "p99(ms)", "cpu/req(us)", "errors", "handshakes/s", "cpu/hs(us)"))
+for name, r in rows.items():
+    if r is None:
+        print("%-13s failed to start" % name)
+        continue
+    print("%-13s %10.0f %9.2f %12s %8d %14s %14s" % (name, r["rps"], r["p99_ms"], fmt(r["cpu_us_per_req"]), r["errors"],
+          fmt(r["handshakes_per_s"], "%.0f"), fmt(r["cpu_us_per_handshake"], "%.0f")))
+mg, ratios = rows.get("moongate"), {}
+for peer in ("nginx", "haproxy"):
+    p = rows.get(peer)
+    if not mg or not p:
+        continue
+    div = lambda a, b: a / b if a and b else None
+    r = ratios[peer] = {
+        "rps": div(mg["rps"], p["rps"]), "cpu_per_req": div(mg["cpu_us_per_req"], p["cpu_us_per_req"]),
+        "handshakes_per_s": div(mg["handshakes_per_s"], p["handshakes_per_s"]),
+        "cpu_per_handshake": div(mg["cpu_us_per_handshake"], p["cpu_us_per_handshake"]),
+    }
+    print("https moongate/%-8s req/s %s  cpu/req %s  handshakes/s %s  cpu/handshake %s" % (
+        peer, fmt(r["rps"]), fmt(r["cpu_per_req"]), fmt(r["handshakes_per_s"]), fmt(r["cpu_per_handshake"])))
+json.dump({"rows": rows, "ratios": ratios}, open(sys.argv[2], "w"), indent=2)
+PY
