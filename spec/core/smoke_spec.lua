@@ -12,7 +12,7 @@ describe("moongate test", function()
     end)
 
     it("gives specs the binary's own FFI functions", function()
-        require("moongate") -- declares them (its ffi.cdef)
+        require("moongate") -- declares them (through moongate.ffi)
         local ffi = require("ffi")
         local t1 = ffi.C.mg_ffi_now()
         assert.equal("number", type(t1))
