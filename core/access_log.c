@@ -2,6 +2,7 @@
  * written to stdout once per loop turn. */
 #include "proxy.h"
 #include "stats.h"
+#include "uri.h"
 #include "worker.h"
 
 #include <arpa/inet.h>
@@ -69,17 +70,16 @@ void mg_req_log(mg_req *r)
     mg_buf *b = &w->access;
     if (w->cfg->access_log == MG_ACCESS_LOG_JSON) {
         const char *url = r->in.arena.p ? r->in.arena.p + r->method_len : "";
-        const char *q = memchr(url, '?', r->url_len);
-        size_t plen = q ? (size_t)(q - url) : r->url_len;
+        mg_uri u; /* the target as the client sent it, split as req.path/req.query are */
+        mg_uri_split(url, r->url_len, &u);
         int hi = mg_headers_find(&r->in, "host", 4);
         json_t *o = json_object();
         json_object_set_new(o, "time", json_string(w->iso_time));
         json_object_set_new(o, "client", json_string(ip));
         json_object_set_new(o, "method",
                             json_stringn(r->in.arena.p ? r->in.arena.p : "", r->method_len));
-        json_object_set_new(o, "path", json_stringn(url, plen));
-        json_object_set_new(o, "query",
-                            json_stringn(q ? q + 1 : "", q ? r->url_len - plen - 1 : 0));
+        json_object_set_new(o, "path", json_stringn(u.path.p, u.path.len));
+        json_object_set_new(o, "query", json_stringn(u.query.p, u.query.len));
         json_object_set_new(o, "protocol", json_string(r->http_minor ? "HTTP/1.1" : "HTTP/1.0"));
         json_object_set_new(o, "host",
                             hi >= 0

@@ -2,8 +2,10 @@
  * close): the admin API is for people and scrapers, not for throughput. */
 #include "admin.h"
 #include "admin_api.h"
+#include "h1.h"
 #include "log.h"
 #include "lua_env.h"
+#include "uri.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -47,21 +49,11 @@ static void on_written(uv_write_t *w, int status)
 
 static void respond(admin_conn *c, int status, const char *ctype, const char *body, size_t len)
 {
-    static const char *reasons[600];
-    if (!reasons[200]) {
-        reasons[200] = "OK";
-        reasons[400] = "Bad Request";
-        reasons[401] = "Unauthorized";
-        reasons[404] = "Not Found";
-        reasons[405] = "Method Not Allowed";
-        reasons[500] = "Internal Server Error";
-        reasons[503] = "Service Unavailable";
-    }
     char head[256];
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
-                     status, reasons[status] ? reasons[status] : "OK", ctype, len,
+                     status, mg_status_reason(status), ctype, len,
                      status == 401 ? "WWW-Authenticate: Bearer\r\n" : "");
     /* Ownership: one block holds the write request, head and body; freed
      * in on_written. */
@@ -140,11 +132,11 @@ static int authorized(admin_conn *c)
 static void dispatch(admin_conn *c)
 {
     const char *m = llhttp_method_name(llhttp_get_method(&c->parser));
-    char path[512];
-    snprintf(path, sizeof(path), "%.*s", (int)c->url_len, c->url);
-    char *q = strchr(path, '?');
-    const char *query = q ? q + 1 : "";
-    if (q) *q = 0;
+    mg_uri u;
+    mg_uri_split(c->url, c->url_len, &u);
+    char path[512], query[512];
+    snprintf(path, sizeof(path), "%.*s", (int)u.path.len, u.path.p);
+    snprintf(query, sizeof(query), "%.*s", (int)u.query.len, u.query.p);
     int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
     if (strcmp(path, "/ping") == 0) {
         if (c->a->stopping)

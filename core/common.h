@@ -5,10 +5,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Symbols callable from Lua through LuaJIT's FFI. The binary is linked with
- * -Wl,-E and compiled with -fvisibility=hidden, so only these are exported. */
-#define MG_EXPORT __attribute__((visibility("default")))
-
 #define mg_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #define MG_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 #define mg_likely(x)                       __builtin_expect(!!(x), 1)

@@ -2,6 +2,7 @@
  * copies the normalized table into C structs and builds the first snapshot.
  * Nothing here runs on the request path. */
 #include "config.h"
+#include "addr.h"
 #include "log.h"
 #include "lua_env.h"
 #include "tls.h"
@@ -121,14 +122,6 @@ static char **copy_labels(char **l)
     for (int i = 0; c && i < n; i++)
         c[i] = strdup(l[i]);
     return c;
-}
-
-static void ip_string(const struct sockaddr_storage *ss, char *out, size_t len)
-{
-    const void *a = ss->ss_family == AF_INET
-                        ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
-                        : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
-    inet_ntop(ss->ss_family, a, out, (socklen_t)len);
 }
 
 /* The TLS fields of listen[i] at idx. */
@@ -287,7 +280,7 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
             if (na) {
                 memcpy(&t->addr, &addrs[k], lens[k]);
                 t->addrlen = lens[k];
-                ip_string(&addrs[k], ip, sizeof(ip));
+                mg_addr_ip((const struct sockaddr *)&addrs[k], ip, sizeof(ip));
                 snprintf(key, sizeof(key), "%s|%u%s", ip, port, target_tls ? "|tls" : "");
             } else {
                 t->addr.ss_family = AF_UNSPEC;

@@ -1,5 +1,6 @@
 /* See control.h. */
 #include "control.h"
+#include "addr.h"
 #include "log.h"
 #include "lua_env.h"
 #include "stats.h"
@@ -38,13 +39,8 @@ static void configure(mg_control *ctl)
         lua_createtable(L, svc->ntargets, 0);
         for (int k = 0; k < svc->ntargets; k++) {
             const mg_target *t = &svc->targets[k];
-            char ip[INET6_ADDRSTRLEN] = "";
-            if (t->addr.ss_family == AF_INET)
-                inet_ntop(AF_INET, &((const struct sockaddr_in *)&t->addr)->sin_addr, ip,
-                          sizeof(ip));
-            else if (t->addr.ss_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&t->addr)->sin6_addr, ip,
-                          sizeof(ip));
+            char ip[INET6_ADDRSTRLEN];
+            mg_addr_ip((const struct sockaddr *)&t->addr, ip, sizeof(ip)); /* "" if unresolved */
             lua_createtable(L, 0, 6);
             lua_pushstring(L, t->address);
             lua_setfield(L, -2, "address");
@@ -168,9 +164,9 @@ int mg_control_start(mg_control *ctl, uv_loop_t *loop, mg_reloader *rl)
     uv_timer_init(loop, &ctl->publish_timer);
     ctl->publish_timer.data = ctl;
     lua_getglobal(ctl->L, "require");
-    lua_pushstring(ctl->L, "moongate");
+    lua_pushstring(ctl->L, "moongate.internal");
     lua_call(ctl->L, 1, 1);
-    lua_getfield(ctl->L, -1, "_run_timers");
+    lua_getfield(ctl->L, -1, "run_timers");
     ctl->ref_timers = luaL_ref(ctl->L, LUA_REGISTRYINDEX);
     lua_pop(ctl->L, 1);
     uv_timer_init(loop, &ctl->tick);

@@ -32,7 +32,7 @@ void mg_control_reconfigure(mg_control *ctl);
 
 void mg_control_stop(mg_control *ctl);
 
-/* Registers the async I/O primitives (__mg_io) in a Lua state whose
+/* Registers the async I/O primitives (moongate.c.io) in a Lua state whose
  * coroutines are resumed from loop. Also used by `moongate test`. */
 void mg_control_open_io(lua_State *L, uv_loop_t *loop);
 

@@ -70,7 +70,7 @@ __thread mg_lua *mg_lua_self;
 /* Called by the runtime before each plugin hook: the watchdog's report
  * names the plugin. A torn read of this buffer by the watchdog only garbles
  * a diagnostic, so it takes no lock. */
-MG_EXPORT void mg_ffi_busy_plugin(const char *name, size_t len)
+void mg_ffi_busy_plugin(const char *name, size_t len)
 {
     mg_lua *lua = mg_lua_self;
     if (!lua) return;
@@ -82,7 +82,7 @@ MG_EXPORT void mg_ffi_busy_plugin(const char *name, size_t len)
 /* Called by the runtime when it starts keeping state for the current
  * request outside on_request (a ctx table made by a balancer or a response
  * hook): on_log must then run at the end, to forget it. */
-MG_EXPORT void mg_ffi_want_log(void)
+void mg_ffi_want_log(void)
 {
     if (mg_ffi_current) mg_ffi_current->hook_flags |= 2;
 }

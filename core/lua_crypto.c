@@ -1,9 +1,11 @@
-/* Crypto primitives and the TLS manager for control-plane Lua: the
- * globals __mg_crypto and __mg_tls, wrapped by lua/moongate/crypto.lua and
- * lua/moongate/tls.lua (require("moongate").crypto / .tls). These are cold
- * calls (a certificate order signs a few dozen times), so they use the
- * classic Lua C API and return nil, err on failure; misuse raises. */
+/* Crypto primitives and the TLS manager for control-plane Lua: the modules
+ * moongate.c.crypto and moongate.c.tls (in package.loaded, not _G), wrapped
+ * by lua/moongate/crypto.lua and lua/moongate/tls.lua (mg.crypto, mg.tls).
+ * These are cold calls (a certificate order signs a few dozen times), so
+ * they use the classic Lua C API and return nil, err on failure; misuse
+ * raises. */
 #include "lua_crypto.h"
+#include "lua_env.h"
 #include "tls_certs.h"
 #include "tls_crypto.h"
 #include "tls_ocsp.h"
@@ -241,7 +243,7 @@ static int l_write_secret(lua_State *L)
     return 1;
 }
 
-/* ---- __mg_tls: the TLS manager ---------------------------------------------------- */
+/* ---- moongate.c.tls: the TLS manager ---------------------------------------------------- */
 
 /* set_certificate(id, cert_pem, key_pem) -> true | nil, err */
 static int l_set_certificate(lua_State *L)
@@ -468,11 +470,11 @@ void mg_lua_crypto_open(lua_State *L)
         lua_pushcfunction(L, f->func);
         lua_setfield(L, -2, f->name);
     }
-    lua_setglobal(L, "__mg_crypto");
+    mg_lua_env_provide(L, "moongate.c.crypto");
     lua_newtable(L);
     for (const luaL_Reg *f = tls; f->name; f++) {
         lua_pushcfunction(L, f->func);
         lua_setfield(L, -2, f->name);
     }
-    lua_setglobal(L, "__mg_tls");
+    mg_lua_env_provide(L, "moongate.c.tls");
 }

@@ -1,4 +1,4 @@
-/* Registers __mg_crypto and __mg_tls (see lua_crypto.c) in a control-plane
+/* Registers moongate.c.crypto and moongate.c.tls (see lua_crypto.c) in a control-plane
  * Lua state (the control plane, `moongate test`, scripts). */
 #ifndef MG_LUA_CRYPTO_H
 #define MG_LUA_CRYPTO_H

@@ -105,10 +105,10 @@ lua_State *mg_lua_env_new(void)
     lua_pushcfunction(L, embedded_searcher);
     lua_rawseti(L, -2, 2);
     lua_pop(L, 2);
-    /* moongate_embedded(path) -> source: used by the plugin loader for
-     * built-in plugins. */
+    /* embedded(path) -> source: used by the plugin loader for built-in
+     * plugins. */
     lua_pushcfunction(L, l_embedded_source);
-    lua_setglobal(L, "__moongate_embedded");
+    mg_lua_env_provide(L, "moongate.c.embedded");
     mg_lua_json_open(L);
     return L;
 }

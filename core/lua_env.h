@@ -3,6 +3,7 @@
 #define MG_LUA_ENV_H
 
 #include <lua.h>
+#include <lauxlib.h>
 
 /* Creates a state with the standard libraries and a module searcher that
  * finds lua/ and plugins/ files compiled into the binary. The caller owns
@@ -19,5 +20,17 @@ void mg_lua_env_limit(lua_State *L, double seconds);
 /* Returns the embedded copy of a repository path such as
  * "plugins/roundrobin.lua", or NULL. The bytes are static. */
 const char *mg_lua_env_embedded(const char *path, size_t *len);
+
+/* Hands the value on top of the stack (popped) to the Lua library as the
+ * module `name` ("moongate.c.io"): it goes into package.loaded, never into
+ * _G, so plugins reach the core's C functions only through require("moongate")
+ * and the moongate.* modules that wrap them. */
+static inline void mg_lua_env_provide(lua_State *L, const char *name)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED"); /* package.loaded */
+    lua_insert(L, -2);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
 
 #endif

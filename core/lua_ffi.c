@@ -1,5 +1,5 @@
-/* See lua_ffi.h. These run on the worker thread, inside a call into Lua,
- * for the request in mg_ffi_current. */
+/* The request functions of ffi.h. They run on the worker thread, inside a
+ * call into Lua, for the request in mg_ffi_current (lua_ffi.h). */
 #include "lua_ffi.h"
 #include "addr.h"
 #include "request.h"
@@ -25,19 +25,19 @@ static void url_parts(const mg_req *r, mg_str *path, mg_str *query)
 int mg_ffi_req_field(int which, const char **p, size_t *len)
 {
     mg_req *r = mg_ffi_current;
-    if (!r) return -1;
+    if (!r) return MG_FFI_NO_REQUEST;
     mg_str path, query;
     switch (which) {
     case MG_FIELD_METHOD:
         *p = r->in.arena.p;
         *len = r->method_len;
-        return 0;
+        return MG_FFI_OK;
     case MG_FIELD_PATH:
     case MG_FIELD_QUERY:
         url_parts(r, &path, &query);
         *p = which == MG_FIELD_PATH ? path.p : query.p;
         *len = which == MG_FIELD_PATH ? path.len : query.len;
-        return 0;
+        return MG_FFI_OK;
     case MG_FIELD_HOST: {
         /* without the port */
         const char *h = r->host_lc;
@@ -46,44 +46,44 @@ int mg_ffi_req_field(int which, const char **p, size_t *len)
         if (colon) n = (size_t)(colon - h) + (h[0] == '[' ? 1 : 0);
         *p = h;
         *len = n;
-        return 0;
+        return MG_FFI_OK;
     }
     case MG_FIELD_CLIENT_IP: {
         mg_req_client_ip(r, ip_buf, sizeof(ip_buf));
         *p = ip_buf;
         *len = strlen(ip_buf);
-        return 0;
+        return MG_FFI_OK;
     }
     case MG_FIELD_VERSION:
         *p = r->http_minor ? "1.1" : "1.0";
         *len = 3;
-        return 0;
+        return MG_FFI_OK;
     case MG_FIELD_TARGET:
         *p = r->in.arena.p + r->url_off;
         *len = r->url_cur_len;
-        return 0;
+        return MG_FFI_OK;
     case MG_FIELD_SCHEME:
         *p = r->secure ? "https" : "http";
         *len = r->secure ? 5 : 4;
-        return 0;
+        return MG_FFI_OK;
     case MG_FIELD_SNI:
     case MG_FIELD_TLS_VERSION:
     case MG_FIELD_TLS_ALPN:
     case MG_FIELD_TLS_RESUMED: {
         static const int what[] = {MG_TLS_SNI, MG_TLS_VERSION, MG_TLS_ALPN, MG_TLS_RESUMED};
         const char *v = r->src && r->src->tls ? r->src->tls(r, what[which - MG_FIELD_SNI]) : NULL;
-        if (!v) return -1;
+        if (!v) return MG_FFI_DECLINED;
         *p = v;
         *len = strlen(v);
-        return 0;
+        return MG_FFI_OK;
     }
     case MG_FIELD_SERVICE:
-        if (r->svc < 0 || !r->snap) return -1;
+        if (r->svc < 0 || !r->snap) return MG_FFI_DECLINED;
         *p = r->snap->services[r->svc].name;
         *len = strlen(*p);
-        return 0;
+        return MG_FFI_OK;
     }
-    return -1;
+    return MG_FFI_INVALID;
 }
 
 static int headers_get(const mg_headers *h, const char *name, size_t nlen, int nth, const char **v,
@@ -95,69 +95,72 @@ static int headers_get(const mg_headers *h, const char *name, size_t nlen, int n
         if (nth-- > 0) continue;
         *v = mg_hvalue(h, i);
         *vlen = h->h[i].vlen;
-        return 1;
+        return MG_FFI_OK;
     }
-    return 0;
+    return MG_FFI_DECLINED;
 }
 
 static int headers_set(mg_headers *h, const char *name, size_t nlen, const char *v, size_t vlen,
                        int mode)
 {
-    if (!mg_header_valid(name, nlen, v ? v : "", v ? vlen : 0)) return -1;
+    if (!mg_header_valid(name, nlen, v ? v : "", v ? vlen : 0)) return MG_FFI_INVALID;
     if (mode != 1) {
         uint32_t end = h->ntrailer_start < h->n ? h->ntrailer_start : h->n;
         for (uint32_t i = 0; i < end; i++)
             if (mg_hname_is(h, i, name, nlen)) h->h[i].nlen = 0; /* removed */
     }
-    if (mode == 2) return 0;
-    return mg_headers_append(h, name, nlen, v, vlen);
+    if (mode == 2) return MG_FFI_OK;
+    return mg_headers_append(h, name, nlen, v, vlen) ? MG_FFI_NO_MEMORY : MG_FFI_OK;
 }
 
 int mg_ffi_req_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen)
 {
     mg_req *r = mg_ffi_current;
-    return r ? headers_get(&r->in, name, nlen, nth, v, vlen) : 0;
+    return r ? headers_get(&r->in, name, nlen, nth, v, vlen) : MG_FFI_NO_REQUEST;
 }
 
 int mg_ffi_req_header_count(void)
 {
     mg_req *r = mg_ffi_current;
-    if (!r) return 0;
+    if (!r) return MG_FFI_NO_REQUEST;
     return (int)(r->in.ntrailer_start < r->in.n ? r->in.ntrailer_start : r->in.n);
 }
 
 int mg_ffi_req_header_at(int i, const char **n, size_t *nlen, const char **v, size_t *vlen)
 {
     mg_req *r = mg_ffi_current;
-    if (!r || i < 0 || (uint32_t)i >= r->in.n || !r->in.h[i].nlen) return 0;
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (i < 0 || (uint32_t)i >= r->in.n || !r->in.h[i].nlen) return MG_FFI_DECLINED;
     *n = mg_hname(&r->in, (uint32_t)i);
     *nlen = r->in.h[i].nlen;
     *v = mg_hvalue(&r->in, (uint32_t)i);
     *vlen = r->in.h[i].vlen;
-    return 1;
+    return MG_FFI_OK;
 }
 
 int mg_ffi_req_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode)
 {
     mg_req *r = mg_ffi_current;
-    if (!r || r->up) return -2; /* only before the request went upstream */
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (r->up) return MG_FFI_WRONG_PHASE; /* only before the request went upstream */
     return headers_set(&r->in, name, nlen, v, vlen, mode);
 }
 
 int mg_ffi_req_set_path(const char *p, size_t len)
 {
     mg_req *r = mg_ffi_current;
-    if (!r || r->up) return -2;
-    if (!len || p[0] != '/') return -1;
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (r->up) return MG_FFI_WRONG_PHASE;
+    if (!len || p[0] != '/') return MG_FFI_INVALID;
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f) return -1;
+        if ((unsigned char)p[i] <= 0x20 || p[i] == 0x7f) return MG_FFI_INVALID;
     mg_str path, query;
     url_parts(r, &path, &query);
     int keep_query = !memchr(p, '?', len) && query.len;
     size_t qoff = keep_query ? (size_t)(query.p - r->in.arena.p) : 0, qlen = query.len;
     /* the new target goes to the end of the arena; offsets stay valid */
     size_t off = r->in.arena.len;
-    if (mg_buf_reserve(&r->in.arena, len + 1 + qlen)) return -1;
+    if (mg_buf_reserve(&r->in.arena, len + 1 + qlen)) return MG_FFI_NO_MEMORY;
     char *a = r->in.arena.p;
     memcpy(a + off, p, len);
     r->in.arena.len += len;
@@ -168,66 +171,79 @@ int mg_ffi_req_set_path(const char *p, size_t len)
     }
     r->url_off = (uint32_t)off;
     r->url_cur_len = (uint32_t)(r->in.arena.len - off);
-    return 0;
+    return MG_FFI_OK;
 }
 
 int mg_ffi_req_set_service(const char *name)
 {
     mg_req *r = mg_ffi_current;
-    if (!r || r->up || !r->snap) return -2;
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (r->up || !r->snap) return MG_FFI_WRONG_PHASE;
     int idx = mg_snapshot_service(r->snap, name);
-    if (idx < 0) return -1;
+    if (idx < 0) return MG_FFI_DECLINED;
     r->svc = idx;
-    return 0;
+    return MG_FFI_OK;
+}
+
+int mg_ffi_header_valid(const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    return mg_header_valid(name, nlen, v, vlen) ? MG_FFI_OK : MG_FFI_INVALID;
 }
 
 int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen)
 {
     mg_req *r = mg_ffi_current;
-    if (!r || r->resp_started || status < 200 || status > 999) return -1;
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (r->resp_started) return MG_FFI_WRONG_PHASE;
+    if (status < 200 || status > 999) return MG_FFI_INVALID;
     r->local.len = 0;
-    if (mg_buf_append(&r->local, headers, hlen) || mg_buf_append(&r->local, body, blen)) return -1;
+    if (mg_buf_append(&r->local, headers, hlen) || mg_buf_append(&r->local, body, blen))
+        return MG_FFI_NO_MEMORY;
     r->local_hlen = (uint32_t)hlen;
     r->local_status = (uint16_t)status;
     r->responded = 1;
-    return 0;
+    return MG_FFI_OK;
 }
 
 int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *v, size_t vlen)
 {
     mg_req *r = mg_ffi_current;
-    if (!r || !mg_header_valid(name, nlen, v, vlen)) return -1;
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (!mg_header_valid(name, nlen, v, vlen)) return MG_FFI_INVALID;
     mg_buf *b = &r->resp_extra;
     if (mg_buf_append(b, name, nlen) || mg_buf_append(b, ": ", 2) || mg_buf_append(b, v, vlen) ||
         mg_buf_append(b, "\r\n", 2))
-        return -1;
-    return 0;
+        return MG_FFI_NO_MEMORY;
+    return MG_FFI_OK;
 }
 
 int mg_ffi_resp_status(void)
 {
     mg_req *r = mg_ffi_current;
-    return r ? r->status : 0;
+    return r ? r->status : MG_FFI_NO_REQUEST;
 }
 
 int mg_ffi_resp_set_status(int status)
 {
     mg_req *r = mg_ffi_current;
-    if (!r || status < 200 || status > 999 || !r->in_resp_hook) return -1;
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (!r->in_resp_hook) return MG_FFI_WRONG_PHASE;
+    if (status < 200 || status > 999) return MG_FFI_INVALID;
     r->status = (uint16_t)status;
-    return 0;
+    return MG_FFI_OK;
 }
 
 int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen)
 {
     mg_req *r = mg_ffi_current;
-    return r ? headers_get(&r->out, name, nlen, nth, v, vlen) : 0;
+    return r ? headers_get(&r->out, name, nlen, nth, v, vlen) : MG_FFI_NO_REQUEST;
 }
 
 int mg_ffi_resp_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode)
 {
     mg_req *r = mg_ffi_current;
-    if (!r || !r->in_resp_hook) return -2; /* only in on_response */
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (!r->in_resp_hook) return MG_FFI_WRONG_PHASE; /* only in on_response */
     return headers_set(&r->out, name, nlen, v, vlen, mode);
 }
 

@@ -6,6 +6,7 @@
  * (nil, reason), never a crash. Used from lua/moongate/io.lua. */
 #include "control.h"
 #include "log.h"
+#include "lua_env.h"
 #include "lua_crypto.h"
 #include "tls.h"
 #include "tls_certs.h"
@@ -487,7 +488,7 @@ static SSL_CTX *client_ctx_get(int verify, const char *ca_file, char *err, size_
     return ctxs[nctxs++].ctx;
 }
 
-/* __mg_io.http(co, unix_path_or_nil, ip, port, request_bytes, timeout_ms, stream, tls)
+/* moongate.c.io.http(co, unix_path_or_nil, ip, port, request_bytes, timeout_ms, stream, tls)
  * -> handle (lightuserdata), or nil, err. The caller yields next.
  * tls: nil for plain HTTP, or { server_name = ..., verify = bool, ca_file = ... }. */
 static int l_http(lua_State *L)
@@ -582,7 +583,7 @@ static int l_http(lua_State *L)
     return 1;
 }
 
-/* __mg_io.read(co, handle) -> chunk now, or true (then yield), or nil at the end. */
+/* moongate.c.io.read(co, handle) -> chunk now, or true (then yield), or nil at the end. */
 static int l_read(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTHREAD);
@@ -607,7 +608,7 @@ static int l_read(lua_State *L)
     return 1;
 }
 
-/* __mg_io.close(handle): the stream object is done with it. */
+/* moongate.c.io.close(handle): the stream object is done with it. */
 static int l_close(lua_State *L)
 {
     io_req *r = lua_touserdata(L, 1);
@@ -660,7 +661,7 @@ static void on_sleep(uv_timer_t *t)
     uv_close((uv_handle_t *)t, on_sleep_closed);
 }
 
-/* __mg_io.sleep(co, ms): the caller yields next. */
+/* moongate.c.io.sleep(co, ms): the caller yields next. */
 static int l_sleep(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTHREAD);
@@ -724,7 +725,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }
 
-/* __mg_io.resolve(co, host): resolves on libuv's thread pool; the caller
+/* moongate.c.io.resolve(co, host): resolves on libuv's thread pool; the caller
  * yields and gets a list of addresses, or nil, err. */
 static int l_resolve(lua_State *L)
 {
@@ -758,7 +759,7 @@ static int l_now(lua_State *L)
     return 1;
 }
 
-/* __mg_io.run(seconds): runs the loop until nothing is pending or the time
+/* moongate.c.io.run(seconds): runs the loop until nothing is pending or the time
  * is up (for specs and `moongate` scripts outside the gateway). */
 static int l_run(lua_State *L)
 {
@@ -803,6 +804,6 @@ void mg_control_open_io(lua_State *L, uv_loop_t *loop)
         lua_pushcclosure(L, f->func, 2);
         lua_setfield(L, -2, f->name);
     }
-    lua_setglobal(L, "__mg_io");
+    mg_lua_env_provide(L, "moongate.c.io");
     mg_lua_crypto_open(L); /* control-plane Lua also gets crypto and the TLS manager */
 }

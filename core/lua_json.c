@@ -2,6 +2,7 @@
  * values cross by the table). Arrays are tables with 1..n keys; an empty
  * table encodes as an object; JSON null decodes to mg.json.null. */
 #include "lua_json.h"
+#include "lua_env.h"
 
 #include <jansson.h>
 #include <lauxlib.h>
@@ -176,5 +177,5 @@ void mg_lua_json_open(lua_State *L)
     lua_setfield(L, -2, "decode");
     lua_pushlightuserdata(L, (void *)&null_key);
     lua_setfield(L, -2, "null");
-    lua_setglobal(L, "__moongate_json");
+    mg_lua_env_provide(L, "moongate.c.json");
 }

@@ -326,11 +326,3 @@ int mg_router_match(const mg_router *r, const mg_route_input *in)
     }
     return -1;
 }
-
-MG_EXPORT int mg_rule_check(const char *rule, char *err, size_t errlen)
-{
-    prog pg;
-    if (mg_router__compile(&pg, rule, err, errlen)) return -1;
-    mg_router__prog_free(&pg);
-    return 0;
-}

@@ -49,7 +49,6 @@ void mg_router_finalize(mg_router *r);
 /* Returns the value of the highest-priority rule that matches, or -1. */
 int mg_router_match(const mg_router *r, const mg_route_input *in);
 
-/* Validates a rule without a router: 0, or -1 with the reason in err. */
-int mg_rule_check(const char *rule, char *err, size_t errlen);
+/* Checking a rule without a router: mg_ffi_rule_check (ffi.h). */
 
 #endif

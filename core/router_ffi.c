@@ -1,7 +1,9 @@
 /* Test hooks for specs: evaluate one rule, or pick among several rules with
  * priorities, against a request described by plain strings, through
  * LuaJIT's FFI. The request path never calls these. */
+#include "ffi.h"
 #include "router.h"
+#include "router_int.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -66,17 +68,23 @@ static void fill_input(fake_req *f, const char *method, const char *host, const 
     in->client = f->peer.ss_family ? (const struct sockaddr *)&f->peer : NULL;
 }
 
-/* Returns 1 if `rule` matches the request, 0 if not, -1 (reason in err) if
- * the rule does not compile. */
-MG_EXPORT int mg_router_eval(const char *rule, const char *method, const char *host,
-                             const char *path, const char *query, const char *headers,
-                             const char *client_ip, char *err, size_t errlen)
+int mg_ffi_rule_check(const char *rule, char *err, size_t errlen)
+{
+    prog pg;
+    if (mg_router__compile(&pg, rule, err, errlen)) return MG_FFI_INVALID;
+    mg_router__prog_free(&pg);
+    return MG_FFI_OK;
+}
+
+int mg_ffi_router_eval(const char *rule, const char *method, const char *host, const char *path,
+                       const char *query, const char *headers, const char *client_ip, char *err,
+                       size_t errlen)
 {
     mg_router *r = mg_router_new();
-    if (!r) return -1;
+    if (!r) return MG_FFI_NO_MEMORY;
     if (mg_router_add(r, rule, -1, 1, err, errlen)) {
         mg_router_free(r);
-        return -1;
+        return MG_FFI_INVALID;
     }
     mg_router_finalize(r);
     fake_req f;
@@ -86,22 +94,18 @@ MG_EXPORT int mg_router_eval(const char *rule, const char *method, const char *h
     return m == 1;
 }
 
-/* Builds a router from n rules (priorities[i] < 0 or priorities NULL: the
- * default) and returns the index of the rule that wins for the request, -1
- * if none matches, -2 (reason in err, "rule i: ...") if one does not
- * compile. */
-MG_EXPORT int mg_router_pick(const char **rules, const int *priorities, int n, const char *method,
-                             const char *host, const char *path, const char *query,
-                             const char *headers, const char *client_ip, char *err, size_t errlen)
+int mg_ffi_router_pick(const char **rules, const int *priorities, int n, const char *method,
+                       const char *host, const char *path, const char *query, const char *headers,
+                       const char *client_ip, char *err, size_t errlen)
 {
     mg_router *r = mg_router_new();
-    if (!r) return -2;
+    if (!r) return MG_FFI_NO_MEMORY;
     for (int i = 0; i < n; i++) {
         char why[256];
         if (mg_router_add(r, rules[i], priorities ? priorities[i] : -1, i, why, sizeof(why))) {
             if (err && errlen) snprintf(err, errlen, "rule %d: %s", i + 1, why);
             mg_router_free(r);
-            return -2;
+            return MG_FFI_INVALID;
         }
     }
     mg_router_finalize(r);
@@ -109,5 +113,5 @@ MG_EXPORT int mg_router_pick(const char **rules, const int *priorities, int n, c
     fill_input(&f, method, host, path, query, headers, client_ip);
     int m = mg_router_match(r, &f.in);
     mg_router_free(r);
-    return m;
+    return m >= 0 ? m : MG_FFI_DECLINED;
 }

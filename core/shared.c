@@ -14,7 +14,7 @@ static char *names[MG_SHARED_SLOTS];
 static int nnames;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-int mg_shared_counter_slot(const char *name)
+int mg_ffi_counter_slot(const char *name)
 {
     int slot = -1;
     pthread_mutex_lock(&lock);
@@ -30,13 +30,13 @@ out:
     return slot;
 }
 
-uint32_t mg_shared_counter_next(int slot)
+uint32_t mg_ffi_counter_next(int slot)
 {
     if (slot < 0 || slot >= MG_SHARED_SLOTS) return 0;
     return (uint32_t)atomic_fetch_add_explicit(&counters[slot], 1, memory_order_relaxed);
 }
 
-double mg_shared_counter_add(int slot, int64_t delta)
+double mg_ffi_counter_add(int slot, int64_t delta)
 {
     if (slot < 0 || slot >= MG_SHARED_SLOTS) return 0;
     /* relaxed is enough: the counter orders nothing but itself. The sum is
@@ -45,13 +45,13 @@ double mg_shared_counter_add(int slot, int64_t delta)
     return (double)(int64_t)((uint64_t)old + (uint64_t)delta);
 }
 
-double mg_shared_counter_get(int slot)
+double mg_ffi_counter_get(int slot)
 {
     if (slot < 0 || slot >= MG_SHARED_SLOTS) return 0;
     return (double)atomic_load_explicit(&counters[slot], memory_order_relaxed);
 }
 
-int mg_shared_inflight(uint32_t uid)
+int mg_ffi_inflight(uint32_t uid)
 {
     if (uid >= MG_MAX_TARGET_UIDS) return 0;
     return atomic_load_explicit(&mg_target_inflight[uid], memory_order_relaxed);

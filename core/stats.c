@@ -58,7 +58,7 @@ int mg_health_get(uint32_t suid)
                                      : 0;
 }
 
-void mg_ffi_set_health_reason(uint32_t suid, int state, const char *reason)
+void mg_ffi_set_health(uint32_t suid, int state, const char *reason)
 {
     if (suid >= MG_MAX_TARGET_UIDS) return;
     int old = atomic_exchange_explicit(&health[suid], (unsigned char)state, memory_order_relaxed);
@@ -77,11 +77,6 @@ void mg_ffi_set_health_reason(uint32_t suid, int state, const char *reason)
     if (old != state || !h->since) h->since = wall_now();
     if (old != state || (reason && reason[0]))
         snprintf(h->reason, sizeof(h->reason), "%s", reason ? reason : "");
-}
-
-void mg_ffi_set_health(uint32_t suid, int state)
-{
-    mg_ffi_set_health_reason(suid, state, NULL);
 }
 
 double mg_health_since(uint32_t suid, const char **reason)

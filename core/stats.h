@@ -4,6 +4,7 @@
 #ifndef MG_STATS_H
 #define MG_STATS_H
 
+#include "ffi.h"
 #include "snapshot.h"
 
 #include <stdatomic.h>
@@ -42,14 +43,11 @@ extern mg_global_stats mg_stats;
  * workers when they pick (a down target is skipped unless all are down). */
 enum { MG_HEALTH_UNCHECKED = 0, MG_HEALTH_UP = 1, MG_HEALTH_DOWN = 2 };
 int mg_health_get(uint32_t suid);
-MG_EXPORT void mg_ffi_set_health(uint32_t suid, int state);
-/* As mg_ffi_set_health, with the probe's reason (copied, truncated to 119
- * bytes; NULL or "" for none). Main thread only, like every health plugin. */
-MG_EXPORT void mg_ffi_set_health_reason(uint32_t suid, int state, const char *reason);
+/* Set by health plugins through mg_ffi_set_health (ffi.h), main thread only. */
 
 /* When the active state last changed (wall clock, seconds; 0: never) and
  * the reason given with it ("" when none). Main thread only; the reason
- * stays valid until the next mg_ffi_set_health* call for suid. */
+ * stays valid until the next mg_ffi_set_health call for suid. */
 double mg_health_since(uint32_t suid, const char **reason);
 
 /* Passive health, per suid, shared by all workers: consecutive failures

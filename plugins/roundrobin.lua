@@ -15,7 +15,9 @@ local function gcd(a, b)
     return a
 end
 
--- The smooth weighted sequence of target indexes for one full cycle.
+-- The smooth weighted sequence of target indexes for one full cycle:
+-- mg.smooth_pick run over the weights divided by their gcd.
+local NONE = {}
 local function sequence(targets)
     local g, total = 0, 0
     for _, t in ipairs(targets) do
@@ -25,17 +27,9 @@ local function sequence(targets)
     if total == 0 then return {} end
     local len = total / g
     if len > MAX_SEQUENCE then return nil end
-    local current, seq = {}, {}
-    for i = 1, #targets do current[i] = 0 end
-    for k = 1, len do
-        local best
-        for i, t in ipairs(targets) do
-            current[i] = current[i] + t.weight / g
-            if not best or current[i] > current[best] then best = i end
-        end
-        current[best] = current[best] - len
-        seq[k] = best
-    end
+    local reduced, current, seq = {}, {}, {}
+    for i, t in ipairs(targets) do reduced[i] = { weight = t.weight / g } end
+    for k = 1, len do seq[k] = smooth_pick(reduced, current, NONE) end
     return seq
 end
 

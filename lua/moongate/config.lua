@@ -168,12 +168,12 @@ local NAME = "^[%w_%.%-]+$"
 local function rule_checker()
     local ok, ffi = pcall(require, "ffi")
     if not ok then return nil end
-    pcall(ffi.cdef, "int mg_rule_check(const char *rule, char *err, size_t errlen);")
-    local found, fn = pcall(function() return ffi.C.mg_rule_check end)
-    if not found then return nil end
+    local core = require("moongate.ffi")
+    if not core.in_gateway then return nil end
+    local fn = core.C.mg_ffi_rule_check
     return function(rule)
         local buf = ffi.new("char[256]")
-        if fn(rule, buf, 256) ~= 0 then return ffi.string(buf) end
+        if fn(rule, buf, 256) ~= core.OK then return ffi.string(buf) end
     end
 end
 

@@ -2,8 +2,8 @@
 -- the ACME client): require("moongate").crypto. Keys and certificates are
 -- PEM strings; byte strings are raw unless a name says base64url.
 -- Runtime failures return nil, err; misuse raises.
-local c = rawget(_G, "__mg_crypto")
-local json = rawget(_G, "__moongate_json") -- jansson (init.lua's mg.json; no require loop)
+local c = package.loaded["moongate.c.crypto"]
+local json = package.loaded["moongate.c.json"] -- jansson (init.lua's mg.json; no require loop)
 
 local _M = {}
 

@@ -12,6 +12,7 @@
 -- after the first.
 local plugins = require("moongate.plugins")
 local mg = require("moongate")
+local internal = require("moongate.internal")
 
 local _M = {}
 
@@ -128,7 +129,7 @@ function _M.start(providers_literal, dir)
             end
             published_any = true
             mg.spawn(function()
-                mg._plugin = plugin.name
+                internal.plugin = plugin.name
                 local ok, perr = pcall(plugin.start, ctx)
                 if not ok and gen == generation then
                     mg.log.err("provider ", name, " stopped: ", tostring(perr))

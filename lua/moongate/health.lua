@@ -8,11 +8,11 @@
 local plugins = require("moongate.plugins")
 local schema = require("moongate.schema")
 local mg = require("moongate")
-local ffi = require("ffi")
+local core = require("moongate.ffi")
+local internal = require("moongate.internal")
 
-pcall(ffi.cdef, "void mg_ffi_set_health_reason(uint32_t suid, int state, const char *reason);")
 -- the reason and the time of a change are shown by the admin API
-local set_health = mg.in_gateway and ffi.C.mg_ffi_set_health_reason or function() end
+local set_health = core.in_gateway and core.C.mg_ffi_set_health or function() end
 
 local _M = {}
 
@@ -102,6 +102,7 @@ function _M.configure(services)
                 for _, t in ipairs(svc.targets) do
                     mg.spawn(function()
                         while gen == generation do
+                            internal.plugin = plugin.name -- its log lines and timers
                             local ok, why = plugin.check(t, hc)
                             if gen ~= generation then return end
                             record(svc, t, ok, why, hc)

@@ -2,123 +2,45 @@
 -- Hot paths go through LuaJIT's FFI into the gateway binary. Outside the
 -- binary (plain luajit) the same functions work on local fallbacks, so a
 -- plugin's unit specs also run there.
-local ffi = require("ffi")
+local core = require("moongate.ffi")
+local internal = require("moongate.internal")
 
 local _M = { version = "0.1.0" }
 
-ffi.cdef([[
-int mg_shared_counter_slot(const char *name);
-uint32_t mg_shared_counter_next(int slot);
-double mg_shared_counter_add(int slot, int64_t delta);
-double mg_shared_counter_get(int slot);
-int mg_shared_inflight(uint32_t uid);
-void mg_ffi_log(int level, const char *msg, size_t len);
-double mg_ffi_now(void);
-]])
-
-local C = ffi.C
-local in_gateway = pcall(function() return C.mg_shared_counter_slot end)
+local C = core.C
+local in_gateway = core.in_gateway
 _M.in_gateway = in_gateway
 
--- ---- time -----------------------------------------------------------------
-
-local test_clock -- set by specs: time then only moves when they advance it
+-- ---- time and timers -------------------------------------------------------
+-- (lua/moongate/internal.lua keeps the clock and the timer queue.)
 
 -- Seconds, monotonic, as a float.
-function _M.now()
-    if test_clock then return test_clock end
-    if in_gateway then return C.mg_ffi_now() end
-    return os.clock()
-end
+_M.now = internal.now
 
--- ---- timers ---------------------------------------------------------------
--- Timers run on the worker's loop (checked on its 100 ms tick, or at once
--- when a spec advances the test clock). A timer belongs to the plugin that
--- started it and is cancelled when that plugin is reloaded or unloaded.
-
-local timers = {}
-local Timer = {}
-Timer.__index = Timer
-
-function Timer:cancel() self.cancelled = true end
-
-local function add_timer(delay, fn, every)
-    if type(delay) ~= "number" or delay < 0 then error("timer delay must be a number >= 0", 3) end
-    if type(fn) ~= "function" then error("timer callback must be a function", 3) end
-    local t = setmetatable({ at = _M.now() + delay, fn = fn, every = every,
-                             owner = _M._plugin }, Timer)
-    timers[#timers + 1] = t
-    return t
-end
-
+-- Timers run on the worker's loop (checked on its 100 ms tick). A timer
+-- belongs to the plugin that started it and is cancelled when that plugin
+-- is reloaded or unloaded.
+local add_timer = internal.add_timer
+-- (no tail calls: a bad argument's error names the caller's line)
 _M.timer = {
-    after = function(delay, fn) return add_timer(delay, fn, nil) end,
+    after = function(delay, fn)
+        local t = add_timer(delay, fn, nil, 2)
+        return t
+    end,
     every = function(interval, fn)
         if type(interval) ~= "number" or interval <= 0 then error("interval must be > 0", 2) end
-        return add_timer(interval, fn, interval)
+        local t = add_timer(interval, fn, interval, 2)
+        return t
     end,
 }
 
--- Runs due timers; called by the runtime's tick and by advance().
-function _M._run_timers()
-    local now = _M.now()
-    local i = 1
-    while i <= #timers do
-        local t = timers[i]
-        if t.cancelled then
-            table.remove(timers, i)
-        elseif t.at <= now then
-            local saved = _M._plugin
-            _M._plugin = t.owner
-            local ok, err = pcall(t.fn)
-            _M._plugin = saved
-            if not ok then _M.log.err("timer of ", tostring(t.owner), " failed: ", tostring(err)) end
-            if t.every and not t.cancelled then
-                t.at = t.at + t.every
-                if t.at <= now then t.at = now + t.every end
-                i = i + 1
-            else
-                table.remove(timers, i)
-            end
-        else
-            i = i + 1
-        end
-    end
-end
-
--- Cancels every timer started by plugin name (nil: all of them).
-function _M._cancel_timers(owner)
-    for _, t in ipairs(timers) do
-        if owner == nil or t.owner == owner then t.cancelled = true end
-    end
-end
-
-function _M._timer_count()
-    local n = 0
-    for _, t in ipairs(timers) do if not t.cancelled then n = n + 1 end end
-    return n
-end
-
 -- Specs: freeze time at `seconds`; mg.now() then only moves with advance().
-function _M.set_test_clock(seconds)
-    test_clock = seconds
-end
+_M.set_test_clock = internal.set_test_clock
 
 -- Specs: moves the test clock forward and runs the timers that came due,
 -- in order, as the worker's tick would.
 function _M.advance(seconds)
-    if not test_clock then error("call mg.set_test_clock first", 2) end
-    local target = test_clock + seconds
-    while true do
-        local next_at
-        for _, t in ipairs(timers) do
-            if not t.cancelled and t.at <= target and (not next_at or t.at < next_at) then next_at = t.at end
-        end
-        if not next_at then break end
-        test_clock = next_at
-        _M._run_timers()
-    end
-    test_clock = target
+    internal.advance(seconds)
 end
 
 -- ---- logging --------------------------------------------------------------
@@ -129,7 +51,7 @@ for name, level in pairs(LEVELS) do
     _M.log[name] = function(...)
         local parts = { ... }
         for i = 1, select("#", ...) do parts[i] = tostring(parts[i]) end
-        local msg = "[" .. (_M._plugin or "lua") .. "] " .. table.concat(parts)
+        local msg = "[" .. (internal.plugin or "lua") .. "] " .. table.concat(parts)
         if in_gateway then
             C.mg_ffi_log(level, msg, #msg)
         else
@@ -140,7 +62,7 @@ end
 
 -- ---- JSON (jansson in the gateway) ----------------------------------------
 
-local json_c = rawget(_G, "__moongate_json")
+local json_c = package.loaded["moongate.c.json"] -- core/lua_json.c
 _M.json = {
     encode = function(v)
         if not json_c then error("mg.json needs the moongate binary", 2) end
@@ -196,7 +118,7 @@ local TWO32, TWO53 = 4294967296, 9007199254740992
 
 -- The value before the increment, mod 2^32; adds one.
 function Counter:next()
-    if self.slot then return C.mg_shared_counter_next(self.slot) end
+    if self.slot then return C.mg_ffi_counter_next(self.slot) end
     local v = self.value
     self.value = v + 1
     return v % TWO32
@@ -209,13 +131,13 @@ function Counter:add(n)
     elseif type(n) ~= "number" or n % 1 ~= 0 or n >= TWO53 or n <= -TWO53 then
         error("counter:add expects an integer, got " .. tostring(n), 2)
     end
-    if self.slot then return C.mg_shared_counter_add(self.slot, n) end
+    if self.slot then return C.mg_ffi_counter_add(self.slot, n) end
     self.value = self.value + n
     return self.value
 end
 
 function Counter:get()
-    if self.slot then return C.mg_shared_counter_get(self.slot) end
+    if self.slot then return C.mg_ffi_counter_get(self.slot) end
     return self.value
 end
 
@@ -225,7 +147,7 @@ local warned_full
 function _M.counter(name)
     if type(name) ~= "string" then error("counter name must be a string", 2) end
     if in_gateway then
-        local slot = C.mg_shared_counter_slot(name)
+        local slot = C.mg_ffi_counter_slot(name)
         if slot >= 0 then return setmetatable({ slot = slot }, Counter) end
         if not warned_full then
             warned_full = true
@@ -242,7 +164,7 @@ end
 
 -- In-flight requests to a target across all workers.
 function _M.inflight(target)
-    if in_gateway and target.uid then return C.mg_shared_inflight(target.uid) end
+    if in_gateway and target.uid then return C.mg_ffi_inflight(target.uid) end
     return target.inflight or 0
 end
 
@@ -268,7 +190,7 @@ end
 
 -- ---- async I/O (control plane and specs) ---------------------------------
 
-if rawget(_G, "__mg_io") then
+if package.loaded["moongate.c.io"] then
     local aio = require("moongate.io")
     _M.http = { request = aio.request, stream = aio.stream, parse_url = aio.parse_url }
     _M.sleep = aio.sleep
@@ -276,7 +198,7 @@ if rawget(_G, "__mg_io") then
     _M.spawn = aio.spawn
     _M.run = aio.run
 end
-if rawget(_G, "__mg_crypto") then
+if package.loaded["moongate.c.crypto"] then
     _M.crypto = require("moongate.crypto")
     _M.tls = require("moongate.tls")
 end

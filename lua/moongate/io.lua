@@ -4,7 +4,7 @@
 -- resumed with the result. Errors are return values: nil, "reason".
 local _M = {}
 
-local io_c = rawget(_G, "__mg_io")
+local io_c = package.loaded["moongate.c.io"] -- core/lua_io.c
 local co_running, co_yield, co_create, co_resume = coroutine.running, coroutine.yield,
     coroutine.create, coroutine.resume
 

@@ -7,6 +7,7 @@
 -- after 10 s, doubling up to an hour, while handshakes go on without a
 -- staple (or with the last good one while it is valid).
 local mg = require("moongate")
+local internal = require("moongate.internal")
 
 local _M = {}
 
@@ -73,7 +74,7 @@ function _M.run(t, on)
     if not on then return end
     local gen = generation
     mg.spawn(function()
-        mg._plugin = "ocsp"
+        internal.plugin = "ocsp"
         while gen == generation do
             local ok, err = pcall(_M.pass, t, os.time())
             if not ok then mg.log.err("ocsp: ", tostring(err)) end

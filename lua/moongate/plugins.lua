@@ -1,9 +1,11 @@
 -- Finds, loads and validates plugins. A plugin is plugins_dir/NAME.lua or
 -- plugins_dir/NAME/init.lua; built-in plugins are embedded in the binary and
 -- used when plugins_dir has no file of that name.
+local plugin_env = require("moongate.plugin_env")
+
 local _M = {}
 
-local embedded = rawget(_G, "__moongate_embedded")
+local embedded = package.loaded["moongate.c.embedded"] -- core/lua_env.c
 
 local function read_file(path)
     local f = io.open(path, "rb")
@@ -71,9 +73,9 @@ function _M.load(name, dir, kind)
     if not src then return nil, chunk end
     local fn, err = loadstring(src, "@" .. chunk)
     if not fn then return nil, err end
-    -- Each plugin gets its own globals table so that one plugin's stray
-    -- global cannot leak into another.
-    setfenv(fn, setmetatable({}, { __index = _G }))
+    -- Each plugin gets its own globals, which do not fall through to _G:
+    -- one plugin's stray global cannot leak into another (plugin_env.lua).
+    setfenv(fn, plugin_env.new())
     local ok, mod = pcall(fn)
     if not ok then return nil, tostring(mod) end
     if type(mod) ~= "table" then

@@ -3,37 +3,32 @@
 -- handling right now, so nothing is copied unless a plugin asks for it.
 -- Valid only during a hook or pick call.
 local ffi = require("ffi")
+local core = require("moongate.ffi")
 
 local _M = {}
 
-ffi.cdef([[
-int mg_ffi_req_field(int which, const char **p, size_t *len);
-int mg_ffi_req_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen);
-int mg_ffi_req_header_count(void);
-int mg_ffi_req_header_at(int i, const char **n, size_t *nlen, const char **v, size_t *vlen);
-int mg_ffi_req_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode);
-int mg_ffi_req_set_path(const char *p, size_t len);
-int mg_ffi_req_set_service(const char *name);
-int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen);
-int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *v, size_t vlen);
-int mg_ffi_resp_status(void);
-int mg_ffi_resp_set_status(int status);
-int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen);
-int mg_ffi_resp_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode);
-]])
-
-local C = ffi.C
+local C = core.C
+local OK, DECLINED, INVALID, WRONG_PHASE, NO_REQUEST =
+    core.OK, core.DECLINED, core.INVALID, core.WRONG_PHASE, core.NO_REQUEST
+local no_request = core.no_request
 local ffi_string = ffi.string
 local pp = ffi.new("const char *[2]")
 local lp = ffi.new("size_t[2]")
 
-local FIELDS = { method = 0, path = 1, query = 2, host = 3, client_ip = 4, http_version = 5,
-                 target = 6, service = 7, scheme = 8, sni = 9, tls_version = 10, tls_alpn = 11 }
-local TLS_RESUMED = 12
+local FIELDS = core.FIELDS
+local TLS_RESUMED = FIELDS.tls_resumed
 
-local function field(which)
-    if C.mg_ffi_req_field(which, pp, lp) ~= 0 then return nil end
-    return ffi_string(pp[0], lp[0])
+local function field(which, name)
+    local rc = C.mg_ffi_req_field(which, pp, lp)
+    if rc == OK then return ffi_string(pp[0], lp[0]) end
+    if rc == NO_REQUEST then no_request("req." .. name, 3) end
+    return nil
+end
+
+-- rc of a call that has no other failure than "no request".
+local function check_request(rc, what)
+    if rc == NO_REQUEST then no_request(what, 3) end
+    return rc
 end
 
 -- Type check only: the C side refuses CR, LF and NUL (one check, in one
@@ -55,9 +50,13 @@ local Req = {}
 
 local req = setmetatable({}, {
     __index = function(t, k)
+        -- no tail calls: a missing request's error names the plugin's line
+        if k == "tls_resumed" then return field(TLS_RESUMED, k) == "1" end
         local f = FIELDS[k]
-        if f then return field(f) end
-        if k == "tls_resumed" then return field(TLS_RESUMED) == "1" end
+        if f then
+            local v = field(f, k)
+            return v
+        end
         if k == "ctx" then return _M.ctx_of() end
         return Req[k]
     end,
@@ -65,37 +64,53 @@ local req = setmetatable({}, {
 _M.req = req
 
 function Req:header(name)
-    if C.mg_ffi_req_header(name, #name, 0, pp, lp) == 1 then return ffi_string(pp[0], lp[0]) end
+    local rc = C.mg_ffi_req_header(name, #name, 0, pp, lp)
+    if rc == OK then return ffi_string(pp[0], lp[0]) end
+    check_request(rc, "req:header")
     return nil
 end
 
 -- All values of a header, in order.
 function Req:header_values(name)
     local out, i = {}, 0
-    while C.mg_ffi_req_header(name, #name, i, pp, lp) == 1 do
+    while true do
+        local rc = C.mg_ffi_req_header(name, #name, i, pp, lp)
+        if rc ~= OK then
+            check_request(rc, "req:header_values")
+            return out
+        end
         i = i + 1
         out[i] = ffi_string(pp[0], lp[0])
     end
-    return out
 end
 
 -- { {name, value}, ... } in arrival order.
 function Req:headers()
     local out = {}
-    for i = 0, C.mg_ffi_req_header_count() - 1 do
-        if C.mg_ffi_req_header_at(i, pp, lp, pp + 1, lp + 1) == 1 then
+    for i = 0, check_request(C.mg_ffi_req_header_count(), "req:headers") - 1 do
+        if C.mg_ffi_req_header_at(i, pp, lp, pp + 1, lp + 1) == OK then
             out[#out + 1] = { ffi_string(pp[0], lp[0]), ffi_string(pp[1], lp[1]) }
         end
     end
     return out
 end
 
+local HOW = { [0] = "req:set_header", "req:add_header", "req:remove_header" }
+
+-- Raises for every code but OK; level as for error(), from the caller.
+local function header_error(rc, name, what, phase_msg, level)
+    level = level + 1
+    if rc == INVALID then error(BAD_VALUE .. " ('" .. name .. "')", level) end
+    if rc == WRONG_PHASE then error(phase_msg, level) end
+    if rc == NO_REQUEST then no_request(what, level) end
+    error(what .. " failed (out of memory)", level)
+end
+
 local function set_header(name, value, mode)
     name = check_value(name, "header name")
     if value ~= nil then value = check_value(value, "header value") end
     local rc = C.mg_ffi_req_set_header(name, #name, value, value and #value or 0, mode)
-    if rc == -1 then error(BAD_VALUE .. " ('" .. name .. "')", 3) end
-    if rc == -2 then error("request headers can only change in on_request", 3) end
+    if rc ~= OK then header_error(rc, name, HOW[mode], "request headers can only change in on_request", 3) end
 end
 
 function Req:set_header(name, value) set_header(name, value, 0) end
@@ -115,14 +130,18 @@ end
 function Req:set_path(p)
     if type(p) ~= "string" then error("path must be a string", 2) end
     local rc = C.mg_ffi_req_set_path(p, #p)
-    if rc == -1 then error("invalid path '" .. p .. "' (must start with / and have no spaces)", 2) end
-    if rc == -2 then error("the path can only change in on_request", 2) end
+    if rc == OK then return end
+    if rc == INVALID then error("invalid path '" .. p .. "' (must start with / and have no spaces)", 2) end
+    if rc == WRONG_PHASE then error("the path can only change in on_request", 2) end
+    if rc == NO_REQUEST then no_request("req:set_path", 2) end
+    error("req:set_path failed (out of memory)", 2)
 end
 
 function Req:set_service(name)
     local rc = C.mg_ffi_req_set_service(tostring(name))
-    if rc == -1 then error("unknown service '" .. tostring(name) .. "'", 2) end
-    if rc == -2 then error("the service can only change in on_request", 2) end
+    if rc == DECLINED then error("unknown service '" .. tostring(name) .. "'", 2) end
+    if rc == WRONG_PHASE then error("the service can only change in on_request", 2) end
+    if rc == NO_REQUEST then no_request("req:set_service", 2) end
 end
 
 -- Answers the request here; no upstream is contacted.
@@ -135,14 +154,15 @@ function Req:respond(status, body, headers)
     for k, v in pairs(headers or {}) do
         k = check_value(k, "header name")
         v = check_value(v, "header value")
-        if k:find("[^%w!#$%%&'*+.^_`|~-]") or v:find("[\r\n%z]") then
-            error(BAD_VALUE .. " ('" .. k .. "')", 2)
-        end
+        if C.mg_ffi_header_valid(k, #k, v, #v) ~= OK then error(BAD_VALUE .. " ('" .. k .. "')", 2) end
         lines[#lines + 1] = k .. ": " .. v .. "\r\n"
     end
     local h = table.concat(lines)
-    if C.mg_ffi_req_respond(status, body, #body, h, #h) ~= 0 then
-        error("cannot respond: a response is already on its way", 2)
+    local rc = C.mg_ffi_req_respond(status, body, #body, h, #h)
+    if rc ~= OK then
+        if rc == NO_REQUEST then no_request("req:respond", 2) end
+        if rc == WRONG_PHASE then error("cannot respond: a response is already on its way", 2) end
+        error("req:respond failed (out of memory)", 2)
     end
     _M.responded = true
 end
@@ -150,32 +170,39 @@ end
 function Req:add_response_header(name, value)
     name = check_value(name, "header name")
     value = check_value(value, "header value")
-    if C.mg_ffi_resp_add_header(name, #name, value, #value) ~= 0 then
-        error(BAD_VALUE .. " ('" .. name .. "')", 2)
-    end
+    local rc = C.mg_ffi_resp_add_header(name, #name, value, #value)
+    if rc ~= OK then header_error(rc, name, "req:add_response_header", "", 2) end
 end
 
 -- The response, in on_response (read and change) and on_log (read).
 local Res = {}
 local res = setmetatable({}, {
     __index = function(t, k)
-        if k == "status" then return C.mg_ffi_resp_status() end
+        if k == "status" then
+            local v = check_request(C.mg_ffi_resp_status(), "res.status") -- not a tail call
+            return v
+        end
         return Res[k]
     end,
 })
 _M.res = res
 
 function Res:header(name)
-    if C.mg_ffi_resp_header(name, #name, 0, pp, lp) == 1 then return ffi_string(pp[0], lp[0]) end
+    local rc = C.mg_ffi_resp_header(name, #name, 0, pp, lp)
+    if rc == OK then return ffi_string(pp[0], lp[0]) end
+    check_request(rc, "res:header")
     return nil
 end
+
+local RES_HOW = { [0] = "res:set_header", "res:add_header", "res:remove_header" }
 
 local function set_resp_header(name, value, mode)
     name = check_value(name, "header name")
     if value ~= nil then value = check_value(value, "header value") end
     local rc = C.mg_ffi_resp_set_header(name, #name, value, value and #value or 0, mode)
-    if rc == -1 then error(BAD_VALUE .. " ('" .. name .. "')", 3) end
-    if rc == -2 then error("response headers can only change in on_response", 3) end
+    if rc ~= OK then
+        header_error(rc, name, RES_HOW[mode], "response headers can only change in on_response", 3)
+    end
 end
 
 function Res:set_header(name, value) set_resp_header(name, value, 0) end
@@ -183,9 +210,9 @@ function Res:add_header(name, value) set_resp_header(name, value, 1) end
 function Res:remove_header(name) set_resp_header(name, nil, 2) end
 
 function Res:set_status(status)
-    if C.mg_ffi_resp_set_status(tonumber(status) or 0) ~= 0 then
-        error("the status can only change in on_response, to 200..999", 2)
-    end
+    local rc = C.mg_ffi_resp_set_status(tonumber(status) or 0)
+    if rc == NO_REQUEST then no_request("res:set_status", 2) end
+    if rc ~= OK then error("the status can only change in on_response, to 200..999", 2) end
 end
 
 return _M

@@ -5,15 +5,15 @@
 local plugins = require("moongate.plugins")
 local request = require("moongate.request")
 local mg = require("moongate")
+local internal = require("moongate.internal")
 
 local _M = {}
 
-local ffi = require("ffi")
-ffi.cdef("void mg_ffi_busy_plugin(const char *name, size_t len); void mg_ffi_want_log(void);")
-local busy_plugin = mg.in_gateway and ffi.C.mg_ffi_busy_plugin or function() end
+local core = require("moongate.ffi")
+local busy_plugin = core.in_gateway and core.C.mg_ffi_busy_plugin or function() end
 -- Tells the core that this request now has state here (a ctx table made
 -- outside on_request), so it must call on_log at the end to forget it.
-_M.want_log = mg.in_gateway and ffi.C.mg_ffi_want_log or function() end
+_M.want_log = core.in_gateway and core.C.mg_ffi_want_log or function() end
 
 local select, error, pairs = select, error, pairs
 local req, res = request.req, request.res
@@ -59,7 +59,7 @@ end
 
 -- A new plugin generation (a file changed): load modules afresh.
 function _M.new_generation(dir)
-    for _, mod in pairs(loaded) do mg._cancel_timers(mod.name) end
+    for _, mod in pairs(loaded) do internal.cancel_timers(mod.name) end
     for _, inst in pairs(instances) do
         if inst.mod.destroy then pcall(inst.mod.destroy, inst.conf) end
     end
@@ -105,9 +105,9 @@ function _M.set_service(version, idx, name, balancer, opts_literal, targets)
     local mod = load(balancer, "balancer")
     local index_of = {}
     for i = 1, #targets do index_of[targets[i]] = i end
-    mg._plugin = mod.name
+    internal.plugin = mod.name
     local state = mod.new(targets, plugins.deserialize(opts_literal), { name = name })
-    mg._plugin = nil
+    internal.plugin = nil
     e.services[idx] = {
         name = name, mod = mod, pick = mod.pick, report = mod.report, state = state,
         targets = targets, index_of = index_of,
@@ -130,9 +130,9 @@ function _M.set_chains(version, literal)
                 local mod = load(m.plugin, "middleware")
                 local conf = m.conf or {}
                 if mod.init then
-                    mg._plugin = mod.name
+                    internal.plugin = mod.name
                     local v = mod.init(conf)
-                    mg._plugin = nil
+                    internal.plugin = nil
                     if v ~= nil then conf = v end
                 end
                 shared = { mod = mod, conf = conf }
@@ -206,10 +206,10 @@ function _M.on_request(version, route, id)
         local m = chain[i]
         local f = m.mod.on_request
         if f then
-            mg._plugin = m.mod.name
+            internal.plugin = m.mod.name
             busy_plugin(m.name, #m.name)
             f(m.conf, req)
-            mg._plugin = nil
+            internal.plugin = nil
             if request.responded then break end
         end
     end
@@ -226,10 +226,10 @@ function _M.on_response(id)
         local m = chain[i]
         local f = m.mod.on_response
         if f then
-            mg._plugin = m.mod.name
+            internal.plugin = m.mod.name
             busy_plugin(m.name, #m.name)
             f(m.conf, req, res)
-            mg._plugin = nil
+            internal.plugin = nil
         end
     end
 end
@@ -244,9 +244,9 @@ function _M.on_log(id)
             local m = chain[i]
             local f = m.mod.on_log
             if f then
-                mg._plugin = m.mod.name
+                internal.plugin = m.mod.name
                 local ok, err = pcall(f, m.conf, req, res)
-                mg._plugin = nil
+                internal.plugin = nil
                 if not ok then mg.log.err("on_log of ", m.name, " failed: ", tostring(err)) end
             end
         end
@@ -257,7 +257,7 @@ end
 
 -- The worker's tick (every 100 ms): plugin timers.
 function _M.tick()
-    mg._run_timers()
+    internal.run_timers()
 end
 
 return _M

@@ -17,7 +17,8 @@
 --   ctx.set_http01(token, key_authorization | nil)        ACME HTTP-01 answers
 --   ctx.set_alpn01(name, cert_pem | nil, key_pem)         ACME TLS-ALPN-01 certificates
 local plugins = require("moongate.plugins")
-local t = rawget(_G, "__mg_tls")
+local internal = require("moongate.internal")
+local t = package.loaded["moongate.c.tls"]
 
 local _M = {}
 
@@ -124,7 +125,7 @@ function _M.start_sources(literal, dir)
                 running[name] = st
                 local ctx = source_ctx(name, r, conf.domains and conf.domains[name] or {}, st)
                 mg.spawn(function()
-                    mg._plugin = plugin.name or r.plugin or "acme"
+                    internal.plugin = plugin.name or r.plugin or "acme"
                     local ok, perr = pcall(plugin.start, ctx)
                     if not ok and running[name] == st then
                         mg.log.err("certificate source ", name, " stopped: ", tostring(perr))

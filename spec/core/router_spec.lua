@@ -2,20 +2,8 @@
 -- core/router_ffi.c: every rule below is compiled and matched by the same C
 -- code the proxy runs.
 local ffi = require("ffi")
-
-for _, decl in ipairs({
-    [[int mg_router_eval(const char *rule, const char *method, const char *host,
-                         const char *path, const char *query, const char *headers,
-                         const char *client_ip, char *err, size_t errlen);]],
-    [[int mg_router_pick(const char **rules, const int *priorities, int n,
-                         const char *method, const char *host, const char *path,
-                         const char *query, const char *headers, const char *client_ip,
-                         char *err, size_t errlen);]],
-    [[int mg_rule_check(const char *rule, char *err, size_t errlen);]],
-}) do
-    pcall(ffi.cdef, decl) -- another spec may have declared it already
-end
-local C = ffi.C
+local core = require("moongate.ffi") -- declares them
+local C = core.C
 
 local function headers_text(h)
     if type(h) ~= "table" then return h end
@@ -28,7 +16,7 @@ end
 local function matches(rule, req)
     req = req or {}
     local err = ffi.new("char[256]")
-    local rc = C.mg_router_eval(rule, req.method, req.host, req.path, req.query,
+    local rc = C.mg_ffi_router_eval(rule, req.method, req.host, req.path, req.query,
                                 headers_text(req.headers), req.ip, err, 256)
     if rc < 0 then error("rule did not compile: " .. ffi.string(err), 2) end
     return rc == 1
@@ -37,7 +25,7 @@ end
 -- Returns nil for a valid rule, else the error message.
 local function check(rule)
     local err = ffi.new("char[256]")
-    if C.mg_rule_check(rule, err, 256) == 0 then return nil end
+    if C.mg_ffi_rule_check(rule, err, 256) == 0 then return nil end
     return ffi.string(err)
 end
 
@@ -52,9 +40,9 @@ local function pick(routes, req)
         prios[i - 1] = r[2] or -1
     end
     local err = ffi.new("char[256]")
-    local rc = C.mg_router_pick(rules, prios, n, req.method, req.host, req.path, req.query,
+    local rc = C.mg_ffi_router_pick(rules, prios, n, req.method, req.host, req.path, req.query,
                                 headers_text(req.headers), req.ip, err, 256)
-    if rc == -2 then error(ffi.string(err), 2) end
+    if rc == core.INVALID then error(ffi.string(err), 2) end
     return rc >= 0 and rc + 1 or nil
 end
 
@@ -664,15 +652,15 @@ describe("router", function()
             assert.matches("nests deeper", check(("!"):rep(65) .. "Host(`a`)"))
         end)
 
-        it("are returned by mg_router_eval as -1", function()
+        it("are returned by mg_ffi_router_eval as MG_FFI_INVALID", function()
             local err = ffi.new("char[64]")
-            assert.equals(-1, C.mg_router_eval("Nope(`x`)", nil, nil, nil, nil, nil, nil, err, 64))
+            assert.equals(core.INVALID, C.mg_ffi_router_eval("Nope(`x`)", nil, nil, nil, nil, nil, nil, err, 64))
             assert.equals("unknown matcher 'Nope' at column 1", ffi.string(err))
         end)
 
         it("fit a small buffer without overflowing it", function()
             local err = ffi.new("char[8]")
-            assert.equals(-1, C.mg_rule_check("Hots(`a`)", err, 8))
+            assert.equals(core.INVALID, C.mg_ffi_rule_check("Hots(`a`)", err, 8))
             assert.equals("unknown", ffi.string(err))
         end)
     end)

@@ -12,7 +12,7 @@ describe("moongate test", function()
     end)
 
     it("gives specs the binary's own FFI functions", function()
-        require("moongate") -- declares them (its ffi.cdef)
+        require("moongate") -- declares them (through moongate.ffi)
         local ffi = require("ffi")
         local t1 = ffi.C.mg_ffi_now()
         assert.equal("number", type(t1))
@@ -21,9 +21,20 @@ describe("moongate test", function()
     end)
 
     it("gives specs the Lua library embedded in the binary", function()
-        local embedded = rawget(_G, "__moongate_embedded")
+        local embedded = package.loaded["moongate.c.embedded"]
         assert.is_function(embedded)
         assert.truthy(embedded("lua/moongate/init.lua"):find("local _M", 1, true))
         assert.truthy(embedded("lua/moongate/test/backend.py"))
+    end)
+
+    it("hands the core's C functions to the library, not to _G", function()
+        for name in pairs(_G) do
+            assert.falsy(tostring(name):find("^__m"), "global " .. tostring(name))
+        end
+        for _, m in ipairs({ "moongate.c.embedded", "moongate.c.json", "moongate.c.io" }) do
+            assert.truthy(package.loaded[m], m)
+        end
+        assert.is_function(require("moongate").json.encode)
+        assert.is_function(require("moongate").http.request)
     end)
 end)

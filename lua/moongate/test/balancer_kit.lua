@@ -37,7 +37,7 @@ local _M = {}
 -- Loads a plugin file the way the gateway does (its own globals table).
 function _M.load(path)
     local fn = lua_assert(loadfile(path))
-    setfenv(fn, setmetatable({}, { __index = _G }))
+    setfenv(fn, require("moongate.plugin_env").new()) -- as the gateway loads it
     return fn()
 end
 

@@ -232,7 +232,7 @@ local function script(name)
     local rel = "lua/moongate/test/" .. name
     local src = stat.stat(rel) and read_file(rel)
     if not src or src == "" then
-        local embedded = rawget(_G, "__moongate_embedded")
+        local embedded = package.loaded["moongate.c.embedded"]
         src = embedded and embedded(rel)
     end
     if not src then error("no " .. rel .. " on disk or in this binary (run the specs with moongate test)", 3) end

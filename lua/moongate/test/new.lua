@@ -392,7 +392,7 @@ function _M.main(fs, args)
         end
         io.stdout:write("wrote ", f[2], "\n")
     end
-    local embedded = rawget(_G, "__moongate_embedded")
+    local embedded = package.loaded["moongate.c.embedded"]
     if embedded and embedded("plugins/" .. name .. ".lua") then
         io.stdout:write("note: your ", name, " replaces the built-in plugin of that name\n")
     end
