@@ -138,4 +138,14 @@ function _M.source(req, depth, excluded)
     return req.client_ip
 end
 
+-- What a request is counted by (Traefik's sourceCriterion), for
+-- inflight_req and rate_limit: crit.header (a request header's value, "-"
+-- when absent), crit.host (the Host), else the address ipnet.source picks
+-- with crit.depth and crit.excluded. Returns nil when depth finds none.
+function _M.key(req, crit)
+    if crit.header then return req:header(crit.header) or "-" end
+    if crit.host then return req.host or "-" end
+    return _M.source(req, crit.depth, crit.excluded)
+end
+
 return _M
