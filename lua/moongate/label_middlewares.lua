@@ -157,6 +157,12 @@ TYPES.ipwhitelist = TYPES.ipallowlist
 local MISSING = { forwardauth = "refuse", errors = "skip", retry = "skip", compress = "skip",
                   digestauth = "refuse", passtlsclientcert = "skip", contenttype = "skip", grpcweb = "skip" }
 
+function _M.warn(...)
+    local ok, mg = pcall(require, "moongate")
+    if ok and mg.log then mg.log.warn(...) end
+end
+local warn = _M.warn
+
 -- Fixes what differs in shape between Traefik's options and moongate's.
 local function finish(kind, opts)
     if kind == "ratelimit" then
@@ -169,6 +175,15 @@ local function finish(kind, opts)
     if kind == "ratelimit" or kind == "inflightreq" then
         if opts.header then opts.key = "header" end
         if opts.key == true then opts.key = "host" elseif opts.key == false then opts.key = nil end
+    end
+    if kind == "buffering" then
+        for _, k in ipairs({ "max_response_body_bytes", "mem_request_body_bytes", "mem_response_body_bytes",
+                             "retry_expression" }) do
+            if opts[k] ~= nil then
+                opts[k] = nil
+                _M.warn("buffering: ", k, " is not supported yet; ignored")
+            end
+        end
     end
     if kind == "chain" then
         for i, m in ipairs(opts.middlewares or {}) do opts.middlewares[i] = strip_provider(m) end
@@ -289,10 +304,6 @@ function _M.router_middlewares(labels)
     return out
 end
 
-local function warn(...)
-    local ok, mg = pcall(require, "moongate")
-    if ok and mg.log then mg.log.warn(...) end
-end
 
 -- Appends what `entry` (a name or a table) stands for; chains defined on
 -- the container are expanded into their members here, since the config
