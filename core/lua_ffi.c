@@ -181,6 +181,17 @@ int mg_ffi_req_set_service(const char *name)
     return 0;
 }
 
+int mg_ffi_req_set_retries(int retries, double initial_interval)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || r->up || r->target >= 0) return -2;
+    if (retries < 0 || retries > 10 || !(initial_interval >= 0) || initial_interval > 60) return -1;
+    r->retries_set = 1;
+    r->retries_max = (uint8_t)retries;
+    r->backoff_ms = (uint32_t)(initial_interval * 1000.0);
+    return 0;
+}
+
 int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen)
 {
     mg_req *r = mg_ffi_current;

@@ -44,6 +44,10 @@ MG_EXPORT int mg_ffi_req_set_header(const char *name, size_t nlen, const char *v
                                     int mode);
 MG_EXPORT int mg_ffi_req_set_path(const char *p, size_t len);
 MG_EXPORT int mg_ffi_req_set_service(const char *name);
+/* Retries for this request (the retry middleware): up to `retries` extra
+ * tries after failures, waiting initial_interval seconds before the first
+ * and twice as long before each next one. -2 once the upstream was tried. */
+MG_EXPORT int mg_ffi_req_set_retries(int retries, double initial_interval);
 /* Answers the request without an upstream. headers: "Name: value\r\n" lines,
  * already validated by the caller. */
 MG_EXPORT int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers,

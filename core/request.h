@@ -101,10 +101,14 @@ struct mg_req {
     mg_upconn *up;     /* the upstream connection of the current try */
     mg_snapshot *snap; /* pinned for all tries */
     int svc;
-    int target;  /* index in the service, -1 before the first pick */
-    int route;   /* matched route index, -1 before routing */
-    int tries;   /* entries in tried[] (reset when a held request goes again) */
-    int charged; /* failed tries that count against upstream.retries */
+    int target;          /* index in the service, -1 before the first pick */
+    int route;           /* matched route index, -1 before routing */
+    int tries;           /* entries in tried[] (reset when a held request goes again) */
+    int charged;         /* failed tries that count against upstream.retries */
+    uint8_t retries_set; /* req:set_retries: retries_max replaces upstream.retries */
+    uint8_t retries_max; /* extra tries after charged failures */
+    uint8_t backoff;     /* waiting in q_held for backoff_ms before the next try */
+    uint32_t backoff_ms; /* wait before the first retry, doubled for each next one */
     int tried[16];
     uint64_t held_since; /* ms (uv_now) when the request was first held, 0: never */
     mg_headers out;      /* response head, then trailers */

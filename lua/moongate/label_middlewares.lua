@@ -148,13 +148,16 @@ local TYPES = {
         retryexpression = { "retry_expression", "string" },
     } },
     chain = { plugin = "chain", opts = { middlewares = { "middlewares", "list" } } },
+    retry = { plugin = "retry", opts = {
+        attempts = { "attempts", "int" }, initialinterval = { "initial_interval", "duration" },
+    } },
 }
 TYPES.ipwhitelist = TYPES.ipallowlist
 
 -- Traefik types moongate has no middleware for yet (see docs/middlewares.md):
 -- a container that uses one is refused when the type guards access, and
 -- runs without it (with a warning) otherwise.
-local MISSING = { forwardauth = "refuse", errors = "skip", retry = "skip", compress = "skip",
+local MISSING = { forwardauth = "refuse", errors = "skip", compress = "skip",
                   digestauth = "refuse", passtlsclientcert = "skip", contenttype = "skip", grpcweb = "skip" }
 
 function _M.warn(...)

@@ -14,6 +14,7 @@ int mg_ffi_req_header_at(int i, const char **n, size_t *nlen, const char **v, si
 int mg_ffi_req_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode);
 int mg_ffi_req_set_path(const char *p, size_t len);
 int mg_ffi_req_set_service(const char *name);
+int mg_ffi_req_set_retries(int retries, double initial_interval);
 int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen);
 int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *v, size_t vlen);
 int mg_ffi_resp_status(void);
@@ -123,6 +124,16 @@ function Req:set_service(name)
     local rc = C.mg_ffi_req_set_service(tostring(name))
     if rc == -1 then error("unknown service '" .. tostring(name) .. "'", 2) end
     if rc == -2 then error("the service can only change in on_request", 2) end
+end
+
+-- Up to `retries` extra tries after failures that sent nothing usable,
+-- waiting initial_interval seconds before the first and twice as long
+-- before each next one (replaces upstream.retries for this request).
+function Req:set_retries(retries, initial_interval)
+    if type(retries) ~= "number" or retries % 1 ~= 0 then error("retries must be an integer", 2) end
+    local rc = C.mg_ffi_req_set_retries(retries, tonumber(initial_interval) or 0)
+    if rc == -1 then error("retries must be 0..10 and initial_interval 0..60 seconds", 2) end
+    if rc == -2 then error("retries can only change in on_request", 2) end
 end
 
 -- Answers the request here; no upstream is contacted.

@@ -113,6 +113,14 @@ describe("label_middlewares", function()
         assert.truthy(err:find("unknown middleware type teleport", 1, true), err)
     end)
 
+    it("maps retry's attempts and initialInterval", function()
+        assert.same({ { plugin = "retry", attempts = 4, initial_interval = 0.25 } }, specs({
+            ["traefik.http.routers.r.middlewares"] = "again",
+            ["traefik.http.middlewares.again.retry.attempts"] = "4",
+            ["traefik.http.middlewares.again.retry.initialInterval"] = "250ms",
+        }))
+    end)
+
     it("parses Go durations", function()
         assert.equal(0.1, lm.duration("100ms"))
         assert.equal(90, lm.duration("1m30s"))
