@@ -221,6 +221,14 @@ int mg_ffi_resp_status(void)
     return r ? r->status : 0;
 }
 
+int mg_ffi_resp_filter_body(void)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r || !r->in_resp_hook) return -1;
+    r->body_filter = 1;
+    return 0;
+}
+
 int mg_ffi_resp_set_status(int status)
 {
     mg_req *r = mg_ffi_current;

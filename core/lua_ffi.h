@@ -57,6 +57,9 @@ MG_EXPORT int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *
 
 /* The response (on_response, on_log). */
 MG_EXPORT int mg_ffi_resp_status(void);
+/* In on_response: the response body goes through the on_body hooks, and
+ * to the client with its length unknown (chunked). -1 outside on_response. */
+MG_EXPORT int mg_ffi_resp_filter_body(void);
 MG_EXPORT int mg_ffi_resp_set_status(int status);
 MG_EXPORT int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const char **v,
                                  size_t *vlen);

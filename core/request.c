@@ -18,7 +18,7 @@ mg_req *mg_req_new(mg_worker *w)
         /* keep the buffers' memory, clear everything else */
         mg_headers in = r->in, out = r->out;
         mg_buf uhead = r->uhead, ups = r->upstreams, local = r->local, extra = r->resp_extra;
-        mg_buf fix = r->fix, wire = r->wire;
+        mg_buf fix = r->fix, wire = r->wire, filt = r->filt;
         memset(r, 0, sizeof(*r));
         r->in = in;
         r->out = out;
@@ -28,6 +28,7 @@ mg_req *mg_req_new(mg_worker *w)
         r->resp_extra = extra;
         r->fix = fix;
         r->wire = wire;
+        r->filt = filt;
     } else {
         /* Ownership: the worker's, through its free list or mg_req_destroy. */
         r = calloc(1, sizeof(*r));
@@ -36,7 +37,7 @@ mg_req *mg_req_new(mg_worker *w)
     mg_headers_reset(&r->in);
     mg_headers_reset(&r->out);
     r->uhead.len = r->upstreams.len = r->local.len = r->resp_extra.len = 0;
-    r->fix.len = r->wire.len = 0;
+    r->fix.len = r->wire.len = r->filt.len = 0;
     r->w = w;
     r->holds = 1;
     r->route = -1;
@@ -58,6 +59,7 @@ void mg_req_destroy(mg_req *r)
     mg_buf_free(&r->resp_extra);
     mg_buf_free(&r->fix);
     mg_buf_free(&r->wire);
+    mg_buf_free(&r->filt);
     free(r);
 }
 
@@ -68,7 +70,7 @@ void mg_req_release(mg_req *r)
     r->snap = NULL;
     mg_worker *w = r->w;
     if (w->nreq_free < FREE_MAX && r->in.arena.cap <= ARENA_KEEP &&
-        r->out.arena.cap <= ARENA_KEEP && r->fix.cap <= ARENA_KEEP) {
+        r->out.arena.cap <= ARENA_KEEP && r->fix.cap <= ARENA_KEEP && r->filt.cap <= ARENA_KEEP) {
         *(mg_req **)r = w->req_free;
         w->req_free = r;
         w->nreq_free++;

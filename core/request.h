@@ -135,6 +135,7 @@ struct mg_req {
     uint8_t hook_flags;           /* 1: call on_response, 2: call on_log */
     uint8_t responded;            /* a plugin answered (req:respond) */
     uint8_t in_resp_hook;         /* on_response is running: the head may change */
+    uint8_t body_filter;          /* res:filter_body(): the body goes through on_body hooks */
     llhttp_t parser;              /* the response parser */
     mg_h1check check;             /* strict check of response heads and chunked bodies */
     mg_buf fix;                   /* response bytes with bare LF line ends made CRLF */
@@ -142,6 +143,7 @@ struct mg_req {
     mg_buf uhead;                 /* request head as serialized for the upstream */
     mg_buf upstreams;             /* "a,b" for the access log */
     mg_buf local;                 /* plugin answer: headers then body */
+    mg_buf filt;                  /* response body bytes waiting for the on_body hooks */
     uint32_t local_hlen;          /* length of the headers part of local */
     mg_buf resp_extra;            /* "Name: value\r\n" lines added to the response */
     mg_buf wire;                  /* the source's staging buffer for a response head */

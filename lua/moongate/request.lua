@@ -18,6 +18,7 @@ int mg_ffi_req_set_retries(int retries, double initial_interval);
 int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen);
 int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *v, size_t vlen);
 int mg_ffi_resp_status(void);
+int mg_ffi_resp_filter_body(void);
 int mg_ffi_resp_set_status(int status);
 int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen);
 int mg_ffi_resp_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode);
@@ -192,6 +193,17 @@ end
 function Res:set_header(name, value) set_resp_header(name, value, 0) end
 function Res:add_header(name, value) set_resp_header(name, value, 1) end
 function Res:remove_header(name) set_resp_header(name, nil, 2) end
+
+-- The runtime notes which middleware asked (set by moongate.runtime).
+_M.wants_body = function() end
+
+-- In on_response: this middleware's on_body(conf, req, res, chunk, last)
+-- gets the response body piece by piece and returns what to send instead;
+-- the client then gets it chunked (its length is not known up front).
+function Res:filter_body()
+    if C.mg_ffi_resp_filter_body() ~= 0 then error("the body can only be filtered from on_response", 2) end
+    _M.wants_body()
+end
 
 function Res:set_status(status)
     if C.mg_ffi_resp_set_status(tonumber(status) or 0) ~= 0 then
