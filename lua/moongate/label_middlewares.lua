@@ -148,6 +148,13 @@ local TYPES = {
         retryexpression = { "retry_expression", "string" },
     } },
     chain = { plugin = "chain", opts = { middlewares = { "middlewares", "list" } } },
+    compress = { plugin = "compress", opts = {
+        encodings = { "encodings", "list" },
+        excludedcontenttypes = { "excluded_content_types", "list" },
+        includedcontenttypes = { "included_content_types", "list" },
+        minresponsebodybytes = { "min_response_body_bytes", "int" },
+        defaultencoding = { "default_encoding", "string" },
+    } },
     retry = { plugin = "retry", opts = {
         attempts = { "attempts", "int" }, initialinterval = { "initial_interval", "duration" },
     } },
@@ -157,7 +164,7 @@ TYPES.ipwhitelist = TYPES.ipallowlist
 -- Traefik types moongate has no middleware for yet (see docs/middlewares.md):
 -- a container that uses one is refused when the type guards access, and
 -- runs without it (with a warning) otherwise.
-local MISSING = { forwardauth = "refuse", errors = "skip", compress = "skip",
+local MISSING = { forwardauth = "refuse", errors = "skip",
                   digestauth = "refuse", passtlsclientcert = "skip", contenttype = "skip", grpcweb = "skip" }
 
 function _M.warn(...)
@@ -180,13 +187,24 @@ local function finish(kind, opts)
         if opts.key == true then opts.key = "host" elseif opts.key == false then opts.key = nil end
     end
     if kind == "buffering" then
-        for _, k in ipairs({ "max_response_body_bytes", "mem_request_body_bytes", "mem_response_body_bytes",
-                             "retry_expression" }) do
+        for _, k in ipairs({ "mem_request_body_bytes", "mem_response_body_bytes", "retry_expression" }) do
             if opts[k] ~= nil then
                 opts[k] = nil
                 _M.warn("buffering: ", k, " is not supported yet; ignored")
             end
         end
+    end
+    if kind == "compress" and opts.encodings then
+        local keep = {}
+        for _, e in ipairs(opts.encodings) do
+            if e == "gzip" or e == "br" then keep[#keep + 1] = e else warn("compress: no ", e, " encoder; left out") end
+        end
+        opts.encodings = keep
+    end
+    if kind == "compress" and opts.default_encoding and opts.default_encoding ~= "gzip"
+            and opts.default_encoding ~= "br" then
+        warn("compress: no ", opts.default_encoding, " encoder for defaultEncoding; left out")
+        opts.default_encoding = nil
     end
     if kind == "chain" then
         for i, m in ipairs(opts.middlewares or {}) do opts.middlewares[i] = strip_provider(m) end

@@ -35,6 +35,7 @@ describe("label_middlewares", function()
             ["traefik.http.middlewares.slow.ratelimit.period"] = "1m",
             ["traefik.http.middlewares.slow.ratelimit.burst"] = "10",
             ["traefik.http.middlewares.buf.buffering.maxRequestBodyBytes"] = "1048576",
+            ["traefik.http.middlewares.buf.buffering.maxResponseBodyBytes"] = "2048",
         })
         assert.same({
             { plugin = "ip_allowlist", source_range = { "10.0.0.0/8", "2001:db8::/32" }, depth = 2 },
@@ -52,7 +53,7 @@ describe("label_middlewares", function()
               check_period = 0.1 },
             { plugin = "inflight_req", amount = 10, key = "header", header = "X-Tenant" },
             { plugin = "rate_limit", rate = 2, burst = 10 },
-            { plugin = "buffering", max_request_body_bytes = 1048576 },
+            { plugin = "buffering", max_request_body_bytes = 1048576, max_response_body_bytes = 2048 },
         }, out)
     end)
 
@@ -92,9 +93,21 @@ describe("label_middlewares", function()
 
     it("leaves out a rate limit of 0 (Traefik: no limit) and types it has no middleware for", function()
         assert.same({}, specs({
-            ["traefik.http.routers.r.middlewares"] = "free,gz",
+            ["traefik.http.routers.r.middlewares"] = "free,pages",
             ["traefik.http.middlewares.free.ratelimit.average"] = "0",
+            ["traefik.http.middlewares.pages.errors.status"] = "500-599",
+        }))
+    end)
+
+    it("maps compress, a bare type label included, and drops encoders it lacks", function()
+        assert.same({ { plugin = "compress" },
+                      { plugin = "compress", encodings = { "br", "gzip" }, min_response_body_bytes = 512,
+                        excluded_content_types = { "text/event-stream" } } }, specs({
+            ["traefik.http.routers.r.middlewares"] = "gz,gz2",
             ["traefik.http.middlewares.gz.compress"] = "true",
+            ["traefik.http.middlewares.gz2.compress.encodings"] = "zstd,br,gzip",
+            ["traefik.http.middlewares.gz2.compress.minResponseBodyBytes"] = "512",
+            ["traefik.http.middlewares.gz2.compress.excludedContentTypes"] = "text/event-stream",
         }))
     end)
 

@@ -1,0 +1,12 @@
+local h = require("spec.helpers")
+describe("x", function()
+  after_each(h.cleanup)
+  it("y", function()
+    local b = h.start_backend({ name = "api" })
+    local gw = h.start_gateway({ config = { services = { api = { targets = { b.address } } },
+        routes = { { rule = "PathPrefix(`/`)", service = "api", middlewares = { { plugin = "compress" } } } } } })
+    local r = h.request(gw.port, { path = "/big?bytes=5000", headers = { ["Accept-Encoding"] = "gzip" } })
+    print(r.status, r.headers["content-encoding"], #r.body)
+    print(gw:error_log())
+  end)
+end)
