@@ -5,7 +5,7 @@
 --     excluded_content_types = {...}, included_content_types = {...},
 --     gzip_level = 6, brotli_quality = 5 }
 -- Skipped: HEAD requests, 1xx/204/206/304, answers that already carry a
--- Content-Encoding, a Content-Length under min_response_body_bytes, and
+-- Content-Encoding or say Cache-Control: no-transform, a Content-Length under min_response_body_bytes, and
 -- content types that are already compressed (images but SVG, audio, video,
 -- archives, fonts, PDFs) or excluded. An answer of unknown length is
 -- compressed (its size is not known when the head goes out).
@@ -72,6 +72,7 @@ function _M.on_response(conf, req, res)
     local status = res.status
     if status < 200 or status == 204 or status == 206 or status == 304 then return end
     if res:header("Content-Encoding") then return end
+    if (res:header("Cache-Control") or ""):lower():find("no-transform", 1, true) then return end
     local len = tonumber(res:header("Content-Length") or "")
     if len and len < conf.min_response_body_bytes then return end
     if not compressible(conf, media_type(res:header("Content-Type"))) then return end
