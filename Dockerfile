@@ -17,7 +17,7 @@ RUN make -j"$(nproc)" && strip build/moongate
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libuv1 libjansson4 libluajit2-5.1-2 libssl3 ca-certificates \
+      libuv1 libjansson4 libluajit2-5.1-2 libssl3 ca-certificates zlib1g libbrotli1 libcrypt1 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --home-dir /etc/moongate --shell /usr/sbin/nologin moongate
 COPY --from=build /src/build/moongate /usr/local/bin/moongate

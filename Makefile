@@ -12,8 +12,10 @@ BUSTED    ?= busted
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # What building needs (make run installs only these), then what the specs add.
+# zlib1g, libbrotli1, libcrypt1: loaded at run time through the FFI by the
+# compress and basic_auth middlewares (libz.so.1, libbrotlienc.so.1, libcrypt.so.1)
 BUILD_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libluajit2-5.1-dev luajit2 node-llhttp \
-              libssl-dev
+              libssl-dev zlib1g libbrotli1 libcrypt1
 DEPS_PKGS := $(BUILD_PKGS) lua-busted lua-socket lua-posix lua-cjson python3 curl clang-format chromium \
              openssl pebble testssl.sh
 # What make bench adds: the peers and the load tools.

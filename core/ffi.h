@@ -75,6 +75,11 @@ MG_EXPORT int mg_ffi_req_set_service(const char *name);
  * without CR, LF or NUL; else MG_FFI_INVALID. The one check, in C, that
  * every header a plugin writes goes through. */
 MG_EXPORT int mg_ffi_header_valid(const char *name, size_t nlen, const char *v, size_t vlen);
+/* Retries for this request (the retry middleware): up to `retries` extra
+ * tries after failures, waiting initial_interval seconds before the first
+ * and twice as long before each next one. MG_FFI_INVALID out of range
+ * (0..10, 0..60 s), MG_FFI_WRONG_PHASE once the upstream was tried. */
+MG_EXPORT int mg_ffi_req_set_retries(int retries, double initial_interval);
 /* Answers the request without an upstream. headers: "Name: value\r\n" lines,
  * each checked with mg_ffi_header_valid by the caller. MG_FFI_WRONG_PHASE once a response is on
  * its way. */
@@ -85,6 +90,10 @@ MG_EXPORT int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *
 
 /* The response (on_response, on_log): the status, or a negative code. */
 MG_EXPORT int mg_ffi_resp_status(void);
+/* In on_response: the response body goes through the on_body hooks, and
+ * to the client with its length unknown (chunked). MG_FFI_WRONG_PHASE
+ * outside on_response. */
+MG_EXPORT int mg_ffi_resp_filter_body(void);
 /* MG_FFI_WRONG_PHASE outside on_response. */
 MG_EXPORT int mg_ffi_resp_set_status(int status);
 MG_EXPORT int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const char **v,

@@ -47,6 +47,7 @@ int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, char *err, 
     lua->ref_on_request = field_ref(L, m, "on_request");
     lua->ref_on_response = field_ref(L, m, "on_response");
     lua->ref_on_log = field_ref(L, m, "on_log");
+    lua->ref_on_body = field_ref(L, m, "on_body");
     lua->ref_tick = field_ref(L, m, "tick");
     lua->ref_runtime = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
@@ -359,6 +360,25 @@ void mg_lua_on_log(mg_lua *lua, mg_req *r)
     mg_ffi_current = r;
     protected_call(lua, 1, 0, r->conn_id, "on_log");
     mg_ffi_current = NULL;
+}
+
+int mg_lua_on_body(mg_lua *lua, mg_req *r, mg_buf *buf, int last)
+{
+    lua_State *L = lua->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_on_body);
+    lua_pushnumber(L, (lua_Number)r->id);
+    lua_pushlstring(L, buf->p ? buf->p : "", buf->len);
+    lua_pushboolean(L, last);
+    mg_ffi_current = r;
+    int rc = protected_call(lua, 3, 1, r->conn_id, "on_body");
+    mg_ffi_current = NULL;
+    if (rc) return -1;
+    size_t n = 0;
+    const char *out = lua_tolstring(L, -1, &n);
+    buf->len = 0;
+    rc = out && mg_buf_append(buf, out, n) ? -1 : 0;
+    lua_pop(L, 1);
+    return out ? rc : -1;
 }
 
 void mg_lua_tick(mg_lua *lua)

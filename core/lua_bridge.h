@@ -5,6 +5,7 @@
 #ifndef MG_LUA_BRIDGE_H
 #define MG_LUA_BRIDGE_H
 
+#include "log.h"
 #include "snapshot.h"
 
 #include <lua.h>
@@ -24,7 +25,7 @@ typedef struct mg_log_limit {
 
 typedef struct mg_lua {
     lua_State *L;
-    int ref_pick, ref_report, ref_on_request, ref_on_response, ref_on_log, ref_tick;
+    int ref_pick, ref_report, ref_on_request, ref_on_response, ref_on_log, ref_tick, ref_on_body;
     int ref_traceback; /* debug.traceback, the message handler */
     int ref_runtime;   /* the moongate.runtime module */
     int worker_id;
@@ -68,6 +69,9 @@ void mg_lua_report(mg_lua *lua, struct mg_req *r, int status, double latency, co
 int mg_lua_on_request(mg_lua *lua, struct mg_req *r);
 void mg_lua_on_response(mg_lua *lua, struct mg_req *r);
 void mg_lua_on_log(mg_lua *lua, struct mg_req *r);
+/* Runs the on_body hooks over buf's bytes (last: the body ends here) and
+ * replaces buf's content with what they return. -1 when a hook failed. */
+int mg_lua_on_body(mg_lua *lua, struct mg_req *r, mg_buf *buf, int last);
 
 /* Called from the watchdog thread when the call that started at `since`
  * (busy_since) has run too long: arms a hook that raises an error at the

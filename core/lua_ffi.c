@@ -190,6 +190,19 @@ int mg_ffi_header_valid(const char *name, size_t nlen, const char *v, size_t vle
     return mg_header_valid(name, nlen, v, vlen) ? MG_FFI_OK : MG_FFI_INVALID;
 }
 
+int mg_ffi_req_set_retries(int retries, double initial_interval)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (r->up || r->target >= 0) return MG_FFI_WRONG_PHASE;
+    if (retries < 0 || retries > 10 || !(initial_interval >= 0) || initial_interval > 60)
+        return MG_FFI_INVALID;
+    r->retries_set = 1;
+    r->retries_max = (uint8_t)retries;
+    r->backoff_ms = (uint32_t)(initial_interval * 1000.0);
+    return MG_FFI_OK;
+}
+
 int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen)
 {
     mg_req *r = mg_ffi_current;
@@ -221,6 +234,15 @@ int mg_ffi_resp_status(void)
 {
     mg_req *r = mg_ffi_current;
     return r ? r->status : MG_FFI_NO_REQUEST;
+}
+
+int mg_ffi_resp_filter_body(void)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (!r->in_resp_hook) return MG_FFI_WRONG_PHASE;
+    r->body_filter = 1;
+    return MG_FFI_OK;
 }
 
 int mg_ffi_resp_set_status(int status)

@@ -4,7 +4,12 @@
  * goes again when something changes (a new snapshot, a connection freed,
  * each tick), in its turn, until timeouts.queue; past upstream.queue_max
  * held requests per worker, a request gets 503 at once. Nothing was sent
- * upstream for a held request, so going again is always safe. */
+ * upstream for a held request, so going again is always safe.
+ *
+ * A retry's backoff (req:set_retries) waits in the same queue, marked
+ * r->backoff, with its own deadline: it does not go again when the queue
+ * is kicked, only when its deadline passes, and then it tries again
+ * instead of failing. */
 #include "proxy_int.h"
 
 #include <stdio.h>
@@ -60,6 +65,17 @@ void mg_proxy__hold(mg_req *r, const char *why)
     r->src->pause(r); /* the body, if any, waits with it */
 }
 
+void mg_proxy__backoff(mg_req *r, uint64_t delay_ms)
+{
+    mg_worker *w = r->w;
+    mg_tq_remove(&r->tq);
+    insert_sorted(&w->q_held, &r->tq, uv_now(&w->loop) + delay_ms);
+    r->held = 1;
+    r->backoff = 1;
+    w->nheld++;
+    r->src->pause(r);
+}
+
 void mg_proxy__unhold(mg_req *r)
 {
     if (!r->held) return;
@@ -104,6 +120,11 @@ void mg_proxy_run_held(mg_worker *w)
         mg_tq_node *n = round.head.next;
         mg_tq_remove(n);
         mg_req *r = mg_container_of(n, mg_req, tq);
+        if (r->backoff) { /* its time has not come: back in, in order */
+            insert_sorted(&w->q_held, n, n->deadline);
+            w->nheld++;
+            continue;
+        }
         r->held = 0;
         repin(r);
         r->tries = 0; /* the targets it tried may be back; retries stay charged */
@@ -117,6 +138,11 @@ void mg_proxy__held_expire(mg_worker *w, uint64_t now)
     while ((n = mg_tq_expired(&w->q_held, now))) {
         mg_req *r = mg_container_of(n, mg_req, tq);
         mg_proxy__unhold(r);
+        if (r->backoff) { /* a retry's wait is over */
+            r->backoff = 0;
+            if (mg_proxy__live(r)) mg_proxy__try(r);
+            continue;
+        }
         /* targets that exist but never took it: 502, as a refused connect
          * would be; none at all: 503 */
         int none = r->snap->services[r->svc].ntargets == 0;

@@ -61,6 +61,8 @@ void mg_proxy__retry_unsent(mg_req *r, const char *what);
 void mg_proxy__hold(mg_req *r, const char *why);
 /* Takes r out of the queue (the client went away). */
 void mg_proxy__unhold(mg_req *r);
+/* Waits delay_ms in the held queue, then tries again (a retry's backoff). */
+void mg_proxy__backoff(mg_req *r, uint64_t delay_ms);
 void mg_proxy__held_expire(mg_worker *w, uint64_t now);
 
 /* proxy_stall.c */

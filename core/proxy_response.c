@@ -124,6 +124,8 @@ static int resp_body(llhttp_t *p, const char *at, size_t n)
 {
     mg_req *r = p->data;
     if (!mg_proxy__live(r)) return HPE_USER;
+    /* for the on_body hooks, after llhttp_execute returns (no Lua in here) */
+    if (r->body_filter) return mg_buf_append(&r->filt, at, n) ? HPE_USER : 0;
     r->bytes_out += n;
     r->resp_sent = 1;
     uv_buf_t b = uv_buf_init((char *)at, (unsigned)n);
@@ -234,6 +236,8 @@ static int response_head(mg_req *r)
     r->resp_close_delimited = !no_body && !has_cl && !chunked;
     if (chunked && !(p->flags & F_SKIPBODY)) mg_h1check_chunked(&r->check, 1);
     int64_t length = has_cl && !chunked ? (int64_t)p->content_length : -1;
+    if (no_body) r->body_filter = 0;
+    if (r->body_filter) length = -1; /* the hooks decide the bytes: chunked */
     unsigned flags = (no_body ? MG_RESP_NO_BODY : 0) |
                      (r->upgrade ? MG_RESP_CLOSE : 0); /* a refused upgrade: not HTTP any more */
     mg_proxy__strip_hop(&r->out, 0, 0);
@@ -251,8 +255,33 @@ static void invalid_response(mg_req *r, const char *why)
     mg_proxy__fail(r, 502, "invalid response from upstream");
 }
 
+/* Hands the body bytes gathered since the last call to the on_body hooks
+ * and what they return to the client. Returns -1 when r is done for (a
+ * hook failed: the response is cut, as any failure mid-response is). */
+static int run_body_filter(mg_req *r, int last)
+{
+    if (!r->body_filter || (!r->filt.len && !last)) return 0;
+    if (mg_lua_on_body(&r->w->lua, r, &r->filt, last)) {
+        r->filt.len = 0;
+        mg_proxy__fail(r, 502, "an on_body hook failed");
+        return -1;
+    }
+    if (!mg_proxy__live(r)) return -1;
+    size_t n = r->filt.len;
+    r->filt.len = 0; /* the source copies what the socket does not take */
+    if (!n) return 0;
+    r->bytes_out += n;
+    r->resp_sent = 1;
+    uv_buf_t b = uv_buf_init(r->filt.p, (unsigned)n);
+    int rc = r->src->body(r, &b, 1);
+    if (rc < 0) return -1;
+    if (rc == 1 && r->up) mg_up_read_stop(r->up);
+    return 0;
+}
+
 static void response_finished(mg_req *r, int extra_bytes)
 {
+    if (run_body_filter(r, 1)) return;
     mg_proxy__detach(r, r->resp_reusable && !extra_bytes);
     mg_proxy__finish(r);
 }
@@ -326,7 +355,10 @@ static void parse_response(mg_req *r, const char *p, size_t n)
              * execute */
             continue;
         }
-        if (e == HPE_OK) return;
+        if (e == HPE_OK) {
+            run_body_filter(r, 0);
+            return;
+        }
         if (e == HPE_PAUSED_UPGRADE && r->status == 101) {
             start_tunnel(r, p + used, n - used);
             return;
@@ -352,8 +384,9 @@ void mg_proxy__up_data(void *owner, const char *p, size_t n)
     /* The client may go away during any callback: keep r until we return. */
     mg_req_hold(r);
     parse_response(r, p, n);
-    /* a head whose body comes in a later read goes out now */
-    if (mg_proxy__live(r) && r->resp_started && !r->resp_done && !r->tunnel) {
+    /* a head whose body comes in a later read goes out now (a filtered
+     * body's head waits for the hooks' first bytes: they may still fail) */
+    if (mg_proxy__live(r) && r->resp_started && !r->resp_done && !r->tunnel && !r->body_filter) {
         r->resp_sent = 1;
         r->src->body(r, NULL, 0);
     }

@@ -233,8 +233,9 @@ void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char
      * request whatever N is. Every try still uses a slot of tried[], which
      * bounds them all. */
     int stale = r->up && r->up->reused && !connect_failed;
-    if (!(connect_failed && err == UV_ECONNREFUSED) && !stale && !mg_targets_draining(t->suid))
-        r->charged++;
+    int charge =
+        !(connect_failed && err == UV_ECONNREFUSED) && !stale && !mg_targets_draining(t->suid);
+    if (charge) r->charged++;
     mg_lua_report(&w->lua, r, 0, (double)(uv_hrtime() - r->try_start_ns) / 1e9,
                   connect_failed ? "connect" : "reset");
     mg_target_stats *ts = mg_target_stats_of(t->suid);
@@ -244,13 +245,19 @@ void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char
     mg_proxy__detach(r, 0);
     if (!mg_proxy__live(r)) return;
     const mg_service *s = &r->snap->services[r->svc];
-    int can = safe && r->charged <= w->cfg->retries && mg_proxy__can_go_again(r) &&
+    int retries = r->retries_set ? r->retries_max : w->cfg->retries;
+    int can = safe && r->charged <= retries && mg_proxy__can_go_again(r) &&
               r->tries < (int)MG_ARRAY_SIZE(r->tried);
     MG_LOG_EVERY(1000, MG_LOG_WARN, w->id, r->conn_id, "upstream %s (service %s): %s %s%s",
                  t->address, s->name, what, err ? uv_strerror(err) : "",
                  can ? ", trying another target" : "");
     if (can) {
         if (ts) atomic_fetch_add_explicit(&ts->retries, 1, memory_order_relaxed);
+        if (charge && r->backoff_ms) {
+            int doublings = r->charged - 1 < 10 ? r->charged - 1 : 10;
+            mg_proxy__backoff(r, (uint64_t)r->backoff_ms << doublings);
+            return;
+        }
         mg_proxy__try(r);
     } else {
         mg_proxy__fail(r, 502, what);

@@ -101,10 +101,14 @@ struct mg_req {
     mg_upconn *up;     /* the upstream connection of the current try */
     mg_snapshot *snap; /* pinned for all tries */
     int svc;
-    int target;  /* index in the service, -1 before the first pick */
-    int route;   /* matched route index, -1 before routing */
-    int tries;   /* entries in tried[] (reset when a held request goes again) */
-    int charged; /* failed tries that count against upstream.retries */
+    int target;          /* index in the service, -1 before the first pick */
+    int route;           /* matched route index, -1 before routing */
+    int tries;           /* entries in tried[] (reset when a held request goes again) */
+    int charged;         /* failed tries that count against upstream.retries */
+    uint8_t retries_set; /* req:set_retries: retries_max replaces upstream.retries */
+    uint8_t retries_max; /* extra tries after charged failures */
+    uint8_t backoff;     /* waiting in q_held for backoff_ms before the next try */
+    uint32_t backoff_ms; /* wait before the first retry, doubled for each next one */
     int tried[16];
     uint64_t held_since; /* ms (uv_now) when the request was first held, 0: never */
     mg_headers out;      /* response head, then trailers */
@@ -131,6 +135,7 @@ struct mg_req {
     uint8_t hook_flags;           /* 1: call on_response, 2: call on_log */
     uint8_t responded;            /* a plugin answered (req:respond) */
     uint8_t in_resp_hook;         /* on_response is running: the head may change */
+    uint8_t body_filter;          /* res:filter_body(): the body goes through on_body hooks */
     llhttp_t parser;              /* the response parser */
     mg_h1check check;             /* strict check of response heads and chunked bodies */
     mg_buf fix;                   /* response bytes with bare LF line ends made CRLF */
@@ -141,6 +146,7 @@ struct mg_req {
     uint8_t replay_lost;          /* more body went upstream than replay could keep */
     mg_buf upstreams;             /* "a,b" for the access log */
     mg_buf local;                 /* plugin answer: headers then body */
+    mg_buf filt;                  /* response body bytes waiting for the on_body hooks */
     uint32_t local_hlen;          /* length of the headers part of local */
     mg_buf resp_extra;            /* "Name: value\r\n" lines added to the response */
     mg_buf wire;                  /* the source's staging buffer for a response head */

@@ -118,6 +118,9 @@ function _M.describe(c, opts, self_networks)
         end
         middlewares = list
     end
+    local lm, lerr = require("moongate.label_middlewares").for_container(labels, middlewares)
+    if not lm then return nil, "middleware labels: " .. lerr, true end
+    middlewares = #lm > 0 and lm or nil
     local interval = labels["moongate.health.interval"] or traefik_hc(labels, "interval")
     local timeout = labels["moongate.health.timeout"] or traefik_hc(labels, "timeout")
     if (interval and not seconds(interval)) or (timeout and not seconds(timeout)) then

@@ -6,7 +6,9 @@
 --   middlewares = { auth = { plugin = "basic_auth", users = { ... } } },   -- named
 --   routes = { { rule = ..., service = ..., middlewares = { "auth", { plugin = "headers", ... } } } },
 --   services = { api = { ..., middlewares = { "auth" } } },
--- A route runs its service's middlewares and its own.
+-- A route runs its service's middlewares and its own. A chain
+--   middlewares = { secure = { plugin = "chain", middlewares = { "auth", "hdrs" } } }
+-- stands for its members, in order (Traefik's chain).
 local plugins = require("moongate.plugins")
 local schema = require("moongate.schema")
 local lines_of = require("moongate.config_lines")
@@ -18,7 +20,10 @@ local function fail(cfg, path, fmt, ...)
     error(string.format("%s:%d: %s: " .. fmt, cfg.source or "?", line, path, ...), 0)
 end
 
-local function resolve(cfg, entry, path)
+-- Appends to `out` what entry stands for: one middleware, or, for a
+-- chain (plugin = "chain", middlewares = { names or tables }), its members
+-- in order. `seen` holds the named chains being expanded (a cycle fails).
+local function resolve(cfg, entry, path, out, seen)
     local def, name
     if type(entry) == "string" then
         def = cfg.middlewares and cfg.middlewares[entry]
@@ -31,6 +36,24 @@ local function resolve(cfg, entry, path)
         fail(cfg, path, "expected a middleware name or table, got %s", type(entry))
     end
     if type(def.plugin) ~= "string" then fail(cfg, path, "a middleware needs plugin = \"name\"") end
+    if def.plugin == "chain" then
+        for k in pairs(def) do
+            if k ~= "plugin" and k ~= "middlewares" then
+                fail(cfg, path, "unknown option '%s' (known: middlewares)", tostring(k))
+            end
+        end
+        if type(def.middlewares) ~= "table" or #def.middlewares == 0 then
+            fail(cfg, path, "a chain needs middlewares = { names or tables }")
+        end
+        seen = seen or {}
+        if name and seen[name] then fail(cfg, path, "chain '%s' contains itself", name) end
+        if name then seen[name] = true end
+        for i, member in ipairs(def.middlewares) do
+            resolve(cfg, member, path .. ".middlewares[" .. i .. "]", out, seen)
+        end
+        if name then seen[name] = nil end
+        return
+    end
     local mod, err = plugins.load(def.plugin, cfg.plugins_dir, "middleware")
     if not mod then fail(cfg, path, "%s", err) end
     local opts = {}
@@ -41,7 +64,7 @@ local function resolve(cfg, entry, path)
         conf, verr = schema.validate(mod.schema, opts)
         if not conf then fail(cfg, path, "%s", verr) end
     end
-    return { plugin = def.plugin, conf = conf, name = name or def.plugin }
+    out[#out + 1] = { plugin = def.plugin, conf = conf, name = name or def.plugin }
 end
 
 -- Returns the literal for the workers and sets route._hooks; raises
@@ -59,7 +82,7 @@ function _M.build(cfg)
                     or ("services." .. route.service .. ".middlewares")
                 if type(entries) ~= "table" then fail(cfg, base, "expected a list") end
                 for k, entry in ipairs(entries) do
-                    list[#list + 1] = resolve(cfg, entry, base .. "[" .. k .. "]")
+                    resolve(cfg, entry, base .. "[" .. k .. "]", list)
                 end
             end
         end
@@ -67,7 +90,7 @@ function _M.build(cfg)
         if #list > 0 then chains[i - 1] = list end
     end
     for name, def in pairs(cfg.middlewares or {}) do
-        resolve(cfg, name, "middlewares." .. tostring(name)) -- unused ones are checked too
+        resolve(cfg, name, "middlewares." .. tostring(name), {}) -- unused ones are checked too
         local _ = def
     end
     return plugins.serialize(chains)

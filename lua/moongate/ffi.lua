@@ -30,9 +30,11 @@ int mg_ffi_req_set_header(const char *name, size_t nlen, const char *v, size_t v
 int mg_ffi_req_set_path(const char *p, size_t len);
 int mg_ffi_req_set_service(const char *name);
 int mg_ffi_header_valid(const char *name, size_t nlen, const char *v, size_t vlen);
+int mg_ffi_req_set_retries(int retries, double initial_interval);
 int mg_ffi_req_respond(int status, const char *body, size_t blen, const char *headers, size_t hlen);
 int mg_ffi_resp_add_header(const char *name, size_t nlen, const char *v, size_t vlen);
 int mg_ffi_resp_status(void);
+int mg_ffi_resp_filter_body(void);
 int mg_ffi_resp_set_status(int status);
 int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen);
 int mg_ffi_resp_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode);

@@ -144,6 +144,17 @@ function Req:set_service(name)
     if rc == NO_REQUEST then no_request("req:set_service", 2) end
 end
 
+-- Up to `retries` extra tries after failures that sent nothing usable,
+-- waiting initial_interval seconds before the first and twice as long
+-- before each next one (replaces upstream.retries for this request).
+function Req:set_retries(retries, initial_interval)
+    if type(retries) ~= "number" or retries % 1 ~= 0 then error("retries must be an integer", 2) end
+    local rc = C.mg_ffi_req_set_retries(retries, tonumber(initial_interval) or 0)
+    if rc == NO_REQUEST then no_request("req:set_retries", 2) end
+    if rc == INVALID then error("retries must be 0..10 and initial_interval 0..60 seconds", 2) end
+    if rc == WRONG_PHASE then error("retries can only change in on_request", 2) end
+end
+
 -- Answers the request here; no upstream is contacted.
 function Req:respond(status, body, headers)
     if type(status) ~= "number" or status < 200 or status > 999 then
@@ -208,6 +219,19 @@ end
 function Res:set_header(name, value) set_resp_header(name, value, 0) end
 function Res:add_header(name, value) set_resp_header(name, value, 1) end
 function Res:remove_header(name) set_resp_header(name, nil, 2) end
+
+-- The runtime notes which middleware asked (set by moongate.runtime).
+_M.wants_body = function() end
+
+-- In on_response: this middleware's on_body(conf, req, res, chunk, last)
+-- gets the response body piece by piece and returns what to send instead;
+-- the client then gets it chunked (its length is not known up front).
+function Res:filter_body()
+    local rc = C.mg_ffi_resp_filter_body()
+    if rc == NO_REQUEST then no_request("res:filter_body", 2) end
+    if rc ~= OK then error("the body can only be filtered from on_response", 2) end
+    _M.wants_body()
+end
 
 function Res:set_status(status)
     local rc = C.mg_ffi_resp_set_status(tonumber(status) or 0)

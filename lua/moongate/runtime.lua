@@ -33,6 +33,18 @@ local NONE = setmetatable({}, {
 local current_id = 0
 local ctxs = {}           -- request id -> ctx table
 local req_chain = {}      -- request id -> the chain it started with
+local body_hooks = {}     -- request id -> the middlewares that filter its response body
+local current_mw          -- the middleware whose on_response runs
+request.wants_body = function()
+    local m = current_mw
+    if not m or not m.mod.on_body then error("res:filter_body() needs the plugin to have on_body", 3) end
+    local list = body_hooks[current_id]
+    if not list then
+        list = {}
+        body_hooks[current_id] = list
+    end
+    list[#list + 1] = m
+end
 request.ctx_of = function()
     local c = ctxs[current_id]
     if not c then
@@ -48,6 +60,7 @@ function _M.pending()
     local n = 0
     for _ in pairs(req_chain) do n = n + 1 end
     for _ in pairs(ctxs) do n = n + 1 end
+    for _ in pairs(body_hooks) do n = n + 1 end
     return n
 end
 
@@ -228,10 +241,35 @@ function _M.on_response(id)
         if f then
             internal.plugin = m.mod.name
             busy_plugin(m.name, #m.name)
+            current_mw = m
             f(m.conf, req, res)
+            current_mw = nil
             internal.plugin = nil
         end
     end
+end
+
+-- A piece of the response body through the on_body hooks of the
+-- middlewares that asked for it (res:filter_body), in chain order; each
+-- returns the bytes to pass on (nil: none). last: the body ends here.
+function _M.on_body(id, chunk, last)
+    local list = body_hooks[id]
+    if not list then return chunk end
+    current_id = id
+    for i = 1, #list do
+        local m = list[i]
+        internal.plugin = m.mod.name
+        busy_plugin(m.name, #m.name)
+        local out = m.mod.on_body(m.conf, req, res, chunk, last)
+        internal.plugin = nil
+        if out == nil then
+            out = ""
+        elseif type(out) ~= "string" then
+            error("on_body of " .. m.name .. " returned a " .. type(out) .. ", not a string", 0)
+        end
+        chunk = out
+    end
+    return chunk
 end
 
 -- Runs on_log hooks (each protected: a failing logger does not stop the
@@ -253,6 +291,7 @@ function _M.on_log(id)
     end
     req_chain[id] = nil
     ctxs[id] = nil
+    body_hooks[id] = nil
 end
 
 -- The worker's tick (every 100 ms): plugin timers.

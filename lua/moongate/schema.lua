@@ -5,6 +5,7 @@
 --     mode   = { type = "string", one_of = { "a", "b" }, default = "a" },
 --     users  = { type = "map" },     -- string keys, any values
 --     paths  = { type = "array" },   -- list
+--     ranges = { type = "array", check = function(v) return ok or nil, why end },
 --   }
 -- validate returns a copy with defaults filled in, or nil and "field: reason".
 local _M = {}
@@ -76,6 +77,10 @@ function _M.validate(schema, conf)
             end
             if f.max and type(v) == "number" and v > f.max then
                 return nil, string.format("%s: must be at most %s", name, tostring(f.max))
+            end
+            if f.check then
+                local ok, why = f.check(v)
+                if not ok then return nil, name .. ": " .. tostring(why or "invalid") end
             end
         end
     end

@@ -185,6 +185,52 @@ describe("plugins", function()
         gw:wait_log("balancer pick: %d+ more errors in the last %d+ s %(last: .*no idea", 8)
     end)
 
+    it("filters the response body through on_body, piece by piece, chunked to the client", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({
+            config = config(b, { { plugin = "upper" } }),
+            plugins = { upper = [[
+                return {
+                    type = "middleware",
+                    on_response = function(conf, req, res)
+                        if req.path ~= "/plain" then res:filter_body() end
+                        req.ctx.pieces = 0
+                    end,
+                    on_body = function(conf, req, res, chunk, last)
+                        req.ctx.pieces = req.ctx.pieces + 1
+                        if req.path == "/boom" then error("no") end
+                        return chunk:upper() .. (last and ("|" .. req.ctx.pieces) or "")
+                    end,
+                }
+            ]] },
+        })
+        local r = h.request(gw.port, { path = "/chunked?n=3&size=4" })
+        assert.equal(200, r.status)
+        assert.equal("chunked", r.headers["transfer-encoding"])
+        assert.truthy(r.body:match("^AAAABBBBCCCC|%d+$"), r.body)
+        local plain = h.request(gw.port, { path = "/plain" })
+        assert.truthy(plain.headers["content-length"])
+        -- a failing hook before anything went out: an honest 502
+        local boom = h.request(gw.port, { path = "/boom" })
+        assert.equal(502, boom.status)
+        gw:wait_log("upper%.lua:%d+: no")
+        -- HEAD has no body: on_body never runs
+        assert.equal(200, h.request(gw.port, { method = "HEAD", path = "/chunked" }).status)
+    end)
+
+    it("refuses filter_body outside on_response and without on_body", function()
+        local b = h.start_backend()
+        local gw = h.start_gateway({
+            config = config(b, { { plugin = "nobody" } }),
+            plugins = { nobody = [[
+                return { type = "middleware",
+                         on_response = function(conf, req, res) res:filter_body() end }
+            ]] },
+        })
+        assert.equal(200, h.request(gw.port, {}).status)
+        gw:wait_log("needs the plugin to have on_body")
+    end)
+
     it("checks middleware options against the plugin's schema at load", function()
         local dir = h.tmpdir()
         h.write_file(dir .. "/moongate.lua", [[

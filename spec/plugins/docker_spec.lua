@@ -89,4 +89,26 @@ describe("docker discovery", function()
         c.Config.Labels["com.docker.compose.oneoff"] = "True"
         assert.is_nil(docker.describe(c, {}, nil))
     end)
+
+    it("turns Traefik's middleware labels into the service's middlewares", function()
+        local docker = plugins.load("docker", "plugins", "discovery")
+        local c = mg.json.decode(h.read_file("spec/fixtures/docker/container.json"))
+        c.State.Health.Status = "healthy"
+        local l = c.Config.Labels
+        l["traefik.http.routers.rec.middlewares"] = "office@docker,noapi@docker"
+        l["traefik.http.middlewares.office.ipallowlist.sourcerange"] = "10.0.0.0/8"
+        l["traefik.http.middlewares.noapi.stripprefix.prefixes"] = "/rec"
+        local d = assert(docker.describe(c, {}, nil))
+        assert.same({ { plugin = "ip_allowlist", source_range = { "10.0.0.0/8" } },
+                      { plugin = "strip_prefix", prefixes = { "/rec" } } }, d.middlewares)
+        local services = docker.assemble({ [c.Id] = d })
+        assert.same(d.middlewares, services.rec.extra.middlewares)
+        -- an auth guard moongate cannot honour keeps the container out, with the reason
+        l["traefik.http.routers.rec.middlewares"] = "fa"
+        l["traefik.http.middlewares.fa.forwardauth.address"] = "http://auth:9000"
+        local none, why, bad = docker.describe(c, {}, nil)
+        assert.is_nil(none)
+        assert.truthy(why:find("middleware labels: middleware fa", 1, true), why)
+        assert.is_true(bad)
+    end)
 end)
