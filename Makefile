@@ -13,9 +13,9 @@ VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # What building needs (make run installs only these), then what the specs add.
 BUILD_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libluajit2-5.1-dev luajit2 node-llhttp \
-              libssl-dev
+              libssl-dev libnghttp2-dev
 DEPS_PKGS := $(BUILD_PKGS) lua-busted lua-socket lua-posix lua-cjson python3 curl clang-format chromium \
-             openssl pebble testssl.sh
+             openssl pebble testssl.sh nghttp2-client
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT       ?= -O2 -g
@@ -23,7 +23,7 @@ CFLAGS_ALL = -std=gnu11 $(OPT) $(WARN) -fvisibility=hidden -pthread \
              -I core -I $(LLHTTP_INC) -I $(LUAJIT_INC) -I $(BUILD) \
              -DMG_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
 LDFLAGS_ALL = -pthread -Wl,-E $(EXTRA_LDFLAGS)
-LIBS      := -luv -ljansson -lluajit-5.1 -lssl -lcrypto -lm -ldl
+LIBS      := -luv -ljansson -lluajit-5.1 -lnghttp2 -lssl -lcrypto -lm -ldl
 
 CORE_SRCS := $(wildcard core/*.c)
 CORE_OBJS := $(patsubst core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS))

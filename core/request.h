@@ -78,6 +78,7 @@ struct mg_req {
     void *src_ctx;         /* the source's own object (its connection) */
     mg_worker *w;
     uint64_t conn_id;               /* the client connection, for logs */
+    uint32_t stream_id;             /* the HTTP/2 stream, 0 for HTTP/1 */
     uint64_t id;                    /* per-worker request id (Lua ctx key) */
     const struct sockaddr *client;  /* the client's address (the source's) */
     const char *client_ip;          /* ... as text, formatted once by the source (or NULL) */

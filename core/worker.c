@@ -155,6 +155,12 @@ static void adopt_pending(mg_worker *w)
     if (!s) return;
     const mg_config *cfg = s->cfg;
     if (cfg && cfg != w->cfg) {
+        for (int i = 0; w->cfg && i < cfg->nlisten && i < w->cfg->nlisten; i++) {
+            const mg_listen *a = &w->cfg->listen[i], *b = &cfg->listen[i];
+            if (a->http2 != b->http2 || a->tls != b->tls || a->alpn_len != b->alpn_len ||
+                memcmp(a->alpn, b->alpn, (size_t)a->alpn_len) != 0)
+                mg_conn_listener_changed(w, i);
+        }
         w->cfg = cfg;
         w->q_client_idle.timeout_ms = cfg->client_idle_ms;
         w->q_client_header.timeout_ms = cfg->client_header_ms;
