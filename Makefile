@@ -15,7 +15,7 @@ VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 BUILD_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libluajit2-5.1-dev luajit2 node-llhttp \
               libssl-dev libnghttp2-dev
 DEPS_PKGS := $(BUILD_PKGS) lua-busted lua-socket lua-posix lua-cjson python3 curl clang-format chromium \
-             openssl pebble testssl.sh nghttp2-client
+             openssl pebble testssl.sh nghttp2-client nghttp2-server python3-grpcio
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT       ?= -O2 -g

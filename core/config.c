@@ -240,6 +240,12 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     int idx = lua_gettop(L);
     svc->name = dup_field(L, idx, "name", "?");
     svc->balancer = dup_field(L, idx, "balancer", "roundrobin");
+    char *proto = dup_field(L, idx, "protocol", "http1");
+    svc->protocol = !proto                      ? MG_PROTO_HTTP1
+                    : strcmp(proto, "h2c") == 0 ? MG_PROTO_H2C
+                    : strcmp(proto, "h2") == 0  ? MG_PROTO_H2
+                                                : MG_PROTO_HTTP1;
+    free(proto);
     svc->line = (int)num_field(L, idx, "line", 0);
     svc->balancer_opts = dup_field(L, idx, "_opts_literal", "{}");
     svc->health = dup_field(L, idx, "_health_literal", NULL);

@@ -43,11 +43,14 @@ struct mg_h2s {
     uint8_t in_trailers;
     uint8_t pseudo_done; /* method and path are in req->in */
     uint8_t submitted;   /* the response head was submitted */
-    uint8_t out_end;     /* the response is complete (src->end) */
-    uint8_t deferred;    /* the data source waits for bytes */
-    uint8_t want_drain;  /* src->body returned 1: a drain event is due */
-    uint8_t closed;      /* nghttp2 closed the stream */
-    uint16_t refuse;     /* status for a head refused while parsing */
+    uint8_t head_held;   /* src_head came: submitted with the first body bytes or the end */
+    uint16_t head_status;
+    int64_t head_length;
+    uint8_t out_end;    /* the response is complete (src->end) */
+    uint8_t deferred;   /* the data source waits for bytes */
+    uint8_t want_drain; /* src->body returned 1: a drain event is due */
+    uint8_t closed;     /* nghttp2 closed the stream */
+    uint16_t refuse;    /* status for a head refused while parsing */
     const char *refuse_why;
     uint32_t head_bytes; /* size of the request head, for max_header_size */
     mg_buf pseudo;       /* :method, :path, :authority, :scheme values */
@@ -91,8 +94,16 @@ void mg_h2__ready(mg_h2s *s);
 /* Ends the session at once with a GOAWAY carrying code. */
 void mg_h2__fatal(mg_h2 *h, uint32_t code);
 
-/* h2_stream.c */
+/* Whether s buffers enough response bytes for the proxy to wait. */
+static inline int mg_h2__out_full(const mg_h2s *s)
+{
+    return s->out.len - s->out_off > MG_H2_STREAM_OUT_HIGH || s->h->out_total > MG_H2_CONN_OUT_HIGH;
+}
+
+/* h2_response.c: the answers */
 extern const mg_req_src mg_h2__src;
+
+/* h2_stream.c */
 /* Session callbacks about streams and their heads. */
 int mg_h2__on_begin_headers(nghttp2_session *sess, const nghttp2_frame *f, void *user);
 int mg_h2__on_header(nghttp2_session *sess, const nghttp2_frame *f, const uint8_t *name,

@@ -99,8 +99,10 @@ struct mg_req {
     uint16_t holds;                 /* mg_req_hold count, plus one for the source */
 
     /* ---- the proxy's ------------------------------------------------- */
-    mg_upconn *up;     /* the upstream connection of the current try */
-    mg_snapshot *snap; /* pinned for all tries */
+    mg_upconn *up;               /* the upstream connection of the current try */
+    struct mg_h2up_stream *h2st; /* ... or its HTTP/2 stream (protocol h2c, h2) */
+    uint32_t h2_unconsumed;      /* response bytes the client has not taken yet */
+    mg_snapshot *snap;           /* pinned for all tries */
     int svc;
     int target;  /* index in the service, -1 before the first pick */
     int route;   /* matched route index, -1 before routing */

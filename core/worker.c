@@ -3,6 +3,7 @@
  * state, connection pools and timeout queues. */
 #include "worker.h"
 #include "conn.h"
+#include "h2_upstream.h"
 #include "lua_ffi.h"
 #include "proxy.h"
 #include "stats.h"
@@ -117,6 +118,7 @@ static void on_tick(uv_timer_t *t)
     adopt_pending(w); /* in case a wake-up was coalesced away: versions, not events */
     mg_conn_expire(w, now);
     mg_up_expire(w, now);
+    mg_h2up_expire(w, now);
     mg_proxy_expire(w, now);
     mg_lua_tick(&w->lua);
     mg_lua_flush_log_limits(&w->lua);
@@ -233,6 +235,7 @@ static void worker_main(void *arg)
     for (mg_conn *c = w->conns; c; c = c->next)
         mg_conn_close(c);
     mg_up_close_all(w);
+    mg_h2up_close_all(w);
     uv_run(&w->loop, UV_RUN_NOWAIT);
     uv_walk(&w->loop, close_walk, w);
     uv_run(&w->loop, UV_RUN_DEFAULT);

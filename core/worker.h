@@ -58,7 +58,8 @@ typedef struct mg_worker {
     uint64_t next_conn_id;
     uint64_t next_req_id;
 
-    mg_pool *pools; /* upstream connection pools by target uid (upstream.c) */
+    mg_pool *pools;            /* upstream connection pools by target uid (upstream.c) */
+    struct mg_h2up_conn *h2up; /* HTTP/2 connections to backends (h2_upstream.c) */
     uint32_t npools;
     /* Called by upstream.c when a connection becomes available (a connect
      * ended, one went back to a pool): the proxy's held requests may go. */

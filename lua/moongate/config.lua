@@ -326,7 +326,11 @@ local function normalize(t, opts)
     for _, name in ipairs(names) do
         local s, path = services[name], "services." .. name
         if type(s) ~= "table" then fail(path, "expected a table, got %s", describe(s)) end
-        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health", "tls" }, path)
+        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health", "tls", "protocol" }, path)
+        local proto = s.protocol == nil and "http1" or s.protocol
+        if proto ~= "http1" and proto ~= "h2c" and proto ~= "h2" then
+            fail(path .. ".protocol", "expected \"http1\", \"h2c\" or \"h2\", got %s", describe(s.protocol))
+        end
         local bal = s.balancer == nil and "roundrobin" or s.balancer
         if type(bal) ~= "string" or not bal:match(NAME) then
             fail(path .. ".balancer", "expected a plugin name, got %s", describe(bal))
@@ -340,7 +344,9 @@ local function normalize(t, opts)
         end
         local svc = { name = name, balancer = bal, balancer_opts = s.balancer_opts or {},
                       middlewares = s.middlewares, health = s.health, targets = {}, path = path,
-                      tls = tls_config.service(U, s.tls, path .. ".tls", dir) }
+                      protocol = proto,
+                      -- h2 is HTTP/2 over TLS: the targets speak TLS whatever s.tls says
+                      tls = tls_config.service(U, s.tls == nil and proto == "h2" or s.tls, path .. ".tls", dir) }
         for i, tg in ipairs(targets) do
             local tpath = path .. ".targets[" .. i .. "]"
             local addr, weight, labels = tg, 1, {}
