@@ -231,3 +231,7 @@ if mg and mw:
     print("3 middlewares cost %.1f%% of moongate's throughput" % (100 * ratios["middlewares"]["rps_cost"]))
 json.dump({"rows": rows, "ratios": ratios}, open(sys.argv[2], "w"), indent=2)
 PY
+
+# ---- the HTTP/2 rows (h2load over TLS; bench/h2.sh) ----------------------
+echo
+BENCH_DURATION=$D sh "$HERE/h2.sh" "$BIN"

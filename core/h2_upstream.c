@@ -45,9 +45,11 @@ struct mg_h2up_conn {
     mg_buf wbuf;
     uint8_t connected, dead, tls;
     uint8_t goaway; /* the backend sent GOAWAY: no new stream */
+    uint8_t flushing, again;
 };
 
 static void conn_flush(mg_h2up_conn *u);
+static void flush_once(mg_h2up_conn *u);
 
 /* ---- streams ------------------------------------------------------- */
 
@@ -93,9 +95,26 @@ static void conn_kill(mg_h2up_conn *u, const char *why)
     mg_stream_close(&u->s);
 }
 
+/* Frames what nghttp2 has while the socket keeps up, then tells request
+ * bodies below the mark to send more. Re-entered from a drained event, it
+ * only asks the outer call to go round again. */
 static void conn_flush(mg_h2up_conn *u)
 {
     if (u->dead || !u->connected) return;
+    if (u->flushing) {
+        u->again = 1;
+        return;
+    }
+    u->flushing = 1;
+    do {
+        u->again = 0;
+        flush_once(u);
+    } while (u->again && !u->dead);
+    u->flushing = 0;
+}
+
+static void flush_once(mg_h2up_conn *u)
+{
     while (mg_stream_queued(&u->s) < SOCK_HIGH) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(u->sess, &data);
@@ -103,24 +122,20 @@ static void conn_flush(mg_h2up_conn *u)
             conn_kill(u, nghttp2_strerror((int)n));
             return;
         }
-        if (n == 0) break;
-        if (mg_buf_append(&u->wbuf, data, (size_t)n)) {
+        if (n > 0 && mg_buf_append(&u->wbuf, data, (size_t)n)) {
             conn_kill(u, "out of memory");
             return;
         }
-        if (u->wbuf.len >= 65536) break;
-    }
-    if (u->wbuf.len) {
-        uv_buf_t b = uv_buf_init(u->wbuf.p, (unsigned)u->wbuf.len);
-        int rc = mg_stream_write(&u->s, &b, 1);
-        u->wbuf.len = 0;
-        if (rc < 0) {
-            conn_kill(u, "write failed");
-            return;
+        if (u->wbuf.len && (n == 0 || u->wbuf.len >= 65536)) {
+            uv_buf_t b = uv_buf_init(u->wbuf.p, (unsigned)u->wbuf.len);
+            int rc = mg_stream_write(&u->s, &b, 1); /* copies what waits */
+            u->wbuf.len = 0;
+            if (rc < 0) {
+                conn_kill(u, "write failed");
+                return;
+            }
         }
-        if (mg_stream_queued(&u->s) < SOCK_HIGH && nghttp2_session_want_write(u->sess))
-            conn_flush(u);
-        return;
+        if (n == 0) break;
     }
     /* request bodies that went below the mark may take more */
     for (mg_h2up_stream *st = u->streams, *next; st && !u->dead; st = next) {
@@ -130,7 +145,7 @@ static void conn_flush(mg_h2up_conn *u)
             st->ev->drained(st->owner);
         }
     }
-    if (!nghttp2_session_want_read(u->sess) && !nghttp2_session_want_write(u->sess))
+    if (!u->dead && !nghttp2_session_want_read(u->sess) && !nghttp2_session_want_write(u->sess))
         conn_kill(u, "the backend ended the HTTP/2 session");
 }
 
