@@ -38,6 +38,11 @@ void mg_h2_closing(mg_conn *c);
 /* Frees the session and its streams (the connection's close event). */
 void mg_h2_free(mg_conn *c);
 
+/* Frames what the proxy queued on every HTTP/2 connection of w during
+ * this loop turn (the worker's prepare callback, before it polls). */
+struct mg_worker;
+void mg_h2_run_pending(struct mg_worker *w);
+
 /* Graceful end (the worker stops, the idle timeout, a reload that changed
  * the listener): GOAWAY, finish the streams in flight, then close. */
 void mg_h2_goaway(mg_conn *c);

@@ -89,6 +89,43 @@ void mg_h2__leave(mg_h2 *h)
     if (--h->depth == 0 && !h->dead) h2_run(h);
 }
 
+static void pending_remove(mg_h2 *h)
+{
+    if (!h->pending) return;
+    h->pending = 0;
+    mg_worker *w = h->c->w;
+    if (h->pend_prev)
+        h->pend_prev->pend_next = h->pend_next;
+    else
+        w->h2_pending = h->pend_next;
+    if (h->pend_next) h->pend_next->pend_prev = h->pend_prev;
+    h->pend_prev = h->pend_next = NULL;
+}
+
+/* What the proxy's calls (src_*) queued is framed once per loop turn, for
+ * every stream of the connection together: responses finished in one turn
+ * leave in one write (one TLS record run, one syscall), not one each. */
+void mg_h2__later(mg_h2 *h)
+{
+    if (h->depth || h->pending || h->dead) return; /* the running entry frames it */
+    mg_worker *w = h->c->w;
+    h->pending = 1;
+    h->pend_prev = NULL;
+    h->pend_next = w->h2_pending;
+    if (w->h2_pending) w->h2_pending->pend_prev = h;
+    w->h2_pending = h;
+}
+
+void mg_h2_run_pending(mg_worker *w)
+{
+    while (w->h2_pending) {
+        mg_h2 *h = w->h2_pending;
+        pending_remove(h);
+        mg_h2__enter(h);
+        mg_h2__leave(h);
+    }
+}
+
 /* ---- writing ------------------------------------------------------- */
 
 static int write_batch(mg_h2 *h)
@@ -336,6 +373,7 @@ void mg_h2_closing(mg_conn *c)
 {
     mg_h2 *h = c->h2;
     if (!h || h->dead) return;
+    pending_remove(h);
     h->dead = 1;
     for (mg_h2s *s = h->streams; s; s = s->next)
         mg_h2__drop_req(s, 1);

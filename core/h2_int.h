@@ -79,6 +79,8 @@ struct mg_h2 {
     uint8_t dead;      /* the connection is closing: nothing more is sent */
     uint8_t goaway;    /* a graceful GOAWAY was sent */
     uint8_t read_held; /* reading stopped: the client does not read */
+    uint8_t pending;   /* on the worker's list of sessions to frame (w->h2_pending) */
+    mg_h2 *pend_prev, *pend_next;
     /* floods: token buckets refilled with time (h2_conn.c) */
     double resets, control;
     uint64_t bucket_ms;
@@ -89,6 +91,8 @@ struct mg_h2 {
  * once the outermost entry returns. */
 void mg_h2__enter(mg_h2 *h);
 void mg_h2__leave(mg_h2 *h);
+/* Frames what is due at the end of this loop turn (mg_h2_run_pending). */
+void mg_h2__later(mg_h2 *h);
 /* Puts s on the ready list (the handler is told outside nghttp2). */
 void mg_h2__ready(mg_h2s *s);
 /* Ends the session at once with a GOAWAY carrying code. */

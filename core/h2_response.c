@@ -160,8 +160,7 @@ static void src_interim(mg_req *r, int status, const char *reason, size_t rlen)
     if (build_head(s, r, status, -1, &b, st) == 0)
         nghttp2_submit_headers(h->sess, NGHTTP2_FLAG_NONE, s->id, NULL, b.nva, b.n, NULL);
     nv_free(&b);
-    mg_h2__enter(h);
-    mg_h2__leave(h);
+    mg_h2__later(h);
 }
 
 static void resume_data(mg_h2s *s)
@@ -183,8 +182,7 @@ static int src_body(mg_req *r, const uv_buf_t *bufs, unsigned n)
         h->out_total += bufs[i].len;
     }
     resume_data(s);
-    mg_h2__enter(h);
-    mg_h2__leave(h); /* frames what the windows allow */
+    mg_h2__later(h); /* framed at the end of this loop turn */
     if (h->dead) return -1;
     if (mg_h2__out_full(s)) {
         s->want_drain = 1;
@@ -252,8 +250,7 @@ static void src_end(mg_req *r)
     s->out_end = 1;
     if (!s->closed) resume_data(s);
     mg_h2__drop_req(s, 0); /* the exchange is over; the stream sends on */
-    mg_h2__enter(h);
-    mg_h2__leave(h);
+    mg_h2__later(h);
 }
 
 static void src_pause(mg_req *r)
@@ -267,8 +264,7 @@ static void src_resume(mg_req *r)
     s->flowing = 1;
     s->paused = 0;
     mg_h2__ready(s); /* the body is handed over from the run loop */
-    mg_h2__enter(s->h);
-    mg_h2__leave(s->h);
+    mg_h2__later(s->h);
 }
 
 static void src_abort(mg_req *r)
@@ -278,8 +274,7 @@ static void src_abort(mg_req *r)
     if (!h->dead && !s->closed)
         nghttp2_submit_rst_stream(h->sess, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
     mg_h2__drop_req(s, 0);
-    mg_h2__enter(h);
-    mg_h2__leave(h);
+    mg_h2__later(h);
 }
 
 /* No upgrade over HTTP/2 (the proxy sees r->upgrade == 0): never called. */

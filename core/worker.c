@@ -3,6 +3,7 @@
  * state, connection pools and timeout queues. */
 #include "worker.h"
 #include "conn.h"
+#include "h2.h"
 #include "h2_upstream.h"
 #include "lua_ffi.h"
 #include "proxy.h"
@@ -139,6 +140,7 @@ static void on_flush(uv_prepare_t *p)
 {
     mg_worker *w = p->data;
     mg_proxy_run_held(w);
+    mg_h2_run_pending(w);
     if (w->access.len) mg_buf_flush_fd(&w->access, 1);
 }
 

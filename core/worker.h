@@ -53,7 +53,8 @@ typedef struct mg_worker {
     mg_tq q_client_idle, q_client_header, q_client_io;
     mg_tq q_up_connect, q_up_response, q_up_idle;
 
-    mg_conn *conns; /* every open client connection */
+    mg_conn *conns;           /* every open client connection */
+    struct mg_h2 *h2_pending; /* HTTP/2 sessions with frames to write this turn (h2_conn.c) */
     int nconns;
     uint64_t next_conn_id;
     uint64_t next_req_id;
