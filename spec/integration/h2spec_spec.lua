@@ -58,7 +58,7 @@ describe("h2spec", function()
             routes = { { rule = "PathPrefix(`/`)", service = "api" } },
         } })
         for _, run in ipairs({ { "-t -k -p " .. tls, KNOWN }, { "-p " .. plain, KNOWN_H2C } }) do
-            local out = t.sh("timeout 120 " .. bin .. " -h 127.0.0.1 -o 3 " .. run[1])
+            local out = t.sh("timeout 120 " .. bin .. " -h 127.0.0.1 -o 5 " .. run[1])
             assert.truthy(out:find("145 tests", 1, true), out)
             for _, id in ipairs(failures(out)) do
                 assert.is_true(KNOWN[id] or run[2][id] or false, "h2spec " .. run[1] .. ": " .. id .. " failed:\n" .. out)
