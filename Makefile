@@ -15,11 +15,11 @@ VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # zlib1g, libbrotli1, libcrypt1: loaded at run time through the FFI by the
 # compress and basic_auth middlewares (libz.so.1, libbrotlienc.so.1, libcrypt.so.1)
 BUILD_PKGS := build-essential pkg-config libuv1-dev libjansson-dev libluajit2-5.1-dev luajit2 node-llhttp \
-              libssl-dev zlib1g libbrotli1 libcrypt1
+              libssl-dev libnghttp2-dev zlib1g libbrotli1 libcrypt1
 DEPS_PKGS := $(BUILD_PKGS) lua-busted lua-socket lua-posix lua-cjson python3 curl clang-format chromium \
-             openssl pebble testssl.sh
+             openssl pebble testssl.sh nghttp2-client nghttp2-server python3-grpcio
 # What make bench adds: the peers and the load tools.
-BENCH_PKGS := nginx-light libnginx-mod-http-lua haproxy wrk valgrind openssl python3
+BENCH_PKGS := nginx-light libnginx-mod-http-lua haproxy wrk valgrind openssl python3 nghttp2-client
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT       ?= -O2 -g
@@ -27,7 +27,7 @@ CFLAGS_ALL = -std=gnu11 $(OPT) $(WARN) -fvisibility=hidden -pthread \
              -I core -I $(LLHTTP_INC) -I $(LUAJIT_INC) -I $(BUILD) \
              -DMG_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
 LDFLAGS_ALL = -pthread -Wl,-E $(EXTRA_LDFLAGS)
-LIBS      := -luv -ljansson -lluajit-5.1 -lssl -lcrypto -lm -ldl
+LIBS      := -luv -ljansson -lluajit-5.1 -lnghttp2 -lssl -lcrypto -lm -ldl
 
 CORE_SRCS := $(wildcard core/*.c)
 CORE_OBJS := $(patsubst core/%.c,$(BUILD)/core/%.o,$(CORE_SRCS))
@@ -77,6 +77,7 @@ $(BUILD) $(BUILD)/core $(BUILD)/llhttp:
 
 deps:
 	@sh tools/deps.sh $(DEPS_PKGS)
+	@sh tools/go-tools.sh
 
 build-deps:
 	@sh tools/deps.sh $(BUILD_PKGS)

@@ -220,6 +220,8 @@ if mg and mw:
 json.dump({"rows": rows, "ratios": ratios}, open(sys.argv[2], "w"), indent=2)
 PY
 
-# HTTPS rows, then instructions per request (BENCH_TLS=0 / BENCH_CALLGRIND=0 skip them)
-if [ "${BENCH_TLS:-1}" = 1 ]; then sh "$HERE/tls.sh" "$BIN"; fi
-if [ "${BENCH_CALLGRIND:-1}" = 1 ]; then sh "$HERE/callgrind.sh" "$BIN"; fi
+# HTTPS rows, HTTP/2 rows, then instructions per request (BENCH_TLS=0,
+# BENCH_H2=0, BENCH_CALLGRIND=0 skip them)
+if [ "${BENCH_TLS:-1}" = 1 ]; then echo; BENCH_DURATION=$D sh "$HERE/tls.sh" "$BIN"; fi
+if [ "${BENCH_H2:-1}" = 1 ]; then echo; BENCH_DURATION=$D sh "$HERE/h2.sh" "$BIN"; fi
+if [ "${BENCH_CALLGRIND:-1}" = 1 ]; then echo; sh "$HERE/callgrind.sh" "$BIN"; fi

@@ -80,7 +80,11 @@ void mg_req_log(mg_req *r)
                             json_stringn(r->in.arena.p ? r->in.arena.p : "", r->method_len));
         json_object_set_new(o, "path", json_stringn(u.path.p, u.path.len));
         json_object_set_new(o, "query", json_stringn(u.query.p, u.query.len));
-        json_object_set_new(o, "protocol", json_string(r->http_minor ? "HTTP/1.1" : "HTTP/1.0"));
+        json_object_set_new(o, "protocol",
+                            json_string(r->http_major == 2 ? "HTTP/2.0"
+                                        : r->http_minor    ? "HTTP/1.1"
+                                                           : "HTTP/1.0"));
+        if (r->stream_id) json_object_set_new(o, "stream", json_integer(r->stream_id));
         json_object_set_new(o, "host",
                             hi >= 0
                                 ? json_stringn(mg_hvalue(&r->in, (uint32_t)hi), r->in.h[hi].vlen)
@@ -112,7 +116,7 @@ void mg_req_log(mg_req *r)
             append_escaped(b, r->in.arena.p, r->method_len);
             mg_buf_append(b, " ", 1);
             append_escaped(b, r->in.arena.p + r->method_len, r->url_len);
-            mg_buf_printf(b, " HTTP/1.%d", r->http_minor);
+            mg_buf_printf(b, " HTTP/%d.%d", r->http_major ? r->http_major : 1, r->http_minor);
         } else {
             mg_buf_append(b, "-", 1);
         }

@@ -143,6 +143,11 @@ static void read_listen_tls(lua_State *L, int idx, mg_listen *l)
         names[k++] = lua_tostring(L, -1); /* anchored by the table until the pop below */
         lua_pop(L, 1);
     }
+    if (!k && l->tls) {
+        /* the default: h2 first when the listener speaks it (docs/http2.md) */
+        if (l->http2) names[k++] = "h2";
+        names[k++] = "http/1.1";
+    }
     int len = k ? mg_tls_alpn_wire(names, k, l->alpn, sizeof(l->alpn)) : 0;
     l->alpn_len = len > 0 ? len : 0;
     lua_pop(L, 1);
@@ -228,6 +233,12 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     int idx = lua_gettop(L);
     svc->name = dup_field(L, idx, "name", "?");
     svc->balancer = dup_field(L, idx, "balancer", "roundrobin");
+    char *proto = dup_field(L, idx, "protocol", "http1");
+    svc->protocol = !proto                      ? MG_PROTO_HTTP1
+                    : strcmp(proto, "h2c") == 0 ? MG_PROTO_H2C
+                    : strcmp(proto, "h2") == 0  ? MG_PROTO_H2
+                                                : MG_PROTO_HTTP1;
+    free(proto);
     svc->line = (int)num_field(L, idx, "line", 0);
     svc->balancer_opts = dup_field(L, idx, "_opts_literal", "{}");
     svc->health = dup_field(L, idx, "_health_literal", NULL);
@@ -370,6 +381,13 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
     if (cfg->log_level < 0) cfg->log_level = MG_LOG_INFO;
     free(lvl);
 
+    lua_getfield(L, top, "http2");
+    lua_getfield(L, -1, "enabled");
+    int h2_on = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    cfg->h2_max_streams = (uint32_t)num_field(L, lua_gettop(L), "max_concurrent_streams", 128);
+    lua_pop(L, 1);
+
     lua_getfield(L, top, "listen");
     int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     cfg->listen = calloc(n ? (size_t)n : 1, sizeof(mg_listen));
@@ -381,6 +399,9 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
         free(h);
         l->port = (int)num_field(L, lua_gettop(L), "port", 8080);
         l->line = (int)num_field(L, lua_gettop(L), "line", 0);
+        lua_getfield(L, -1, "http2");
+        l->http2 = h2_on && (lua_isnil(L, -1) || lua_toboolean(L, -1));
+        lua_pop(L, 1);
         read_listen_tls(L, lua_gettop(L), l);
         if (l->tls) cfg->tls.enabled = 1;
         lua_pop(L, 1);

@@ -19,7 +19,9 @@ typedef struct mg_listen {
                                challenges) with a redirect to https://host:PORT; 0: off */
     char name[64];          /* the entry point name, "" if none */
     unsigned char alpn[64]; /* ALPN protocols in wire format, server preference */
-    int alpn_len;           /* 0: the default ("http/1.1") */
+    int alpn_len;           /* 0: the store's default ("http/1.1"); config.c sets
+                               "h2,http/1.1" on a TLS listener that speaks HTTP/2 */
+    int http2;              /* HTTP/2: ALPN h2 (TLS), prior-knowledge h2c (plain) */
 } mg_listen;
 
 typedef struct mg_tls_file_conf {
@@ -55,6 +57,7 @@ typedef struct mg_config {
     int max_connecting;         /* upstream.max_connecting: connects under way per target
                                  * per worker (0: no limit) */
     uint32_t max_header_size, max_headers;
+    uint32_t h2_max_streams;    /* http2.max_concurrent_streams */
     uint8_t normalize_paths;    /* paths.normalize */
     uint8_t keep_encoded_slash; /* paths.encoded_slash == "keep" */
     int keepalive;

@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "conn_int.h"
 #include "addr.h"
+#include "h2.h"
 #include "stats.h"
 #include "tls_stream.h"
 #include "worker.h"
@@ -268,6 +269,7 @@ void mg_conn_close(mg_conn *c)
     c->state = MG_C_CLOSING;
     mg_tq_remove(&c->tq);
     conn_drop_req(c, 1);
+    if (c->h2) mg_h2_closing(c);
     ps_put(c);
     mg_stream_close(&c->s);
 }
@@ -283,6 +285,7 @@ void mg_conn__close_gracefully(mg_conn *c)
     mg_tq_remove(&c->tq);
     c->state = MG_C_CLOSING;
     conn_drop_req(c, 1);
+    if (c->h2) mg_h2_closing(c);
     ps_put(c);
     mg_stream_shutdown(&c->s);
 }
@@ -474,9 +477,64 @@ static void conn_drive(mg_conn *c)
 
 /* ---- stream events -------------------------------------------------- */
 
+/* Chooses the framing before the first byte is parsed: HTTP/2 when TLS
+ * negotiated "h2", or when a plain connection opens with the client
+ * preface (h2c with prior knowledge), on a listener that speaks it.
+ * Returns 1 when the bytes were taken (by HTTP/2, or kept to decide). */
+static int choose_framing(mg_conn *c, const char *p, size_t n)
+{
+    const mg_listen *l = c->listen < c->w->cfg->nlisten ? &c->w->cfg->listen[c->listen] : NULL;
+    int h2 = 0;
+    if (!l || !l->http2 || c->nrequests || c->state != MG_C_IDLE) {
+        c->h2_checked = 1;
+        return 0;
+    }
+    if (c->secure) {
+        size_t an = 0;
+        mg_tls *t = mg_tls_stream_engine(&c->s);
+        const char *a = t ? mg_tls_alpn(t, &an) : NULL;
+        h2 = a && an == 2 && memcmp(a, "h2", 2) == 0;
+    } else {
+        int kept = c->pend_len > 0;
+        if (kept) {
+            pend_append(c, p, n);
+            if (c->state == MG_C_CLOSING) return 1;
+            p = c->pend;
+            n = c->pend_len;
+        }
+        int k = mg_h2_preface(p, n);
+        if (k == 0) { /* a part of the preface: read on */
+            if (!kept) pend_append(c, p, n);
+            return 1;
+        }
+        h2 = k > 0;
+        if (!h2 && kept) { /* HTTP/1 after all: parse what was kept */
+            c->h2_checked = 1;
+            conn_drive(c);
+            return 1;
+        }
+    }
+    c->h2_checked = 1;
+    if (!h2) return 0;
+    if (mg_h2_start(c)) {
+        mg_conn_close(c);
+        return 1;
+    }
+    mg_h2_read(c, p, n);
+    free(c->pend);
+    c->pend = NULL;
+    c->pend_len = c->pend_cap = 0;
+    return 1;
+}
+
 static void on_read(mg_stream *s, const char *p, size_t n)
 {
     mg_conn *c = of_stream(s);
+    if (c->h2) {
+        mg_h2_read(c, p, n);
+        return;
+    }
+    if (!c->h2_checked && choose_framing(c, p, n)) return;
     if (c->state == MG_C_TUNNEL) {
         if (c->req) c->h->tunnel_data(c->req, p, n);
     } else if (c->blocked || c->pend_len || c->driving) {
@@ -491,6 +549,10 @@ static void on_eof(mg_stream *s)
 {
     mg_conn *c = of_stream(s);
     c->peer_eof = 1;
+    if (c->h2) {
+        mg_h2_eof(c);
+        return;
+    }
     switch (c->state) {
     case MG_C_IDLE:
     case MG_C_HEAD:
@@ -524,7 +586,11 @@ static void on_error(mg_stream *s, int err)
 static void on_drain(mg_stream *s)
 {
     mg_conn *c = of_stream(s);
-    if (c->state != MG_C_CLOSING && c->req) c->h->drain(c->req);
+    if (c->state == MG_C_CLOSING) return;
+    if (c->h2)
+        mg_h2_drain(c);
+    else if (c->req)
+        c->h->drain(c->req);
 }
 
 static void on_closed(mg_stream *s)
@@ -538,6 +604,7 @@ static void on_closed(mg_stream *s)
     if (c->next) c->next->prev = c->prev;
     w->nconns--;
     atomic_fetch_sub_explicit(&mg_stats.open_connections, 1, memory_order_relaxed);
+    mg_h2_free(c);
     free(c->pend);
     free(c);
 }
@@ -600,7 +667,10 @@ void mg_conn_expire(mg_worker *w, uint64_t now)
     while ((n = mg_tq_expired(&w->q_client_idle, now))) {
         mg_conn *c = mg_container_of(n, mg_conn, tq);
         mg_tq_remove(n);
-        mg_conn_close(c);
+        if (c->h2)
+            mg_h2_goaway(c); /* closes once the streams in flight ended */
+        else
+            mg_conn_close(c);
     }
     while ((n = mg_tq_expired(&w->q_client_header, now))) {
         mg_conn *c = mg_container_of(n, mg_conn, tq);
@@ -620,12 +690,23 @@ void mg_conn_expire(mg_worker *w, uint64_t now)
     }
 }
 
+void mg_conn_listener_changed(mg_worker *w, int listen)
+{
+    mg_conn *next;
+    for (mg_conn *c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->h2 && c->listen == listen) mg_h2_goaway(c);
+    }
+}
+
 void mg_conn_stop_all(mg_worker *w)
 {
     mg_conn *next;
     for (mg_conn *c = w->conns; c; c = next) {
         next = c->next;
-        if (c->state == MG_C_IDLE && !c->pend_len)
+        if (c->h2)
+            mg_h2_goaway(c);
+        else if (c->state == MG_C_IDLE && !c->pend_len)
             mg_conn_close(c);
         else
             c->close_after = 1;

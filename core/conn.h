@@ -48,6 +48,7 @@ enum mg_conn_state {
     MG_C_BODY,     /* delivering the request body */
     MG_C_RESP,     /* request complete, the response goes out */
     MG_C_TUNNEL,   /* upgraded: raw bytes both ways */
+    MG_C_H2,       /* HTTP/2: the session (c->h2) frames everything */
     MG_C_CLOSING
 };
 
@@ -70,7 +71,8 @@ struct mg_conn {
     mg_conn *prev, *next; /* the worker's connections */
     uint64_t id;
     mg_req *req;
-    char *pend; /* client bytes read but not parsed yet */
+    struct mg_h2 *h2; /* HTTP/2 (h2.h): set once, freed with the connection */
+    char *pend;       /* client bytes read but not parsed yet */
     uint32_t pend_len, pend_cap;
     uint32_t nrequests;
     uint8_t state;
@@ -87,6 +89,7 @@ struct mg_conn {
     uint8_t resp_raw;     /* the response body goes as is (HTTP/1.0, close-delimited) */
     uint8_t secure;       /* TLS */
     uint8_t listen;       /* the listener's index in cfg->listen */
+    uint8_t h2_checked;   /* the framing was chosen (ALPN or the h2c preface) */
     char peer_ip[48];     /* the client's IP as text, formatted once at accept */
     union {
         struct sockaddr sa;
@@ -108,8 +111,12 @@ void mg_conn_expire(mg_worker *w, uint64_t now);
 /* Frees the worker's recycled parser states (at exit). */
 void mg_conn_free_parse_states(mg_worker *w);
 
+/* A reload changed what listener `listen` speaks (HTTP/2, TLS, ALPN): its
+ * HTTP/2 connections get GOAWAY, so clients reconnect to the new one. */
+void mg_conn_listener_changed(mg_worker *w, int listen);
+
 /* The worker stops: idle connections close now, busy ones after their
- * response. */
+ * response (HTTP/2 ones get GOAWAY and finish their streams). */
 void mg_conn_stop_all(mg_worker *w);
 
 #endif

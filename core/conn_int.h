@@ -20,4 +20,8 @@ void mg_conn__close_gracefully(mg_conn *c);
 void mg_conn__resume(mg_conn *c);
 void mg_conn__pause(mg_conn *c);
 
+/* What TLS says of c (MG_TLS_*), or NULL (plain); the src->tls of both
+ * framings. */
+const char *mg_conn__tls_info(const mg_conn *c, int what);
+
 #endif

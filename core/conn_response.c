@@ -191,7 +191,12 @@ static size_t src_queued(const mg_req *r)
 
 static const char *src_tls(const mg_req *r, int what)
 {
-    mg_tls *t = mg_tls_stream_engine(&conn_of(r)->s);
+    return mg_conn__tls_info(conn_of(r), what);
+}
+
+const char *mg_conn__tls_info(const mg_conn *c, int what)
+{
+    mg_tls *t = mg_tls_stream_engine(&c->s);
     if (!t) return NULL;
     static __thread char alpn[32];
     size_t n = 0;

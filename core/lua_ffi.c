@@ -55,7 +55,7 @@ int mg_ffi_req_field(int which, const char **p, size_t *len)
         return MG_FFI_OK;
     }
     case MG_FIELD_VERSION:
-        *p = r->http_minor ? "1.1" : "1.0";
+        *p = r->http_major == 2 ? "2.0" : r->http_minor ? "1.1" : "1.0";
         *len = 3;
         return MG_FFI_OK;
     case MG_FIELD_TARGET:

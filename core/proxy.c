@@ -277,6 +277,10 @@ static void send_body(mg_req *r, const uv_buf_t *bufs, unsigned n)
 
 static void on_body(mg_req *r, const char *p, size_t n)
 {
+    if (n && r->h2st) {
+        mg_proxy__h2_body(r, p, n);
+        return;
+    }
     if (!n || !r->up) return;
     if (r->up_chunked) {
         char line[24];
@@ -292,6 +296,10 @@ static void on_body(mg_req *r, const char *p, size_t n)
 
 static void on_body_end(mg_req *r)
 {
+    if (r->h2st) {
+        mg_proxy__h2_body_end(r);
+        return;
+    }
     if (!r->up_chunked || !r->up) return;
     mg_buf *b = &r->w->scratch;
     b->len = 0;
@@ -308,6 +316,7 @@ static void on_body_end(mg_req *r)
 
 static void on_drain(mg_req *r)
 {
+    if (r->h2st) mg_proxy__h2_drained(r);
     if (r->up && r->up->state == MG_U_ACTIVE) mg_up_read_start(r->up);
 }
 
@@ -316,7 +325,7 @@ static void on_error(mg_req *r, int status, const char *why)
     MG_LOG(MG_LOG_INFO, r->w->id, r->conn_id, "bad request from client (%d): %s", status, why);
     /* a head already sent upstream: that connection carries half a request
      * and is closed, never pooled */
-    if (r->up) mg_proxy__detach(r, 0);
+    if (r->up || r->h2st) mg_proxy__detach(r, 0);
     if (r->resp_started) {
         r->src->abort(r);
         return;
@@ -334,7 +343,7 @@ static void on_tunnel_data(mg_req *r, const char *p, size_t n)
 
 static void on_gone(mg_req *r)
 {
-    if (r->up) {
+    if (r->up || r->h2st) {
         MG_LOG(MG_LOG_DEBUG, r->w->id, r->conn_id, "client gone: closing its upstream connection");
         mg_proxy__detach(r, 0);
     }

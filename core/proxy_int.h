@@ -55,6 +55,13 @@ void mg_proxy__retry_or_fail(mg_req *r, int connect_failed, int safe, const char
  * it): try again, on any target, without charging a retry. */
 void mg_proxy__retry_unsent(mg_req *r, const char *what);
 
+/* proxy_h2.c: a try on a target that speaks HTTP/2 (h2c, h2) */
+void mg_proxy__h2_try(mg_req *r, const mg_service *s, const mg_target *t);
+void mg_proxy__h2_body(mg_req *r, const char *p, size_t n);
+void mg_proxy__h2_body_end(mg_req *r);
+void mg_proxy__h2_drained(mg_req *r); /* the client took response bytes */
+void mg_proxy__h2_detach(mg_req *r);
+
 /* proxy_hold.c */
 /* Puts r in the worker's queue until a target is ready (why: for the log);
  * answers 503 at once when the queue is full. */

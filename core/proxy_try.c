@@ -168,6 +168,10 @@ void mg_proxy__try(mg_req *r)
     mg_buf_append(&r->upstreams, t->address, strlen(t->address));
     atomic_fetch_add_explicit(&mg_target_inflight[t->uid], 1, memory_order_relaxed);
     mg_proxy__response_start(r);
+    if (s->protocol != MG_PROTO_HTTP1) {
+        mg_proxy__h2_try(r, s, t);
+        return;
+    }
     int err = 0;
     mg_upconn *u =
         t->tls ? (s->tls_ctx ? mg_up_get_tls(w, t, s->tls_ctx,
@@ -193,6 +197,10 @@ void mg_proxy__try(mg_req *r)
 
 void mg_proxy__detach(mg_req *r, int reusable)
 {
+    if (r->h2st) {
+        mg_proxy__h2_detach(r);
+        return;
+    }
     mg_upconn *u = r->up;
     if (!u) return;
     r->up = NULL;

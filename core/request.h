@@ -78,6 +78,7 @@ struct mg_req {
     void *src_ctx;         /* the source's own object (its connection) */
     mg_worker *w;
     uint64_t conn_id;               /* the client connection, for logs */
+    uint32_t stream_id;             /* the HTTP/2 stream, 0 for HTTP/1 */
     uint64_t id;                    /* per-worker request id (Lua ctx key) */
     const struct sockaddr *client;  /* the client's address (the source's) */
     const char *client_ip;          /* ... as text, formatted once by the source (or NULL) */
@@ -98,8 +99,10 @@ struct mg_req {
     uint16_t holds;                 /* mg_req_hold count, plus one for the source */
 
     /* ---- the proxy's ------------------------------------------------- */
-    mg_upconn *up;     /* the upstream connection of the current try */
-    mg_snapshot *snap; /* pinned for all tries */
+    mg_upconn *up;               /* the upstream connection of the current try */
+    struct mg_h2up_stream *h2st; /* ... or its HTTP/2 stream (protocol h2c, h2) */
+    uint32_t h2_unconsumed;      /* response bytes the client has not taken yet */
+    mg_snapshot *snap;           /* pinned for all tries */
     int svc;
     int target;          /* index in the service, -1 before the first pick */
     int route;           /* matched route index, -1 before routing */

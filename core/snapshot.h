@@ -32,6 +32,9 @@ typedef struct mg_target {
     char **labels; /* key, value, key, value, ..., NULL */
 } mg_target;
 
+/* What a service's targets speak (services.NAME.protocol). */
+enum { MG_PROTO_HTTP1 = 0, MG_PROTO_H2C, MG_PROTO_H2 };
+
 typedef struct mg_service {
     char *name;
     char *balancer;       /* plugin name */
@@ -45,6 +48,7 @@ typedef struct mg_service {
     int tls, tls_verify;
     char *tls_ca_file, *tls_server_name; /* NULL: system CAs / the target's host */
     struct ssl_ctx_st *tls_ctx;
+    int protocol; /* MG_PROTO_*: what the targets speak */
     mg_target *targets;
     int ntargets;
     int line;

@@ -3,6 +3,8 @@
  * state, connection pools and timeout queues. */
 #include "worker.h"
 #include "conn.h"
+#include "h2.h"
+#include "h2_upstream.h"
 #include "lua_ffi.h"
 #include "proxy.h"
 #include "stats.h"
@@ -117,6 +119,7 @@ static void on_tick(uv_timer_t *t)
     adopt_pending(w); /* in case a wake-up was coalesced away: versions, not events */
     mg_conn_expire(w, now);
     mg_up_expire(w, now);
+    mg_h2up_expire(w, now);
     mg_proxy_expire(w, now);
     mg_lua_tick(&w->lua);
     mg_lua_flush_log_limits(&w->lua);
@@ -137,6 +140,7 @@ static void on_flush(uv_prepare_t *p)
 {
     mg_worker *w = p->data;
     mg_proxy_run_held(w);
+    mg_h2_run_pending(w);
     if (w->access.len) mg_buf_flush_fd(&w->access, 1);
 }
 
@@ -155,6 +159,12 @@ static void adopt_pending(mg_worker *w)
     if (!s) return;
     const mg_config *cfg = s->cfg;
     if (cfg && cfg != w->cfg) {
+        for (int i = 0; w->cfg && i < cfg->nlisten && i < w->cfg->nlisten; i++) {
+            const mg_listen *a = &w->cfg->listen[i], *b = &cfg->listen[i];
+            if (a->http2 != b->http2 || a->tls != b->tls || a->alpn_len != b->alpn_len ||
+                memcmp(a->alpn, b->alpn, (size_t)a->alpn_len) != 0)
+                mg_conn_listener_changed(w, i);
+        }
         w->cfg = cfg;
         w->q_client_idle.timeout_ms = cfg->client_idle_ms;
         w->q_client_header.timeout_ms = cfg->client_header_ms;
@@ -227,6 +237,7 @@ static void worker_main(void *arg)
     for (mg_conn *c = w->conns; c; c = c->next)
         mg_conn_close(c);
     mg_up_close_all(w);
+    mg_h2up_close_all(w);
     uv_run(&w->loop, UV_RUN_NOWAIT);
     uv_walk(&w->loop, close_walk, w);
     uv_run(&w->loop, UV_RUN_DEFAULT);

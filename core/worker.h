@@ -53,12 +53,14 @@ typedef struct mg_worker {
     mg_tq q_client_idle, q_client_header, q_client_io;
     mg_tq q_up_connect, q_up_response, q_up_idle;
 
-    mg_conn *conns; /* every open client connection */
+    mg_conn *conns;           /* every open client connection */
+    struct mg_h2 *h2_pending; /* HTTP/2 sessions with frames to write this turn (h2_conn.c) */
     int nconns;
     uint64_t next_conn_id;
     uint64_t next_req_id;
 
-    mg_pool *pools; /* upstream connection pools by target uid (upstream.c) */
+    mg_pool *pools;            /* upstream connection pools by target uid (upstream.c) */
+    struct mg_h2up_conn *h2up; /* HTTP/2 connections to backends (h2_upstream.c) */
     uint32_t npools;
     /* Called by upstream.c when a connection becomes available (a connect
      * ended, one went back to a pool): the proxy's held requests may go. */

@@ -136,6 +136,7 @@ function _M.describe(c, opts, self_networks)
         rule = labels["moongate.rule"] or traefik(labels, "rule"),
         priority = tonumber(labels["moongate.priority"] or traefik(labels, "priority") or ""),
         balancer = labels["moongate.balancer"],
+        protocol = labels["moongate.protocol"],
         sticky = (function()
             for k, v in pairs(labels) do
                 if k:match("%.sticky%.cookie%.name$") then return v end
@@ -177,6 +178,7 @@ function _M.assemble(containers)
         end
         if n.rule then routes[#routes + 1] = { rule = n.rule, service = name, priority = n.priority } end
         s.extra = { balancer = n.sticky and "sticky" or n.balancer,
+                    protocol = n.protocol,
                     balancer_opts = n.sticky and { cookie = n.sticky } or nil,
                     middlewares = n.middlewares,
                     health = n.health_path and { path = n.health_path, interval = n.health_interval or 2,

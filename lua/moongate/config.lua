@@ -31,12 +31,13 @@ local DEFAULTS = {
     upstream = { keepalive = 64, keepalive_timeout = 60, retries = 2, queue_max = 10000,
                  max_connecting = 64, replay_body = 65536 },
     paths = { normalize = true, encoded_slash = "reject" },
+    http2 = { enabled = true, max_concurrent_streams = 128 },
 }
 
 local TOP_KEYS = {
     "listen", "workers", "plugins_dir", "access_log", "log_level", "timeouts", "limits",
     "upstream", "trusted_proxies", "services", "routes", "admin", "providers", "health",
-    "middlewares", "paths", "tls",
+    "middlewares", "paths", "tls", "http2",
 }
 
 -- A config error: carries the key path so the loader can add file:line.
@@ -204,7 +205,8 @@ local function normalize(t, opts)
         if seen[key] then fail(path, "address %s is listed twice", addr) end
         seen[key] = true
         cfg.listen[i] = { host = host, port = port, path = path, tls = lt.tls, name = lt.name,
-                          redirect = lt.redirect, redirect_port = lt.redirect_port, alpn = lt.alpn }
+                          redirect = lt.redirect, redirect_port = lt.redirect_port, alpn = lt.alpn,
+                          http2 = lt.http2 }
     end
     local listeners_by_name = tls_config.finish_listeners(U, cfg.listen)
     cfg.tls = tls_config.section(U, t.tls, dir)
@@ -272,6 +274,10 @@ local function normalize(t, opts)
     number(cfg.upstream.max_connecting, "upstream.max_connecting", 0, 100000, true)
     number(cfg.limits.max_header_size, "limits.max_header_size", 1024, 1048576, true)
     number(cfg.limits.max_headers, "limits.max_headers", 1, 10000, true)
+    number(cfg.http2.max_concurrent_streams, "http2.max_concurrent_streams", 1, 10000, true)
+    if type(cfg.http2.enabled) ~= "boolean" then
+        fail("http2.enabled", "expected true or false, got %s", describe(cfg.http2.enabled))
+    end
     number(cfg.upstream.keepalive, "upstream.keepalive", 0, 10000, true)
     positive(cfg.upstream.keepalive_timeout, "upstream.keepalive_timeout")
     number(cfg.upstream.retries, "upstream.retries", 0, 10, true)
@@ -321,7 +327,11 @@ local function normalize(t, opts)
     for _, name in ipairs(names) do
         local s, path = services[name], "services." .. name
         if type(s) ~= "table" then fail(path, "expected a table, got %s", describe(s)) end
-        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health", "tls" }, path)
+        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health", "tls", "protocol" }, path)
+        local proto = s.protocol == nil and "http1" or s.protocol
+        if proto ~= "http1" and proto ~= "h2c" and proto ~= "h2" then
+            fail(path .. ".protocol", "expected \"http1\", \"h2c\" or \"h2\", got %s", describe(s.protocol))
+        end
         local bal = s.balancer == nil and "roundrobin" or s.balancer
         if type(bal) ~= "string" or not bal:match(NAME) then
             fail(path .. ".balancer", "expected a plugin name, got %s", describe(bal))
@@ -335,7 +345,9 @@ local function normalize(t, opts)
         end
         local svc = { name = name, balancer = bal, balancer_opts = s.balancer_opts or {},
                       middlewares = s.middlewares, health = s.health, targets = {}, path = path,
-                      tls = tls_config.service(U, s.tls, path .. ".tls", dir) }
+                      protocol = proto,
+                      -- h2 is HTTP/2 over TLS: the targets speak TLS whatever s.tls says
+                      tls = tls_config.service(U, s.tls == nil and proto == "h2" or s.tls, path .. ".tls", dir) }
         for i, tg in ipairs(targets) do
             local tpath = path .. ".targets[" .. i .. "]"
             local addr, weight, labels = tg, 1, {}

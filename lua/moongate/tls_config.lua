@@ -4,7 +4,8 @@
 -- FILE:LINE.
 --
 --   listen entry:  "host:port" | { address = "host:port", tls = true, name = "websecure",
---                                  redirect = "https" | "<listener name>", alpn = { "http/1.1" } }
+--                                  redirect = "https" | "<listener name>", alpn = { "h2", "http/1.1" },
+--                                  http2 = false }
 --   tls = { certificates = { { cert = "site.pem", key = "site.key" }, ... },
 --           min_version = "1.2" | "1.3",
 --           acme = { le = { directory = URL, email = "...", storage = "acme.json",
@@ -16,7 +17,7 @@
 --            targets may be "https://host:port" (port 443 by default) or "http://host:port"
 local _M = {}
 
-local ALPN_SUPPORTED = { ["http/1.1"] = true }
+local ALPN_SUPPORTED = { ["h2"] = true, ["http/1.1"] = true }
 local LISTENER_NAME = "^[%w_%.%-]+$"
 
 local function abs(dir, p)
@@ -28,7 +29,10 @@ end
 -- the TLS fields of the normalized listener.
 function _M.listen_entry(u, l, path)
     if type(l) ~= "table" then return l, {} end
-    u.check_keys(l, { "address", "tls", "name", "redirect", "redirect_port", "alpn" }, path)
+    u.check_keys(l, { "address", "tls", "name", "redirect", "redirect_port", "alpn", "http2" }, path)
+    if l.http2 ~= nil and type(l.http2) ~= "boolean" then
+        u.fail(path .. ".http2", "expected true or false, got %s", u.describe(l.http2))
+    end
     if l.address == nil then u.fail(path .. ".address", "a listener table needs an address") end
     if l.tls ~= nil and type(l.tls) ~= "boolean" then
         u.fail(path .. ".tls", "expected true or false, got %s", u.describe(l.tls))
@@ -58,13 +62,16 @@ function _M.listen_entry(u, l, path)
         alpn = {}
         for i, p in ipairs(l.alpn) do
             if not ALPN_SUPPORTED[p] then
-                u.fail(path .. ".alpn[" .. i .. "]", "unsupported protocol %s (supported: http/1.1)", u.describe(p))
+                u.fail(path .. ".alpn[" .. i .. "]", "unsupported protocol %s (supported: h2, http/1.1)", u.describe(p))
+            end
+            if p == "h2" and l.http2 == false then
+                u.fail(path .. ".alpn[" .. i .. "]", "h2 offered on a listener with http2 = false")
             end
             alpn[i] = p
         end
     end
     return l.address, { tls = l.tls or false, name = l.name, redirect = l.redirect or nil,
-                        redirect_port = l.redirect_port, alpn = alpn }
+                        redirect_port = l.redirect_port, alpn = alpn, http2 = l.http2 ~= false }
 end
 
 -- After every listener is read: resolves `redirect` to a port and checks

@@ -111,4 +111,15 @@ describe("docker discovery", function()
         assert.truthy(why:find("middleware labels: middleware fa", 1, true), why)
         assert.is_true(bad)
     end)
+
+    it("passes the moongate.protocol label to the service", function()
+        local docker = plugins.load("docker", "plugins", "discovery")
+        local c = mg.json.decode(h.read_file("spec/fixtures/docker/container.json"))
+        c.State.Health.Status = "healthy"
+        c.Config.Labels["moongate.protocol"] = "h2c"
+        local d = assert(docker.describe(c, {}, nil))
+        assert.equal("h2c", d.protocol)
+        local services = docker.assemble({ [c.Id] = d })
+        assert.equal("h2c", services.rec.extra.protocol)
+    end)
 end)

@@ -59,8 +59,8 @@ describe("a TLS listener", function()
     it("answers curl over TLS 1.3 with ALPN http/1.1 and shows the SNI name", function()
         local c = setup()
         t.start_server(c.cfg, c.dir)
-        local code, body = t.curl({ "--cacert", c.site_cert, "--resolve", "site.test:" .. c.port .. ":127.0.0.1",
-                                    "https://site.test:" .. c.port .. "/hello" })
+        local code, body = t.curl({ "--http1.1", "--cacert", c.site_cert, "--resolve",
+                                    "site.test:" .. c.port .. ":127.0.0.1", "https://site.test:" .. c.port .. "/hello" })
         assert.equal(200, code, body)
         local info = cjson.decode(body)
         assert.equal("site.test", info.sni)
@@ -71,6 +71,15 @@ describe("a TLS listener", function()
 
     it("negotiates ALPN from the listener's list and refuses protocols it does not have", function()
         local c = setup()
+        t.start_server(c.cfg, c.dir)
+        assert.truthy(t.s_client(c.port, "-alpn h2,http/1.1"):find("ALPN protocol: h2", 1, true))
+        assert.truthy(t.s_client(c.port, "-alpn http/1.1"):find("ALPN protocol: http/1.1", 1, true))
+        assert.truthy(t.s_client(c.port, "-alpn h3"):find("No ALPN negotiated", 1, true))
+    end)
+
+    it("offers only http/1.1 on a listener with http2 = false", function()
+        local c = setup()
+        c.cfg.listen[1].http2 = false
         t.start_server(c.cfg, c.dir)
         assert.truthy(t.s_client(c.port, "-alpn h2,http/1.1"):find("ALPN protocol: http/1.1", 1, true))
         assert.truthy(t.s_client(c.port, "-alpn h2"):find("No ALPN negotiated", 1, true))
