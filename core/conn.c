@@ -265,7 +265,10 @@ static void settings_init(void)
 
 void mg_conn_close(mg_conn *c)
 {
-    if (c->state == MG_C_CLOSING) return;
+    if (c->state == MG_C_CLOSING) {
+        mg_stream_close(&c->s); /* a graceful (lingering) close ends now */
+        return;
+    }
     c->state = MG_C_CLOSING;
     mg_tq_remove(&c->tq);
     conn_drop_req(c, 1);
@@ -278,11 +281,9 @@ void mg_conn_close(mg_conn *c)
 void mg_conn__close_gracefully(mg_conn *c)
 {
     if (c->state == MG_C_CLOSING) return;
-    if (mg_stream_queued(&c->s) == 0) {
-        mg_conn_close(c);
-        return;
-    }
+    /* the stream lingers (stream.h): at most timeouts.client_header */
     mg_tq_remove(&c->tq);
+    mg_tq_arm(&c->w->q_client_header, &c->tq, uv_now(&c->w->loop));
     c->state = MG_C_CLOSING;
     conn_drop_req(c, 1);
     if (c->h2) mg_h2_closing(c);
@@ -597,6 +598,7 @@ static void on_closed(mg_stream *s)
 {
     mg_conn *c = of_stream(s);
     mg_worker *w = c->w;
+    mg_tq_remove(&c->tq); /* a lingering close ends before its deadline */
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -102,7 +102,8 @@ struct mg_conn {
  * worker w, speaking TLS when the listener says so; h gets its requests. */
 void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h, int listen);
 
-/* Closes a connection now (a request on it gets the gone event). */
+/* Closes a connection now (a request on it gets the gone event), also one
+ * that was closing gracefully (unwritten bytes are lost). */
 void mg_conn_close(mg_conn *c);
 
 /* Called by the worker's tick: closes connections whose wait expired. */

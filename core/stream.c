@@ -133,20 +133,32 @@ static void tcp_close(mg_stream *s)
     uv_close((uv_handle_t *)&s->tcp, on_closed);
 }
 
+/* Lingering close: once our FIN went out, whatever the peer still sends
+ * (the next pipelined request, a PING after an HTTP/2 GOAWAY) is read and
+ * dropped until it closes too. Closing with its bytes unread would make
+ * the kernel answer with a reset, which can destroy our last answer in
+ * the peer's buffer before it reads it (nginx's lingering_close). The
+ * owner bounds the wait: it closes the stream when its timer runs out. */
+static void on_linger_read(uv_stream_t *us, ssize_t nread, const uv_buf_t *buf)
+{
+    mg_stream *s = of_handle((uv_handle_t *)us);
+    /* a peer that keeps sending (a flood ended with GOAWAY) is not read for long */
+    if (nread < 0 || (nread > 0 && s->linger_reads-- == 0)) tcp_close(s);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     mg_stream *s = req->data;
     free(req);
-    tcp_close(s);
+    s->linger_reads = 8;
+    if (status < 0 || uv_is_closing((uv_handle_t *)&s->tcp) ||
+        uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_linger_read))
+        tcp_close(s);
 }
 
 static void tcp_shutdown(mg_stream *s)
 {
     if (s->closing) return;
-    if (s->tcp.write_queue_size == 0) {
-        tcp_close(s);
-        return;
-    }
     tcp_read_stop(s);
     /* Ownership: freed in on_shutdown. */
     uv_shutdown_t *req = malloc(sizeof(*req));

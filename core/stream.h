@@ -35,8 +35,10 @@ typedef struct mg_stream_ops {
      * drain event follows), or a negative error. */
     int (*write)(mg_stream *s, const uv_buf_t *bufs, unsigned n);
     size_t (*queued)(const mg_stream *s); /* bytes waiting to be written */
-    void (*shutdown)(mg_stream *s);       /* closes once the queue is written */
-    void (*close)(mg_stream *s);          /* closes now; the close event follows */
+    /* Sends FIN once the queue is written, then drops what the peer still
+     * sends until it closes (the owner's timer bounds that: close). */
+    void (*shutdown)(mg_stream *s);
+    void (*close)(mg_stream *s); /* closes now; the close event follows */
 } mg_stream_ops;
 
 struct mg_stream {
@@ -47,6 +49,7 @@ struct mg_stream {
     uint32_t rbuf_len; /* at most the loop buffer, 64 KiB */
     uint8_t reading;
     uint8_t closing;
+    uint8_t linger_reads; /* reads left to drop in a lingering close */
 };
 
 /* Plain TCP. Initialises s on loop; reads go to rbuf (shared, not owned). */

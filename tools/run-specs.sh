@@ -11,7 +11,7 @@ out=build/specs-$(basename "$(dirname "$bin")")-$$.log
 "$bin" test -o utfTerminal "$@" spec 2>&1 | tee "$out"
 rc=$?
 # busted's summary: "12 successes / 1 failure / 0 errors / 2 pending : 3.1 seconds"
-summary=$(grep -E '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
+summary=$(grep -a -E '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
 rm -f "$out"
 if [ -z "$summary" ]; then
     echo "0 passed, 1 failed"
