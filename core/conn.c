@@ -288,6 +288,8 @@ void mg_conn__close_gracefully(mg_conn *c)
     conn_drop_req(c, 1);
     if (c->h2) mg_h2_closing(c);
     ps_put(c);
+    /* a stopping worker does not wait for clients to close */
+    c->s.linger_reads = c->w->stopping ? 0 : 8;
     mg_stream_shutdown(&c->s);
 }
 

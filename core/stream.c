@@ -150,8 +150,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 {
     mg_stream *s = req->data;
     free(req);
-    s->linger_reads = 8;
-    if (status < 0 || uv_is_closing((uv_handle_t *)&s->tcp) ||
+    if (status < 0 || !s->linger_reads || uv_is_closing((uv_handle_t *)&s->tcp) ||
         uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_linger_read))
         tcp_close(s);
 }
@@ -159,6 +158,10 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void tcp_shutdown(mg_stream *s)
 {
     if (s->closing) return;
+    if (!s->linger_reads && s->tcp.write_queue_size == 0) {
+        tcp_close(s);
+        return;
+    }
     tcp_read_stop(s);
     /* Ownership: freed in on_shutdown. */
     uv_shutdown_t *req = malloc(sizeof(*req));

@@ -35,8 +35,9 @@ typedef struct mg_stream_ops {
      * drain event follows), or a negative error. */
     int (*write)(mg_stream *s, const uv_buf_t *bufs, unsigned n);
     size_t (*queued)(const mg_stream *s); /* bytes waiting to be written */
-    /* Sends FIN once the queue is written, then drops what the peer still
-     * sends until it closes (the owner's timer bounds that: close). */
+    /* Sends FIN once the queue is written, then, if s->linger_reads, drops
+     * up to that many reads of what the peer still sends until it closes
+     * (the owner's timer bounds that: close); else closes. */
     void (*shutdown)(mg_stream *s);
     void (*close)(mg_stream *s); /* closes now; the close event follows */
 } mg_stream_ops;
@@ -49,7 +50,8 @@ struct mg_stream {
     uint32_t rbuf_len; /* at most the loop buffer, 64 KiB */
     uint8_t reading;
     uint8_t closing;
-    uint8_t linger_reads; /* reads left to drop in a lingering close */
+    uint8_t linger_reads; /* set by the owner before shutdown: reads to drop while lingering (0:
+                             none) */
 };
 
 /* Plain TCP. Initialises s on loop; reads go to rbuf (shared, not owned). */
