@@ -273,6 +273,7 @@ if rawget(_G, "__mg_io") then
     _M.http = { request = aio.request, stream = aio.stream, parse_url = aio.parse_url }
     _M.sleep = aio.sleep
     _M.resolve = aio.resolve
+    _M.tcp_probe = aio.tcp_probe
     _M.spawn = aio.spawn
     _M.run = aio.run
 end
@@ -280,5 +281,11 @@ if rawget(_G, "__mg_crypto") then
     _M.crypto = require("moongate.crypto")
     _M.tls = require("moongate.tls")
 end
+
+-- ---- shared discovery parts (plugins/docker.lua, plugins/swarm.lua) -------
+-- Registered before they load: they require("moongate") themselves.
+package.loaded.moongate = _M
+_M.labels = require("moongate.labels")
+if _M.http then _M.docker = require("moongate.docker") end
 
 return _M
