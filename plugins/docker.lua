@@ -13,6 +13,8 @@
 --                                  -- true: every container; false: only moongate.enable=true
 --       network = nil,             -- network to reach containers on
 --       probe = true,              -- false: admit on start, without a TCP connect first
+--       swarm = nil,               -- "auto" (the zero-config default): on a Swarm manager,
+--                                  -- discover Swarm services (plugins/swarm.lua) instead
 --   } }
 --
 -- Labels (moongate.* or Traefik's, parsed by lua/moongate/labels.lua): see docs/docker.md.
@@ -119,7 +121,7 @@ function _M.start(ctx)
     local opts = ctx.opts
     local docker = mg.docker
     local backoff = 0.5
-    local published, notice = {}, false
+    local published, notice, swarm_checked = {}, false, false
     while ctx.alive() do
         local ok, err = pcall(function()
             local client, cerr, unreadable = docker.connect(opts.endpoint)
@@ -133,6 +135,18 @@ function _M.start(ctx)
             if notice then
                 notice = false
                 ctx.remove_service(NOTICE)
+                ctx.set_routes({})
+            end
+            if opts.swarm == "auto" and not swarm_checked then
+                swarm_checked = true
+                local swarm = assert(require("moongate.plugins").load("swarm", nil, "discovery"))
+                local role = swarm.role(client)
+                if role == "manager" then
+                    mg.log.info("docker: this engine is a Swarm manager: discovering Swarm services")
+                    return swarm.start(ctx)
+                elseif role == "worker" then
+                    mg.log.warn("docker: ", swarm.WORKER_MESSAGE, "; discovering this node's containers only")
+                end
             end
             -- the gateway's own container: its networks, its Compose project
             local self_networks, scope = nil, {}

@@ -133,7 +133,9 @@ function _M.assemble(members)
         s.targets[#s.targets + 1] = { address = d.address, weight = d.weight,
                                       id = d.target_id or name or d.address,
                                       labels = { container = d.name, node = d.node } }
-        if d.created > s.newest.created then s.newest = d end
+        if d.created > s.newest.created or (d.created == s.newest.created and d.name > s.newest.name) then
+            s.newest = d
+        end
     end
     table.sort(order)
     local routes = {}
