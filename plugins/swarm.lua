@@ -162,7 +162,7 @@ function _M.converging(state, sid)
     for _, t in pairs(state.tasks) do
         if t.ServiceID == sid then
             local st = t.Status and t.Status.State
-            if t.DesiredState == "running" and CONVERGING[st] then return true end
+            if (t.DesiredState == "running" or t.DesiredState == "ready") and CONVERGING[st] then return true end
             if t.DesiredState ~= "running" and st == "running" then return true end
         end
     end

@@ -158,6 +158,36 @@ describe("docker discovery", function()
         assert.equal("paused", why)
     end)
 
+    it("answers 503 with the fix when the gateway's user may not read the Docker socket", function()
+        if require("posix.unistd").geteuid() ~= 0 or not io.open("/usr/bin/setpriv") then
+            pending("needs root and setpriv to run the gateway as another user")
+            return
+        end
+        local dir = h.tmpdir()
+        require("posix.sys.stat").chmod(dir, 493) -- 0755: the other user reads the config
+        local sock = dir .. "/docker.sock"
+        h.spawn({ "python3", "spec/support/docker_replay.py", "--socket", sock })
+        h.wait_until(function() return require("posix.sys.stat").stat(sock) ~= nil end, 5, "the replay socket")
+        require("posix.sys.stat").chmod(sock, 384) -- 0600: root's only
+        local port = h.free_port()
+        h.write_file(dir .. "/moongate.lua", string.format(
+            "return { listen = '127.0.0.1:%d', workers = 1, admin = false, providers = { docker = { endpoint = 'unix://%s' } } }",
+            port, sock))
+        local bin = h.bin
+        local errlog = dir .. "/error.log"
+        h.spawn({ "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-c", dir .. "/moongate.lua" },
+            { stderr = errlog })
+        h.wait_until(function() return h.port_open(port) end, 5, "the gateway")
+        local code, body
+        h.wait_until(function()
+            code, body = h.curl("http://127.0.0.1:" .. port .. "/")
+            return body and body:find("DOCKER_GID", 1, true)
+        end, 5, "the 503 page naming the fix")
+        assert.equal(503, code)
+        assert.truthy(body:find("is not readable by the gateway's user", 1, true), body)
+        assert.truthy(h.read_file(errlog):find("DOCKER_GID=$(stat -c %g " .. sock .. ")", 1, true))
+    end)
+
     it("names the fix when the Docker socket cannot be read", function()
         local why, unreadable = mg.docker.explain("permission denied", "unix:///var/run/docker.sock")
         assert.is_true(unreadable)
