@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""load.py URL SECONDS COMMAND: sends GETs to URL on 4 keep-alive
-connections for SECONDS (bounded: at most 20000 requests), runs COMMAND in a
-shell after the first half second, and prints how many requests failed."""
+"""load.py URL SECONDS COMMAND [MAX]: sends GETs to URL on 4 keep-alive
+connections for SECONDS (bounded: at most MAX requests, default 20000), runs
+COMMAND in a shell after the first half second, and prints how many requests
+failed. On stderr it also says how long COMMAND and the load ran, and
+"covered" when the load outlasted COMMAND."""
 import http.client
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 from urllib.parse import urlsplit
 
 url, seconds, command = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+max_requests = int(sys.argv[4]) if len(sys.argv) > 4 else 20000
 u = urlsplit(url)
 failed = 0
 total = 0
@@ -22,7 +25,7 @@ def worker():
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
     while time.time() < stop:
         with lock:
-            if total >= 20000:
+            if total >= max_requests:
                 return
             total += 1
         try:
@@ -37,14 +40,23 @@ def worker():
         if not ok:
             with lock:
                 failed += 1
+    with lock:
+        ended.append(time.time())
 
 
+ended = []
+started = time.time()
 threads = [threading.Thread(target=worker) for _ in range(4)]
 for t in threads:
     t.start()
 time.sleep(0.5)
+cmd_start = time.time()
 subprocess.run(command, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+cmd_end = time.time()
 for t in threads:
     t.join()
 print(failed)
-sys.stderr.write("load: %d requests, %d failed\n" % (total, failed))
+load_end = min(ended) if ended else time.time()
+sys.stderr.write("load: %d requests, %d failed; command took %.1f s, load ran %.1f s%s\n"
+                 % (total, failed, cmd_end - cmd_start, load_end - started,
+                    ", covered" if load_end >= cmd_end else ", NOT covered"))

@@ -27,9 +27,14 @@ alternates() { # the last $2 answers of URL $1 never name the same instance twic
     done
     [ $n -eq 0 ]
 }
-load() { # URL SECONDS COMMAND -> failed requests
-    python3 e2e/load.py "$1" "$2" "$3" 2>>/tmp/moongate-e2e-swarm-load.log
+load() { # URL SECONDS COMMAND -> failed requests; the load's summary in $LOAD_NOTE
+    python3 e2e/load.py "$1" "$2" "$3" 100000 2>/tmp/moongate-e2e-swarm-load.txt
+    cat /tmp/moongate-e2e-swarm-load.txt >> /tmp/moongate-e2e-swarm-load.log
 }
+load_ok() { # the last load failed nothing and outlasted its command
+    [ "$1" = 0 ] && grep -q ', covered' /tmp/moongate-e2e-swarm-load.txt
+}
+load_note() { sed -n 's/^load: \(.*\)/\1/p' /tmp/moongate-e2e-swarm-load.txt; }
 
 if [ "$(docker info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null)" != "inactive" ]; then
     fail "the engine is not in a swarm already (it is $(docker info -f '{{.Swarm.LocalNodeState}}'))"
@@ -53,11 +58,17 @@ else
         check "the two api tasks alternate" alternates "$gw/api/x" 8
         i=0; while [ $i -lt 100 ] && [ "$(web_instances 6)" -lt 2 ]; do sleep 0.2; i=$((i + 1)); done
         check "both web tasks answer ($(web_instances 6) distinct)" sh -c "[ $(web_instances 6) -eq 2 ]"
-        sick=0
-        for _ in $(seq 1 20); do curl -s -m 2 "$gw/sick" | grep -q '"service": "api"' && sick=$((sick + 1)); done
-        check "a task failing its health check gets no traffic ($sick of 20 answered)" sh -c "[ $sick -eq 0 ]"
+        sick=0; unavailable=0
+        for _ in $(seq 1 20); do
+            code=$(curl -s -m 2 -o /tmp/moongate-e2e-swarm-sick.txt -w '%{http_code}' "$gw/sick")
+            grep -q '"service": "api"' /tmp/moongate-e2e-swarm-sick.txt && sick=$((sick + 1))
+            [ "$code" = 503 ] && unavailable=$((unavailable + 1))
+        done
+        check "a task failing its health check gets no traffic ($sick of 20 reached it, $unavailable answered 503)" \
+            sh -c "[ $sick -eq 0 ] && [ $unavailable -eq 20 ]"
 
         before=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_web" | cut -c1-12 | sort)
+        date -u +%H:%M:%S.%N > /tmp/moongate-e2e-swarm-scale-at.txt
         docker service scale -d "${STACK}_web=4" >/dev/null 2>&1
         python3 e2e/swarm/first_seen.py "$gw/" 4 20 > /tmp/moongate-e2e-swarm-seen.txt
         check "after scale web=4, four web tasks answer" sh -c "[ $(wc -l < /tmp/moongate-e2e-swarm-seen.txt) -eq 4 ]"
@@ -80,26 +91,31 @@ PY
         echo "  scale-up: the slowest new web task was served ${worst} s after its container started (Traefik's Swarm provider polls every 15 s)"
         check "new tasks are served within 1 s of starting (${worst} s)" \
             python3 -c "import sys; sys.exit(0 if '$worst' != 'none' and float('$worst') <= 1.0 else 1)"
-        docker service logs --raw "${STACK}_moongate" 2>/dev/null | grep '"web"' | tail -12 > /tmp/moongate-e2e-swarm-access.log
+        docker service logs --raw "${STACK}_moongate" 2>&1 | grep '"web"' | tail -3000 > /tmp/moongate-e2e-swarm-access.log
 
         fails=$(load "$gw/" 8 "docker service scale ${STACK}_web=1")
-        check "scale web=1 under load: $fails failed requests" sh -c "[ '$fails' = 0 ]"
+        check "scale web=1 under load: $fails failed requests ($(load_note))" load_ok "$fails"
         check "one web task left answers" sh -c "[ $(web_instances 6) -eq 1 ]"
         docker service scale "${STACK}_web=2" >/dev/null 2>&1
         i=0; while [ $i -lt 100 ] && [ "$(web_instances 8)" -lt 2 ]; do sleep 0.2; i=$((i + 1)); done
         for order in stop-first start-first; do
             fails=$(load "$gw/" 30 "docker service update --force --update-order $order --update-monitor 1s ${STACK}_web")
-            check "docker service update --force ($order) under load: $fails failed requests" sh -c "[ '$fails' = 0 ]"
+            check "docker service update --force ($order) under load: $fails failed requests ($(load_note))" load_ok "$fails"
             i=0; while [ $i -lt 100 ] && [ "$(web_instances 8)" -lt 2 ]; do sleep 0.2; i=$((i + 1)); done
         done
+        for _ in $(seq 1 20); do curl -s -m 2 -o /dev/null "$gw/sick"; done
+        served=$(docker service logs --raw "${STACK}_moongate" 2>&1 | grep '"sick"' | grep -c '@')
+        asked=$(docker service logs --raw "${STACK}_moongate" 2>&1 | grep -c '"sick"')
+        check "the unhealthy task got none of the $asked requests for it over the whole run ($served did)" \
+            sh -c "[ $served -eq 0 ] && [ $asked -ge 40 ]"
         victim=$(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_web" | head -n 1)
         fails=$(load "$gw/" 6 "docker kill $victim")
-        check "docker kill of a web task's container under load: $fails failed requests" sh -c "[ '$fails' = 0 ]"
+        check "docker kill of a web task's container under load: $fails failed requests ($(load_note))" load_ok "$fails"
     else
         cat /tmp/moongate-e2e-swarm.log
         fail "the seed's stack deploys offline (--resolve-image never)"
     fi
-    docker service logs --raw "${STACK}_moongate" 2>/dev/null | grep -v '"GET' | tail -20 > /tmp/moongate-e2e-swarm-gateway.log
+    docker service logs --raw "${STACK}_moongate" 2>&1 | grep -v '"GET' | tail -40 > /tmp/moongate-e2e-swarm-gateway.log
 fi
 swarm_cleanup
 trap - EXIT INT TERM

@@ -99,10 +99,21 @@ end
 -- The pure step: services, tasks and nodes as the Engine API lists them ->
 -- members for labels.assemble (task id -> description). opts: the provider's
 -- settings; me = { container_id, networks } for the gateway's own task.
--- Returns members and a list of { task, why, bad } for skipped tasks.
+-- Returns members, a list of { task, why, bad } for skipped tasks, and the
+-- services declared by their labels (name -> settings), with or without a
+-- task that may get traffic.
 function _M.members(state, opts, me)
     me = me or {}
-    local members, skipped = {}, {}
+    local members, skipped, declared = {}, {}, {}
+    for _, svc in pairs(state.services) do
+        local tmpl = svc.Spec.TaskTemplate or {}
+        local labels = _M.task_labels(svc, { Spec = tmpl })
+        local s = labels_mod.parse(labels)
+        if s and s.enable ~= false and not (s.enable == nil and opts.exposed_by_default == false) then
+            s.name, s.created = svc.Spec.Name, ""
+            declared[service_name(svc, labels)] = s
+        end
+    end
     for tid, task in pairs(state.tasks) do
         local svc = state.services[task.ServiceID]
         local cid = task.Status and task.Status.ContainerStatus and task.Status.ContainerStatus.ContainerID
@@ -154,7 +165,7 @@ function _M.members(state, opts, me)
         end
         if d then members[tid] = d else skipped[#skipped + 1] = { task = task, why = why, bad = bad } end
     end
-    return members, skipped
+    return members, skipped, declared
 end
 
 -- Does the service still move (tasks starting, or stopping)?
@@ -215,7 +226,7 @@ function _M.start(ctx)
             local admitter = mg.docker.new_admitter(function() publish() end, opts)
             publish = function()
                 if not (alive and ctx.alive()) then return end
-                local members, skipped = _M.members(state, opts, me)
+                local members, skipped, declared = _M.members(state, opts, me)
                 for _, s in ipairs(skipped) do
                     if s.bad then mg.log.warn("task ", s.task.ID, " skipped: ", s.why) end
                 end
@@ -226,7 +237,7 @@ function _M.start(ctx)
                 for tid in pairs(admitter.state) do
                     if not members[tid] then admitter:forget(tid) end
                 end
-                local services, order, routes = labels_mod.assemble(live)
+                local services, order, routes = labels_mod.assemble(live, declared)
                 -- polls re-list often: publish only what changed
                 local sig = serialize({ services, routes })
                 if sig == last_sig then return end

@@ -120,14 +120,26 @@ end
 -- parse() settings }. The newest member (by `created`) gives the service
 -- its rule and settings; disagreeing replicas are logged. Returns
 -- services (name -> { targets, extra }), their names sorted, and routes.
-function _M.assemble(members)
+-- declared (optional): name -> settings of services known to exist with no
+-- member yet (a Swarm service whose tasks are not healthy): they get their
+-- route and settings with no targets, so their requests get a 503 instead
+-- of falling through to a catch-all route.
+function _M.assemble(members, declared)
     local services, order = {}, {}
+    for name, d in pairs(declared or {}) do
+        if not services[name] then
+            services[name] = { targets = {}, newest = d }
+            order[#order + 1] = name
+        end
+    end
     for _, d in pairs(members) do
         local s = services[d.service]
         if not s then
             s = { targets = {}, newest = d }
             services[d.service] = s
             order[#order + 1] = d.service
+        elseif #s.targets == 0 then
+            s.newest = d -- a declared service's first member
         end
         local name = d.name ~= "" and d.name or nil
         s.targets[#s.targets + 1] = { address = d.address, weight = d.weight,

@@ -80,6 +80,15 @@ describe("swarm discovery", function()
             assert.truthy(table.concat(why, ","):find("state starting", 1, true))
         end)
 
+        it("keeps the route of a service none of whose tasks may get traffic yet (a 503, not a catch-all)", function()
+            local members, _, declared = swarm.members(state_of("tasks_starting.json"), {}, nil)
+            local services, _, routes = mg.labels.assemble(members, declared)
+            assert.same({}, services.recapi.targets)
+            local rules = {}
+            for _, r in ipairs(routes) do rules[r.service] = r.rule end
+            assert.equal("PathPrefix(`/api`)", rules.recapi)
+        end)
+
         it("drains a task whose desired state is remove while it still runs", function()
             local members = by_service(swarm.members(state_of("tasks_removing.json"), {}, nil))
             assert.equal(1, #members.recweb)
