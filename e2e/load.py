@@ -16,6 +16,7 @@ max_requests = int(sys.argv[4]) if len(sys.argv) > 4 else 20000
 u = urlsplit(url)
 failed = 0
 total = 0
+kinds = {}
 lock = threading.Lock()
 stop = time.time() + seconds
 
@@ -28,18 +29,22 @@ def worker():
             if total >= max_requests:
                 return
             total += 1
+        kind = None
         try:
             conn.request("GET", u.path)
             r = conn.getresponse()
             r.read()
             ok = r.status == 200
-        except Exception:
+            kind = "status %d" % r.status
+        except Exception as e:
             ok = False
+            kind = type(e).__name__
             conn.close()
             conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
         if not ok:
             with lock:
                 failed += 1
+                kinds[kind] = kinds.get(kind, 0) + 1
     with lock:
         ended.append(time.time())
 
@@ -60,3 +65,5 @@ load_end = min(ended) if ended else time.time()
 sys.stderr.write("load: %d requests, %d failed; command took %.1f s, load ran %.1f s%s\n"
                  % (total, failed, cmd_end - cmd_start, load_end - started,
                     ", covered" if load_end >= cmd_end else ", NOT covered"))
+if kinds:
+    sys.stderr.write("load: failures: %s\n" % ", ".join("%s x%d" % kv for kv in sorted(kinds.items())))

@@ -168,8 +168,15 @@ function _M.members(state, opts, me)
     return members, skipped, declared
 end
 
--- Does the service still move (tasks starting, or stopping)?
+-- Does the service still move (a rolling update under way, tasks starting,
+-- or stopping)? A rolling update turns one task after another to shutdown
+-- with no event of its own: only polling sees each step before its
+-- container is stopped.
+local UPDATING = { updating = true, rollback_started = true }
 function _M.converging(state, sid)
+    local svc = state.services[sid]
+    local us = svc and svc.UpdateStatus
+    if us and UPDATING[us.State] then return true end
     for _, t in pairs(state.tasks) do
         if t.ServiceID == sid then
             local st = t.Status and t.Status.State
@@ -268,7 +275,8 @@ function _M.start(ctx)
                 return true
             end
             local polling = {}
-            local function relist_service(sid)
+            -- the service and its tasks, afresh; false when it could not be read
+            local function fetch_service(sid)
                 local svc, serr, status = client:get("/services/" .. sid)
                 if svc then
                     state.services[sid] = svc
@@ -276,10 +284,14 @@ function _M.start(ctx)
                     state.services[sid] = nil
                 else
                     mg.log.warn("swarm: service ", sid, ": ", tostring(serr))
-                    return
+                    return false
                 end
                 relist_tasks("service", sid)
                 publish()
+                return true
+            end
+            local function relist_service(sid)
+                if not fetch_service(sid) then return end
                 -- follow a converging service closely: no task events exist
                 if not polling[sid] and state.services[sid] and _M.converging(state, sid) then
                     polling[sid] = true
@@ -289,8 +301,7 @@ function _M.start(ctx)
                               and _M.converging(state, sid) do
                             mg.sleep(0.2)
                             if not (alive and ctx.alive()) then break end
-                            relist_tasks("service", sid)
-                            publish()
+                            fetch_service(sid)
                         end
                         polling[sid] = nil
                     end)
