@@ -34,7 +34,7 @@ ask_sick() { # 4 requests for the service that never becomes healthy, at once
     wait
 }
 sick_reached() { cat /tmp/moongate-e2e-swarm-sick.[1-4] | grep -c '"service": "api"'; }
-sick_503() { cat /tmp/moongate-e2e-swarm-sick.[1-4].code | grep -c '^503$'; }
+sick_503() { for f in /tmp/moongate-e2e-swarm-sick.[1-4].code; do cat "$f"; echo; done | grep -c '^503$'; }
 load() { # URL SECONDS COMMAND -> failed requests; the load's summary in $LOAD_NOTE
     python3 e2e/load.py "$1" "$2" "$3" 100000 2>/tmp/moongate-e2e-swarm-load.txt
     cat /tmp/moongate-e2e-swarm-load.txt >> /tmp/moongate-e2e-swarm-load.log
