@@ -787,10 +787,10 @@ void mg_control_open_io(lua_State *L, uv_loop_t *loop)
         settings.on_message_complete = on_message_complete;
         inited = 1;
     }
-    static const luaL_Reg fns[] = {{"http", l_http},       {"read", l_read}, {"close", l_close},
-                                   {"sleep", l_sleep},     {"now", l_now},   {"run", l_run},
-                                   {"resolve", l_resolve}, {"tcp_probe", mg_lua_tcp_probe},
-                                   {NULL, NULL}};
+    static const luaL_Reg fns[] = {
+        {"http", l_http}, {"read", l_read}, {"close", l_close},     {"sleep", l_sleep},
+        {"now", l_now},   {"run", l_run},   {"resolve", l_resolve}, {"tcp_probe", mg_lua_tcp_probe},
+        {NULL, NULL}};
     lua_newtable(L);
     for (const luaL_Reg *f = fns; f->name; f++) {
         lua_pushlightuserdata(L, loop);
