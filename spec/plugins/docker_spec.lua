@@ -173,7 +173,10 @@ describe("docker discovery", function()
         h.write_file(dir .. "/moongate.lua", string.format(
             "return { listen = '127.0.0.1:%d', workers = 1, admin = false, providers = { docker = { endpoint = 'unix://%s' } } }",
             port, sock))
-        local bin = h.bin
+        -- a copy the other user may run wherever the checkout is (/root is 0700)
+        local bin = dir .. "/moongate"
+        h.write_file(bin, h.read_file(h.bin))
+        require("posix.sys.stat").chmod(bin, 493)
         local errlog = dir .. "/error.log"
         h.spawn({ "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-c", dir .. "/moongate.lua" },
             { stderr = errlog })
