@@ -36,7 +36,7 @@ LLHTTP_OBJS := $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llht
 EMBED_LUA := $(shell find lua plugins \( -name '*.lua' -o -name '*.py' \) 2>/dev/null | sort)
 EMBED_FILES := $(EMBED_LUA) core/dashboard.html
 
-.PHONY: all deps build-deps test test-unit test-integration asan run demo demo-down bench e2e format format-check clean
+.PHONY: all deps build-deps test test-unit test-integration asan run demo demo-down bench e2e e2e-swarm format format-check clean
 
 all: $(BUILD)/moongate
 
@@ -114,6 +114,10 @@ bench: all
 
 e2e:
 	sh e2e/run.sh
+
+# only the Swarm discovery test (single-node swarm, left on every exit path)
+e2e-swarm:
+	sh e2e/run.sh swarm
 
 # Chaos and soak on the real Docker engine (docs/reliability.md).
 .PHONY: chaos chaos-short soak

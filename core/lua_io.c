@@ -7,6 +7,7 @@
 #include "control.h"
 #include "log.h"
 #include "lua_env.h"
+#include "lua_io_int.h"
 #include "lua_crypto.h"
 #include "tls.h"
 #include "tls_certs.h"
@@ -21,16 +22,9 @@
 #define IO_MAX_HEADERS 100
 #define IO_MAX_BODY    (64 * 1024 * 1024)
 
-/* Every request and sleep in progress, so that shutdown can cancel them
- * before the Lua state they would resume is closed. */
-typedef struct pending {
-    struct pending *prev, *next;
-    void (*cancel)(struct pending *);
-} pending;
-
 static pending pending_head = {&pending_head, &pending_head, NULL};
 
-static void pending_add(pending *p, void (*cancel)(pending *))
+void mg_io_pending_add(pending *p, void (*cancel)(pending *))
 {
     p->cancel = cancel;
     p->next = pending_head.next;
@@ -39,7 +33,7 @@ static void pending_add(pending *p, void (*cancel)(pending *))
     pending_head.next = p;
 }
 
-static void pending_remove(pending *p)
+void mg_io_pending_remove(pending *p)
 {
     if (!p->next) return;
     p->prev->next = p->next;
@@ -163,7 +157,7 @@ static void close_all(io_req *r)
 static void io_free_maybe(io_req *r)
 {
     if (r->closed_handles < 2 || (r->stream && !r->freed_by_lua) || r->co) return;
-    pending_remove(&r->link);
+    mg_io_pending_remove(&r->link);
     mg_tls_free(r->tls);
     free(r->out);
     mg_buf_free(&r->body);
@@ -548,7 +542,7 @@ static int l_http(lua_State *L)
     memcpy(r->out, req, len);
     r->out_len = len;
     r->L = main_L; /* never the coroutine: it may be collected once done */
-    pending_add(&r->link, io_cancel);
+    mg_io_pending_add(&r->link, io_cancel);
     r->loop = loop;
     r->stream = stream;
     r->freed_by_lua = !stream;
@@ -638,7 +632,7 @@ static void on_sleep_closed(uv_handle_t *h)
 static void sleep_cancel(pending *p)
 {
     sleep_req *s = (sleep_req *)p;
-    pending_remove(p);
+    mg_io_pending_remove(p);
     luaL_unref(s->L, LUA_REGISTRYINDEX, s->co_ref);
     uv_close((uv_handle_t *)&s->timer, on_sleep_closed);
 }
@@ -646,7 +640,7 @@ static void sleep_cancel(pending *p)
 static void on_sleep(uv_timer_t *t)
 {
     sleep_req *s = t->data;
-    pending_remove(&s->link);
+    mg_io_pending_remove(&s->link);
     lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->co_ref);
     lua_State *co = lua_tothread(s->L, -1);
     lua_pop(s->L, 1);
@@ -670,7 +664,7 @@ static int l_sleep(lua_State *L)
     sleep_req *s = calloc(1, sizeof(*s));
     if (!s) return luaL_error(L, "out of memory");
     s->L = lua_touserdata(L, lua_upvalueindex(2));
-    pending_add(&s->link, sleep_cancel);
+    mg_io_pending_add(&s->link, sleep_cancel);
     lua_pushvalue(L, 1);
     s->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uv_timer_init(loop, &s->timer);
@@ -775,7 +769,7 @@ void mg_control_io_cancel_all(void)
 {
     while (pending_head.next != &pending_head) {
         pending *p = pending_head.next;
-        pending_remove(p);
+        mg_io_pending_remove(p);
         p->cancel(p);
     }
 }
@@ -794,9 +788,10 @@ void mg_control_open_io(lua_State *L, uv_loop_t *loop)
         settings.on_message_complete = on_message_complete;
         inited = 1;
     }
-    static const luaL_Reg fns[] = {{"http", l_http},       {"read", l_read}, {"close", l_close},
-                                   {"sleep", l_sleep},     {"now", l_now},   {"run", l_run},
-                                   {"resolve", l_resolve}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {
+        {"http", l_http}, {"read", l_read}, {"close", l_close},     {"sleep", l_sleep},
+        {"now", l_now},   {"run", l_run},   {"resolve", l_resolve}, {"tcp_probe", mg_lua_tcp_probe},
+        {NULL, NULL}};
     lua_newtable(L);
     for (const luaL_Reg *f = fns; f->name; f++) {
         lua_pushlightuserdata(L, loop);

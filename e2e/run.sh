@@ -2,6 +2,7 @@
 # `make e2e`: builds the images (and the Debian base image when it is
 # missing), runs every e2e/*_test.sh against a real Docker engine, tears
 # everything down even on failure, and ends with "N passed, N failed".
+# `sh e2e/run.sh swarm` runs only e2e/swarm_test.sh (make e2e-swarm).
 set -u
 cd "$(dirname "$0")/.."
 # One e2e run at a time on this engine: the image tags and swarm mode are
@@ -37,7 +38,9 @@ build moongate:e2e .
 build moongate-demo-api:e2e examples/compose-services/api
 build moongate-demo-web:e2e examples/compose-services/web
 
-for t in e2e/*_test.sh; do
+tests=e2e/*_test.sh
+[ $# -gt 0 ] && tests=$(for n in "$@"; do printf 'e2e/%s_test.sh ' "$n"; done)
+for t in $tests; do
     export PROJECT="mge2e$$$(basename "$t" _test.sh | tr -cd 'a-z0-9')"
     echo "=== $t"
     . "$t"

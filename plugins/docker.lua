@@ -1,223 +1,171 @@
--- Docker discovery: containers become targets while they run (and, when
--- they have a health check, while they are healthy). Follows the Engine API
--- over its unix socket: lists running containers, then follows /events and
--- updates only the container an event names; after a lost stream it
--- re-lists, with backoff, so nothing that happened meanwhile is missed.
--- On kill/stop a container's target is removed at once: requests in flight
--- finish, no new ones go there, before the container is gone.
+-- Docker discovery: containers become targets while they run, once their
+-- port accepts a TCP connection (and, when they have a health check, while
+-- they are healthy). Follows the Engine API over its unix socket: lists
+-- running containers, then follows /events and updates only the container
+-- an event names; after a lost stream it re-lists, with backoff, so
+-- nothing that happened meanwhile is missed. On kill/stop/pause a
+-- container's target is removed at once: requests in flight finish, no new
+-- ones go there, before the container is gone.
 --
 --   providers = { docker = {
 --       endpoint = "unix:///var/run/docker.sock",   -- or "http://127.0.0.1:2375"
---       exposed_by_default = true,                   -- false: only moongate.enable=true
---       network = nil,                               -- network to reach containers on
+--       exposed_by_default = nil,  -- nil: the gateway's Compose project, else labelled containers
+--                                  -- true: every container; false: only moongate.enable=true
+--       network = nil,             -- network to reach containers on
+--       probe = true,              -- false: admit on start, without a TCP connect first
+--       swarm = nil,               -- "auto" (the zero-config default): on a Swarm manager,
+--                                  -- discover Swarm services (plugins/swarm.lua) instead
 --   } }
 --
--- Labels (moongate.* or Traefik's): see docs/docker.md.
+-- Labels (moongate.* or Traefik's, parsed by lua/moongate/labels.lua): see docs/docker.md.
 local mg = require("moongate")
+local labels_mod = mg.labels
 
 local _M = { type = "discovery" }
 
-local function truthy(v) return v == "true" or v == "1" or v == "yes" end
-
-local function urlencode(s)
-    return (s:gsub("[^%w%-_%.~]", function(c) return string.format("%%%02X", c:byte()) end))
+local function has_routing_labels(labels)
+    for k in pairs(labels) do
+        if k:sub(1, 9) == "moongate." or k:sub(1, 8) == "traefik." then return true end
+    end
+    return false
 end
 
-local function base_url(endpoint)
-    local sock = endpoint:match("^unix://(/.+)$")
-    if sock then return "unix://" .. sock .. ":" end
-    return endpoint:gsub("^tcp://", "http://"):gsub("/$", "")
+-- Which containers this provider looks at. scope = { self_id, project }
+-- (from the gateway's own container, when it runs in one).
+local function in_scope(c, labels, s, opts, scope)
+    scope = scope or {}
+    if scope.self_id and c.Id == scope.self_id then return false, "the gateway itself" end
+    if s.enable == false then return false, "disabled by label" end
+    if s.enable == true then return true end
+    if opts.exposed_by_default == true then return true end
+    if opts.exposed_by_default == false then return false, "not enabled" end
+    if scope.project then
+        if labels["com.docker.compose.project"] == scope.project then return true end
+        return false, "not in the gateway's Compose project " .. scope.project
+    end
+    if has_routing_labels(labels) then return true end
+    return false, "no moongate or Traefik labels"
 end
 
-local function get(base, prefix, path, timeout)
-    local res, err = mg.http.request({ url = base .. prefix .. path, timeout = timeout or 5 })
-    if not res then return nil, err end
-    if res.status ~= 200 then return nil, "status " .. res.status .. " for " .. path end
-    local v, jerr = mg.json.decode(res.body)
-    if v == nil then return nil, "bad JSON from " .. path .. ": " .. tostring(jerr) end
-    return v
-end
-
--- Traefik's labels name a router and a service; take the first of each.
-local function traefik(labels, what)
-    for k, v in pairs(labels) do
-        local m = k:match("^traefik%.http%.routers%.[^.]+%." .. what .. "$")
-        if m ~= nil or k:match("^traefik%.http%.routers%.[^.]+%." .. what .. "$") then return v end
+-- The container's address on the wanted network, or on one shared with
+-- the gateway (self_networks), or on any.
+function _M.address(nets, want, self_networks)
+    if want then
+        local n = nets[want]
+        if n and n.IPAddress and n.IPAddress ~= "" then return n.IPAddress end
+        -- Compose prefixes network names with the project
+        for name, m in pairs(nets) do
+            if name:sub(-#want - 1) == "_" .. want and m.IPAddress and m.IPAddress ~= "" then return m.IPAddress end
+        end
+        return nil
+    end
+    local names = {}
+    for name in pairs(nets) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do
+        local n = nets[name]
+        if (not self_networks or self_networks[name]) and n.IPAddress and n.IPAddress ~= "" then return n.IPAddress end
     end
 end
 
-local function traefik_hc(labels, what)
-    for k, v in pairs(labels) do
-        if k:match("^traefik%.http%.services%.[^.]+%.loadbalancer%.healthcheck%." .. what .. "$") then return v end
-    end
-end
-
--- "2", "2s", "500ms", "1m" -> seconds
-local function seconds(v)
-    local n, unit = tostring(v):match("^(%d+%.?%d*)(%a*)$")
-    n = tonumber(n)
-    if not n then return nil end
-    local mult = ({ [""] = 1, s = 1, ms = 0.001, m = 60 })[unit]
-    return mult and n * mult
-end
-
-local function traefik_port(labels)
-    for k, v in pairs(labels) do
-        if k:match("^traefik%.http%.services%.[^.]+%.loadbalancer%.server%.port$") then return v end
-    end
-end
-
--- What moongate needs from an inspected container, or nil and why not.
-function _M.describe(c, opts, self_networks)
+-- What moongate needs from an inspected container, or nil, why, bad (bad:
+-- the labels are wrong, worth a warning).
+function _M.describe(c, opts, self_networks, scope)
     local labels = (c.Config and c.Config.Labels) or {}
     if labels["com.docker.compose.oneoff"] == "True" then return nil, "one-off container" end
-    local enable = labels["moongate.enable"] or labels["traefik.enable"]
-    if enable ~= nil and not truthy(enable) then return nil, "disabled by label" end
-    if enable == nil and opts.exposed_by_default == false then return nil, "not enabled" end
+    local s, perr = labels_mod.parse(labels)
+    if not s then return nil, perr, true end
+    local ok, why = in_scope(c, labels, s, opts, scope)
+    if not ok then return nil, why end
     if not (c.State and c.State.Running) then return nil, "not running" end
+    if c.State.Paused then return nil, "paused" end
     local health = c.State.Health and c.State.Health.Status
     if health and health ~= "healthy" then return nil, "health " .. health end
-    local service = labels["moongate.service"] or labels["com.docker.compose.service"]
-        or (c.Name or ""):gsub("^/", "")
-    local port = labels["moongate.port"] or traefik_port(labels)
+    local port = s.port
     if not port then
         local exposed = {}
         for p in pairs((c.Config and c.Config.ExposedPorts) or {}) do
             local n = p:match("^(%d+)/tcp$")
             if n then exposed[#exposed + 1] = n end
         end
-        port = #exposed == 1 and exposed[1] or "80"
+        port = labels_mod.default_port(exposed)
     end
-    if not tonumber(port) then return nil, "label moongate.port is not a number: " .. tostring(port), true end
-    local nets = (c.NetworkSettings and c.NetworkSettings.Networks) or {}
-    local want = labels["moongate.network"] or labels["traefik.docker.network"] or opts.network
-    local ip
-    if want then
-        ip = nets[want] and nets[want].IPAddress
-        if not ip or ip == "" then
-            -- Compose prefixes network names with the project
-            for name, n in pairs(nets) do
-                if name:sub(-#want - 1) == "_" .. want and n.IPAddress ~= "" then ip = n.IPAddress end
-            end
-        end
-    else
-        for name, n in pairs(nets) do
-            if (not self_networks or self_networks[name]) and n.IPAddress and n.IPAddress ~= "" then
-                ip = n.IPAddress
-                break
-            end
-        end
-    end
-    if not ip or ip == "" then return nil, "no address on a network shared with moongate", true end
-    local middlewares
-    if labels["moongate.middlewares"] then
-        -- a JSON list: [{"plugin":"strip_prefix","prefixes":["/api"]}]
-        local list = mg.json.decode(labels["moongate.middlewares"])
-        if type(list) ~= "table" or #list == 0 then
-            return nil, "label moongate.middlewares is not a JSON list of middlewares", true
-        end
-        middlewares = list
-    end
-    local lm, lerr = require("moongate.label_middlewares").for_container(labels, middlewares)
-    if not lm then return nil, "middleware labels: " .. lerr, true end
-    middlewares = #lm > 0 and lm or nil
-    local interval = labels["moongate.health.interval"] or traefik_hc(labels, "interval")
-    local timeout = labels["moongate.health.timeout"] or traefik_hc(labels, "timeout")
-    if (interval and not seconds(interval)) or (timeout and not seconds(timeout)) then
-        return nil, "health interval/timeout labels must be durations like 2 or 2s or 500ms", true
-    end
-    local weight = tonumber(labels["moongate.weight"] or "1")
-    if not weight or weight < 1 or weight ~= math.floor(weight) then
-        return nil, "label moongate.weight must be a positive integer", true
-    end
-    return {
-        id = c.Id, name = (c.Name or ""):gsub("^/", ""), service = service,
-        address = ip .. ":" .. port, weight = weight, created = c.Created or "",
-        rule = labels["moongate.rule"] or traefik(labels, "rule"),
-        priority = tonumber(labels["moongate.priority"] or traefik(labels, "priority") or ""),
-        balancer = labels["moongate.balancer"],
-        protocol = labels["moongate.protocol"],
-        sticky = (function()
-            for k, v in pairs(labels) do
-                if k:match("%.sticky%.cookie%.name$") then return v end
-            end
-        end)(),
-        health_path = labels["moongate.health.path"] or traefik_hc(labels, "path"),
-        health_interval = interval and seconds(interval),
-        health_timeout = timeout and seconds(timeout),
-        middlewares = middlewares,
-    }
+    local ip = _M.address((c.NetworkSettings and c.NetworkSettings.Networks) or {}, s.network or opts.network,
+        self_networks)
+    if not ip then return nil, "no address on a network shared with moongate", true end
+    local d = s
+    d.id = c.Id
+    d.name = (c.Name or ""):gsub("^/", "")
+    d.service = s.service or labels["com.docker.compose.service"] or d.name
+    d.address = (ip:find(":", 1, true) and ("[" .. ip .. "]") or ip) .. ":" .. port
+    d.created = c.Created or ""
+    return d
 end
 
--- Groups described containers into services and routes for set_targets.
-function _M.assemble(containers)
-    local services, order = {}, {}
-    for _, d in pairs(containers) do
-        local s = services[d.service]
-        if not s then
-            s = { targets = {}, newest = d }
-            services[d.service] = s
-            order[#order + 1] = d.service
-        end
-        s.targets[#s.targets + 1] = { address = d.address, weight = d.weight, id = d.name ~= "" and d.name or d.address,
-                                      labels = { container = d.name } }
-        if d.created > s.newest.created then s.newest = d end
-    end
-    table.sort(order)
-    local routes = {}
-    for _, name in ipairs(order) do
-        local s = services[name]
-        table.sort(s.targets, function(a, b) return a.id < b.id end)
-        local n = s.newest
-        for _, d in pairs(containers) do
-            if d.service == name and d.rule ~= n.rule then
-                mg.log.warn("service ", name, ": replicas disagree on the rule; the newest container (",
-                    n.name, ") wins")
-                break
-            end
-        end
-        if n.rule then routes[#routes + 1] = { rule = n.rule, service = name, priority = n.priority } end
-        s.extra = { balancer = n.sticky and "sticky" or n.balancer,
-                    protocol = n.protocol,
-                    balancer_opts = n.sticky and { cookie = n.sticky } or nil,
-                    middlewares = n.middlewares,
-                    health = n.health_path and { path = n.health_path, interval = n.health_interval or 2,
-                                                 timeout = n.health_timeout or 1 } or nil }
-    end
-    return services, order, routes
+_M.assemble = labels_mod.assemble
+
+-- The socket exists but may not be read: every request gets a 503 page
+-- that says so and names the fix, instead of "no services configured".
+local NOTICE = "moongate-docker-unreadable"
+local function publish_unreadable(ctx, why)
+    ctx.set_targets(NOTICE, {}, { middlewares = { {
+        plugin = "respond", status = 503,
+        body = "moongate: Docker discovery cannot start: " .. why .. "\n" } } })
+    ctx.set_routes({ { rule = "PathPrefix(`/`)", service = NOTICE, priority = 0 } })
 end
+
+local DRAIN = { kill = true, stop = true, die = true, destroy = true, pause = true }
+local REINSPECT = { start = true, unpause = true }
 
 function _M.start(ctx)
     local opts = ctx.opts
-    local base = base_url(opts.endpoint or "unix:///var/run/docker.sock")
+    local docker = mg.docker
     local backoff = 0.5
-    local published = {}
+    local published, notice, swarm_checked = {}, false, false
     while ctx.alive() do
         local ok, err = pcall(function()
-            local ping, perr = mg.http.request({ url = base .. "/_ping", timeout = 5 })
-            if not ping then error(perr, 0) end
-            local prefix = "/v" .. (ping.headers["api-version"] or "1.41")
-            -- the networks moongate itself is on, when it runs in a container
-            local self_networks
-            local me = os.getenv("HOSTNAME")
-            if me then
-                local c = get(base, prefix, "/containers/" .. me .. "/json")
-                if c and c.NetworkSettings then self_networks = c.NetworkSettings.Networks end
+            local client, cerr, unreadable = docker.connect(opts.endpoint)
+            if not client then
+                if unreadable and not notice then
+                    notice = true
+                    publish_unreadable(ctx, cerr)
+                end
+                error(cerr, 0)
             end
-            local containers = {}
-            local list, lerr = get(base, prefix, "/containers/json")
-            if not list then error(lerr, 0) end
-            for _, item in ipairs(list) do
-                local c = get(base, prefix, "/containers/" .. item.Id .. "/json")
-                if c then
-                    local d, why, bad = _M.describe(c, opts, self_networks)
-                    if d then containers[c.Id] = d
-                    elseif bad then mg.log.warn("container ", c.Name, " skipped: ", why)
-                    else mg.log.debug("container ", c.Name, " skipped: ", why) end
+            if notice then
+                notice = false
+                ctx.remove_service(NOTICE)
+                ctx.set_routes({})
+            end
+            if opts.swarm == "auto" and not swarm_checked then
+                swarm_checked = true
+                local swarm = assert(require("moongate.plugins").load("swarm", nil, "discovery"))
+                local role = swarm.role(client)
+                if role == "manager" then
+                    mg.log.info("docker: this engine is a Swarm manager: discovering Swarm services")
+                    return swarm.start(ctx)
+                elseif role == "worker" then
+                    mg.log.warn("docker: ", swarm.WORKER_MESSAGE, "; discovering this node's containers only")
                 end
             end
-            local function publish()
-                local services, order, routes = _M.assemble(containers)
+            -- the gateway's own container: its networks, its Compose project
+            local self_networks, scope = nil, {}
+            local me = client:self_container()
+            if me then
+                self_networks = me.NetworkSettings and me.NetworkSettings.Networks
+                scope.self_id = me.Id
+                scope.project = me.Config and me.Config.Labels and me.Config.Labels["com.docker.compose.project"]
+            end
+            local containers = {} -- id -> description (admitted or not)
+            local publish
+            local admitter = docker.new_admitter(function() publish() end, opts)
+            publish = function()
+                if not ctx.alive() then return end
+                local live = {}
+                for id, d in pairs(containers) do
+                    if admitter:admitted(id, d.address) then live[id] = d end
+                end
+                local services, order, routes = _M.assemble(live)
                 for name in pairs(published) do
                     if not services[name] then ctx.set_targets(name, {}) end
                 end
@@ -228,10 +176,26 @@ function _M.start(ctx)
                 end
                 ctx.set_routes(routes)
             end
+            local function consider(id)
+                local c = client:get("/containers/" .. id .. "/json")
+                local d, why, bad
+                if c then d, why, bad = _M.describe(c, opts, self_networks, scope) end
+                local before = containers[id]
+                containers[id] = d or nil
+                if not d then admitter:forget(id) end
+                if not d and c and why then
+                    (bad and mg.log.warn or mg.log.debug)("container ", c.Name, " skipped: ", why)
+                end
+                return d ~= nil or before ~= nil
+            end
+            local list, lerr = client:get("/containers/json")
+            if not list then error(lerr, 0) end
+            for _, item in ipairs(list) do consider(item.Id) end
+            for id, d in pairs(containers) do admitter:admitted(id, d.address) end
+            admitter:settle(1.5)
             publish()
             backoff = 0.5
-            local filters = urlencode('{"type":["container"]}')
-            local stream, serr = mg.http.stream({ url = base .. prefix .. "/events?filters=" .. filters })
+            local stream, serr = client:events({ type = { "container" } })
             if not stream then error(serr, 0) end
             for line in stream:lines() do
                 if not ctx.alive() then break end
@@ -239,22 +203,15 @@ function _M.start(ctx)
                 if type(e) == "table" then
                     local action = e.Action or e.status or ""
                     local id = e.id or (e.Actor and e.Actor.ID)
-                    if id and (action == "kill" or action == "stop" or action == "die" or action == "destroy") then
+                    if id and DRAIN[action] then
                         if containers[id] then
                             mg.log.info("container ", containers[id].name, " ", action, ": draining it")
                             containers[id] = nil
+                            admitter:forget(id)
                             publish()
                         end
-                    elseif id and (action == "start" or action:sub(1, 13) == "health_status") then
-                        local c = get(base, prefix, "/containers/" .. id .. "/json")
-                        local d, why, bad
-                        if c then d, why, bad = _M.describe(c, opts, self_networks) end
-                        local before = containers[id]
-                        containers[id] = d or nil
-                        if d or before then publish() end
-                        if not d and c and why then
-                            (bad and mg.log.warn or mg.log.debug)("container ", c.Name, " skipped: ", why)
-                        end
+                    elseif id and (REINSPECT[action] or action:sub(1, 13) == "health_status") then
+                        if consider(id) then publish() end
                     end
                 else
                     mg.log.warn("docker: ignoring a malformed event line")

@@ -530,12 +530,13 @@ end
 -- The embedded default: listen on :8080 with no services, so every request
 -- gets a page that says how to add one. With a Docker socket present
 -- (opts.docker_socket_present), Docker discovery is on: a Compose file
--- needs no moongate config at all. MOONGATE_ADMIN_LISTEN moves the admin
+-- needs no moongate config at all; on a Swarm manager it discovers Swarm
+-- services instead (swarm = "auto", plugins/docker.lua). MOONGATE_ADMIN_LISTEN moves the admin
 -- API (for a container whose port is published on the host's loopback).
 function _M.default(opts)
     local parts = {}
     if opts and opts.docker_socket_present then
-        parts[#parts + 1] = "providers = { docker = {} }"
+        parts[#parts + 1] = "providers = { docker = { swarm = \"auto\" } }"
     end
     local admin = os.getenv("MOONGATE_ADMIN_LISTEN")
     if admin and admin ~= "" then

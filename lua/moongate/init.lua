@@ -195,6 +195,7 @@ if package.loaded["moongate.c.io"] then
     _M.http = { request = aio.request, stream = aio.stream, parse_url = aio.parse_url }
     _M.sleep = aio.sleep
     _M.resolve = aio.resolve
+    _M.tcp_probe = aio.tcp_probe
     _M.spawn = aio.spawn
     _M.run = aio.run
 end
@@ -202,5 +203,11 @@ if package.loaded["moongate.c.crypto"] then
     _M.crypto = require("moongate.crypto")
     _M.tls = require("moongate.tls")
 end
+
+-- ---- shared discovery parts (plugins/docker.lua, plugins/swarm.lua) -------
+-- Registered before they load: they require("moongate") themselves.
+package.loaded.moongate = _M
+_M.labels = require("moongate.labels")
+if _M.http then _M.docker = require("moongate.docker") end
 
 return _M

@@ -160,6 +160,24 @@ function _M.resolve(host)
     return co_yield()
 end
 
+-- Does a TCP connect to host:port succeed within timeout seconds (default
+-- 1)? true, or nil, reason ("connection refused", "timed out"). The
+-- connection is closed at once; nothing is sent.
+function _M.tcp_probe(host, port, timeout)
+    local co = need_co("mg.tcp_probe")
+    if type(host) ~= "string" then error("mg.tcp_probe: host must be a string", 2) end
+    port = tonumber(port)
+    if not port then error("mg.tcp_probe: port must be a number", 2) end
+    if not is_ip(host) then
+        local addrs, rerr = _M.resolve(host)
+        if not addrs or not addrs[1] then return nil, "cannot resolve " .. host .. ": " .. tostring(rerr) end
+        host = addrs[1]
+    end
+    local started, err = io_c.tcp_probe(co, host, port, (timeout or 1) * 1000)
+    if not started then return nil, err end
+    return co_yield()
+end
+
 function _M.sleep(seconds)
     local co = need_co("mg.sleep")
     io_c.sleep(co, seconds * 1000)

@@ -6,31 +6,49 @@ local socket = require("socket")
 local plugins = require("moongate.plugins")
 
 
+-- Starts the replay (scenario, and the port its container's address gets)
+-- and the docker provider on it; returns a function that turns the loop for
+-- a while and returns the number of targets of service rec.
+local function run_replay(scenario, port)
+    local dir = h.tmpdir()
+    local sock = dir .. "/docker.sock"
+    h.spawn({ "python3", "spec/support/docker_replay.py", "--socket", sock, "--port", tostring(port),
+              "--scenario", scenario })
+    h.wait_until(function() return require("posix.sys.stat").stat(sock) ~= nil end, 5, "the replay socket")
+    local discovery = require("moongate.discovery")
+    local published = {}
+    discovery.publish = function(lit) published[#published + 1] = plugins.deserialize(lit) end
+    discovery.start(plugins.serialize({ docker = { endpoint = "unix://" .. sock } }), "plugins")
+    return function()
+        mg.run(0.05)
+        local p = published[#published]
+        local s = p and p.services.rec
+        return s and #s.targets or 0
+    end, published
+end
+
+local listeners = {}
+local function listen(port)
+    local srv = assert(socket.bind("127.0.0.1", port))
+    listeners[#listeners + 1] = srv
+    return srv
+end
+
 describe("docker discovery", function()
     after_each(function()
         require("moongate.discovery").stop()
+        for _, l in ipairs(listeners) do l:close() end
+        listeners = {}
         h.cleanup()
     end)
 
     it("negotiates the API version, joins a container once healthy, survives a broken stream and drains on kill", function()
-        local dir = h.tmpdir()
-        local sock = dir .. "/docker.sock"
-        h.spawn({ "python3", "spec/support/docker_replay.py", "--socket", sock })
-        h.wait_until(function() return require("posix.sys.stat").stat(sock) ~= nil end, 5, "the replay socket")
-        local discovery = require("moongate.discovery")
-        local published = {}
-        discovery.publish = function(lit) published[#published + 1] = plugins.deserialize(lit) end
-        discovery.start(plugins.serialize({ docker = { endpoint = "unix://" .. sock } }), "plugins")
-        local function latest() return published[#published] end
-        local function rec_targets()
-            local p = latest()
-            local s = p and p.services.rec
-            return s and #s.targets or 0
-        end
+        local port = h.free_port()
+        listen(port)
+        local rec_targets, published = run_replay("default", port)
         local deadline = socket.gettime() + 8
         local joined_at, drained_at
         while socket.gettime() < deadline and not drained_at do
-            mg.run(0.05)
             if not joined_at and rec_targets() == 1 then joined_at = socket.gettime() end
             if joined_at and rec_targets() == 0 then drained_at = socket.gettime() end
         end
@@ -41,9 +59,32 @@ describe("docker discovery", function()
         for _, x in ipairs(published) do if x.services.rec and #x.services.rec.targets == 1 then p = x end end
         local t = p.services.rec.targets[1]
         assert.equal(2, t.weight) -- moongate.weight=2
-        assert.truthy(t.address:match("^%d+%.%d+%.%d+%.%d+:8000$"), t.address)
+        assert.equal("127.0.0.1:" .. port, t.address)
         assert.same({ rule = "PathPrefix(`/rec`)", service = "rec" }, { rule = p.routes[1].rule, service = p.routes[1].service })
         assert.truthy(drained_at, "the kill event did not drain the container")
+    end)
+
+    it("marks a container out at once on pause and back on unpause", function()
+        local port = h.free_port()
+        listen(port)
+        local rec_targets = run_replay("pause", port)
+        h.wait_until(function() return rec_targets() == 1 end, 5, "the running container to join")
+        -- the replay pauses it 0.5 s after the event stream opens
+        h.wait_until(function() return rec_targets() == 0 end, 3, "pause to take the container out")
+        h.wait_until(function() return rec_targets() == 1 end, 3, "unpause to bring it back")
+    end)
+
+    it("admits a container once a TCP connect to it succeeds, not when it starts", function()
+        local port = h.free_port()
+        local rec_targets = run_replay("probe", port)
+        local deadline = socket.gettime() + 1
+        while socket.gettime() < deadline do
+            assert.equal(0, rec_targets(), "admitted while nothing listens on its port")
+        end
+        listen(port)
+        local t0 = socket.gettime()
+        h.wait_until(function() return rec_targets() == 1 end, 3, "admission once the port listens")
+        assert.truthy(socket.gettime() - t0 < 1.5, "admitted " .. (socket.gettime() - t0) .. " s after listening")
     end)
 
     it("describes containers from their labels, Traefik's included", function()
@@ -121,5 +162,72 @@ describe("docker discovery", function()
         assert.equal("h2c", d.protocol)
         local services = docker.assemble({ [c.Id] = d })
         assert.equal("h2c", services.rec.extra.protocol)
+    end)
+
+    it("looks at the gateway's Compose project, else at labelled containers, never at itself", function()
+        local docker = plugins.load("docker", "plugins", "discovery")
+        local c = mg.json.decode(h.read_file("spec/fixtures/docker/container.json"))
+        c.State.Health.Status = "healthy"
+        local L = c.Config.Labels
+        L["com.docker.compose.project"] = "demo"
+        assert.truthy(docker.describe(c, {}, nil, { project = "demo" }))
+        local none, why = docker.describe(c, {}, nil, { project = "other" })
+        assert.is_nil(none)
+        assert.truthy(why:find("Compose project other", 1, true), why)
+        L["moongate.enable"] = "true"
+        assert.truthy(docker.describe(c, {}, nil, { project = "other" }), "moongate.enable=true is always in")
+        none, why = docker.describe(c, {}, nil, { project = "demo", self_id = c.Id })
+        assert.is_nil(none)
+        assert.equal("the gateway itself", why)
+        L["moongate.enable"], L["moongate.rule"], L["moongate.weight"] = nil, nil, nil
+        none, why = docker.describe(c, {}, nil, {})
+        assert.is_nil(none)
+        assert.equal("no moongate or Traefik labels", why)
+        assert.truthy(docker.describe(c, { exposed_by_default = true }, nil, {}))
+        L["traefik.http.routers.r.rule"] = "Host(`x.test`)"
+        assert.truthy(docker.describe(c, {}, nil, {}))
+        c.State.Paused = true
+        none, why = docker.describe(c, {}, nil, {})
+        assert.equal("paused", why)
+    end)
+
+    it("answers 503 with the fix when the gateway's user may not read the Docker socket", function()
+        if require("posix.unistd").geteuid() ~= 0 or not io.open("/usr/bin/setpriv") then
+            pending("needs root and setpriv to run the gateway as another user")
+            return
+        end
+        local dir = h.tmpdir()
+        require("posix.sys.stat").chmod(dir, 493) -- 0755: the other user reads the config
+        local sock = dir .. "/docker.sock"
+        h.spawn({ "python3", "spec/support/docker_replay.py", "--socket", sock })
+        h.wait_until(function() return require("posix.sys.stat").stat(sock) ~= nil end, 5, "the replay socket")
+        require("posix.sys.stat").chmod(sock, 384) -- 0600: root's only
+        local port = h.free_port()
+        h.write_file(dir .. "/moongate.lua", string.format(
+            "return { listen = '127.0.0.1:%d', workers = 1, admin = false, providers = { docker = { endpoint = 'unix://%s' } } }",
+            port, sock))
+        -- a copy the other user may run wherever the checkout is (/root is 0700)
+        local bin = dir .. "/moongate"
+        h.write_file(bin, h.read_file(h.bin))
+        require("posix.sys.stat").chmod(bin, 493)
+        local errlog = dir .. "/error.log"
+        h.spawn({ "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-c", dir .. "/moongate.lua" },
+            { stderr = errlog })
+        h.wait_until(function() return h.port_open(port) end, 5, "the gateway")
+        local code, body
+        h.wait_until(function()
+            code, body = h.curl("http://127.0.0.1:" .. port .. "/")
+            return body and body:find("DOCKER_GID", 1, true)
+        end, 5, "the 503 page naming the fix")
+        assert.equal(503, code)
+        assert.truthy(body:find("is not readable by the gateway's user", 1, true), body)
+        assert.truthy(h.read_file(errlog):find("DOCKER_GID=$(stat -c %g " .. sock .. ")", 1, true))
+    end)
+
+    it("names the fix when the Docker socket cannot be read", function()
+        local why, unreadable = mg.docker.explain("permission denied", "unix:///var/run/docker.sock")
+        assert.is_true(unreadable)
+        assert.truthy(why:find("DOCKER_GID=$(stat -c %g /var/run/docker.sock)", 1, true), why)
+        assert.is_false(select(2, mg.docker.explain("connection refused", "unix:///var/run/docker.sock")))
     end)
 end)

@@ -6,7 +6,14 @@ event-stream connection:
      healthy, a malformed line, then the stream breaks (connection closed);
   2nd /events: the recorded kill and die events, then the stream stays open.
 Containers listed after the first /events reconnect include the recorded
-one; /_ping says Api-Version 1.41 and only /v1.41/ paths are answered."""
+one; /_ping says Api-Version 1.41 and only /v1.41/ paths are answered.
+
+--port P rewrites the container's address to 127.0.0.1:P (moongate admits
+a container once a TCP connect to it succeeds, so specs listen there).
+--scenario pause: the container is healthy from the start; the 1st /events
+  stream sends pause, then (after 1 s) unpause, then stays open.
+--scenario probe: the container is healthy from the start; /events stays
+  open with nothing on it (the spec decides when its port listens)."""
 import argparse
 import json
 import os
@@ -15,7 +22,8 @@ import threading
 import time
 
 FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "docker")
-state = {"healthy": False, "events": 0, "lists": 0, "killed": False}
+state = {"healthy": False, "events": 0, "lists": 0, "killed": False, "paused": False}
+args = None
 lock = threading.Lock()
 
 
@@ -37,7 +45,20 @@ def inspect():
     if state["killed"]:
         c["State"]["Running"] = False
         c["State"]["Status"] = "exited"
+    if state["paused"]:
+        c["State"]["Paused"] = True
+        c["State"]["Status"] = "paused"
+    if args.port:
+        for n in c["NetworkSettings"]["Networks"].values():
+            n["IPAddress"] = "127.0.0.1"
+        c["Config"]["Labels"]["moongate.port"] = str(args.port)
     return c
+
+
+def event(action):
+    ev = {"status": action, "id": CID, "Type": "container", "Action": action,
+          "Actor": {"ID": CID, "Attributes": {"name": "nostalgic_kalam"}}}
+    return json.dumps(ev).encode() + b"\n"
 
 
 def send_json(conn, obj, status="200 OK"):
@@ -76,7 +97,22 @@ def handle(conn):
             n = state["events"]
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         time.sleep(0.3)
-        if n == 1:
+        if args.scenario == "probe":
+            time.sleep(30)
+            conn.close()
+            return
+        elif args.scenario == "pause":
+            if n == 1:
+                time.sleep(0.5)
+                state["paused"] = True
+                chunk(conn, event("pause"))
+                time.sleep(1)
+                state["paused"] = False
+                chunk(conn, event("unpause"))
+            time.sleep(30)
+            conn.close()
+            return
+        elif n == 1:
             state["healthy"] = True
             ev = {"status": "health_status: healthy", "id": CID, "Type": "container",
                   "Action": "health_status: healthy", "Actor": {"ID": CID}}
@@ -97,9 +133,14 @@ def handle(conn):
 
 
 def main():
+    global args
     ap = argparse.ArgumentParser()
     ap.add_argument("--socket", required=True)
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--scenario", default="default")
     args = ap.parse_args()
+    if args.scenario != "default":
+        state["healthy"] = True
     if os.path.exists(args.socket):
         os.unlink(args.socket)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -1,0 +1,23 @@
+/* Shared between the control plane's async I/O files (lua_io.c,
+ * lua_probe.c): the list of waits in progress that shutdown cancels. */
+#ifndef MG_LUA_IO_INT_H
+#define MG_LUA_IO_INT_H
+
+#include <lua.h>
+
+/* Every request, sleep and probe in progress, so that shutdown can cancel
+ * them before the Lua state they would resume is closed. Embed it first in
+ * the request's struct. */
+typedef struct pending {
+    struct pending *prev, *next;
+    void (*cancel)(struct pending *);
+} pending;
+
+void mg_io_pending_add(pending *p, void (*cancel)(pending *));
+/* Idempotent: a request already removed is left alone. */
+void mg_io_pending_remove(pending *p);
+
+/* __mg_io.tcp_probe(co, ip, port, ms): upvalues loop and main state. */
+int mg_lua_tcp_probe(lua_State *L);
+
+#endif
