@@ -17,7 +17,7 @@ void mg_io_pending_add(pending *p, void (*cancel)(pending *));
 /* Idempotent: a request already removed is left alone. */
 void mg_io_pending_remove(pending *p);
 
-/* __mg_io.tcp_probe(co, ip, port, ms): upvalues loop and main state. */
+/* moongate.c.io.tcp_probe(co, ip, port, ms): upvalues loop and main state. */
 int mg_lua_tcp_probe(lua_State *L);
 
 #endif
