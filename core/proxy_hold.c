@@ -5,6 +5,7 @@
  * each tick), in its turn, until timeouts.queue; past upstream.queue_max
  * held requests per worker, a request gets 503 at once. Nothing was sent
  * upstream for a held request, so going again is always safe. */
+#include "lua_stats.h"
 #include "proxy_int.h"
 
 #include <stdio.h>
@@ -57,7 +58,8 @@ void mg_proxy__hold(mg_req *r, const char *why)
     insert_sorted(&w->q_held, &r->tq, r->held_since + cfg->queue_ms);
     r->held = 1;
     w->nheld++;
-    r->src->pause(r); /* the body, if any, waits with it */
+    mg_held_add(svc, 1); /* the autoscaler wakes a service at zero on this */
+    r->src->pause(r);    /* the body, if any, waits with it */
 }
 
 void mg_proxy__unhold(mg_req *r)
@@ -65,6 +67,7 @@ void mg_proxy__unhold(mg_req *r)
     if (!r->held) return;
     r->held = 0;
     r->w->nheld--;
+    mg_held_add(r->snap->services[r->svc].name, -1);
     mg_tq_remove(&r->tq);
 }
 
@@ -105,6 +108,7 @@ void mg_proxy_run_held(mg_worker *w)
         mg_tq_remove(n);
         mg_req *r = mg_container_of(n, mg_req, tq);
         r->held = 0;
+        mg_held_add(r->snap->services[r->svc].name, -1);
         repin(r);
         r->tries = 0; /* the targets it tried may be back; retries stay charged */
         mg_proxy__try(r);

@@ -321,7 +321,7 @@ local function normalize(t, opts)
     for _, name in ipairs(names) do
         local s, path = services[name], "services." .. name
         if type(s) ~= "table" then fail(path, "expected a table, got %s", describe(s)) end
-        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health", "tls" }, path)
+        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health", "tls", "autoscale" }, path)
         local bal = s.balancer == nil and "roundrobin" or s.balancer
         if type(bal) ~= "string" or not bal:match(NAME) then
             fail(path .. ".balancer", "expected a plugin name, got %s", describe(bal))
@@ -336,6 +336,11 @@ local function normalize(t, opts)
         local svc = { name = name, balancer = bal, balancer_opts = s.balancer_opts or {},
                       middlewares = s.middlewares, health = s.health, targets = {}, path = path,
                       tls = tls_config.service(U, s.tls, path .. ".tls", dir) }
+        if s.autoscale ~= nil then
+            local as, aerr = require("moongate.autoscale").settings(s.autoscale, dir)
+            if not as then fail(path .. ".autoscale", "%s", aerr) end
+            svc.autoscale = as
+        end
         for i, tg in ipairs(targets) do
             local tpath = path .. ".targets[" .. i .. "]"
             local addr, weight, labels = tg, 1, {}
