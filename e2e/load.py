@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """load.py URL SECONDS COMMAND: sends GETs to URL on 4 keep-alive
-connections for SECONDS (bounded: at most 20000 requests), runs COMMAND in a
-shell after the first half second, and prints how many requests failed."""
+connections (CONCURRENCY in the environment: another number) for SECONDS
+(bounded: at most 20000 requests), runs COMMAND in a shell after the first
+half second, and prints how many requests failed."""
 import http.client
+import os
 import subprocess
 import sys
 import threading
@@ -26,7 +28,7 @@ def worker():
                 return
             total += 1
         try:
-            conn.request("GET", u.path)
+            conn.request("GET", u.path + ("?" + u.query if u.query else ""))
             r = conn.getresponse()
             r.read()
             ok = r.status == 200
@@ -39,7 +41,7 @@ def worker():
                 failed += 1
 
 
-threads = [threading.Thread(target=worker) for _ in range(4)]
+threads = [threading.Thread(target=worker) for _ in range(int(os.environ.get("CONCURRENCY", "4")))]
 for t in threads:
     t.start()
 time.sleep(0.5)

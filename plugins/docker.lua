@@ -67,6 +67,16 @@ local function traefik_port(labels)
     end
 end
 
+-- moongate.autoscale.* labels (docs/autoscaling.md); a Compose replica is
+-- scaled by the Compose actuator.
+local function autoscale_of(labels)
+    local as = require("moongate.autoscale").from_labels(labels)
+    if as and labels["com.docker.compose.project"] then
+        as.compose = { project = labels["com.docker.compose.project"], service = labels["com.docker.compose.service"] }
+    end
+    return as
+end
+
 -- What moongate needs from an inspected container, or nil and why not.
 function _M.describe(c, opts, self_networks)
     local labels = (c.Config and c.Config.Labels) or {}
@@ -142,6 +152,7 @@ function _M.describe(c, opts, self_networks)
         health_interval = interval and seconds(interval),
         health_timeout = timeout and seconds(timeout),
         middlewares = middlewares,
+        autoscale = autoscale_of(labels),
     }
 end
 
@@ -176,6 +187,7 @@ function _M.assemble(containers)
         s.extra = { balancer = n.sticky and "sticky" or n.balancer,
                     balancer_opts = n.sticky and { cookie = n.sticky } or nil,
                     middlewares = n.middlewares,
+                    autoscale = n.autoscale,
                     health = n.health_path and { path = n.health_path, interval = n.health_interval or 2,
                                                  timeout = n.health_timeout or 1 } or nil }
     end

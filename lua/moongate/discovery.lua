@@ -66,6 +66,13 @@ local function merged()
                 m = { targets = {} }
                 for k, v in pairs(s) do if k ~= "targets" then m[k] = v end end
                 if m.middlewares then m.middlewares = valid_middlewares(sname, m.middlewares) end
+                if m.autoscale then
+                    local ok, aerr = require("moongate.autoscale").settings(m.autoscale, plugins_dir)
+                    if not ok then
+                        mg.log.warn("service ", sname, ": not autoscaling it: ", aerr)
+                        m.autoscale = nil
+                    end
+                end
                 out.services[sname] = m
             end
             for _, t in ipairs(s.targets) do
