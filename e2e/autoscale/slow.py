@@ -3,7 +3,9 @@
 1000, at most 10000) with the container that served it; anything else at
 once. Threaded, so a replica holds many slow requests at a time."""
 import json
+import signal
 import socket
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -35,4 +37,6 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+# PID 1 in its container: stop at once on docker stop (the gateway drained it)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 Server(("0.0.0.0", 8000), Handler).serve_forever()

@@ -28,6 +28,18 @@ local LAT_BOUNDS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, ma
 
 local _M = {}
 
+-- Logs as [autoscale], whichever plugin's coroutine ran last.
+local log = {}
+for _, level in ipairs({ "debug", "info", "warn", "err" }) do
+    log[level] = function(...)
+        local saved = mg._plugin
+        mg._plugin = "autoscale"
+        mg.log[level](...)
+        mg._plugin = saved
+    end
+end
+_M.log = log
+
 -- "60", 60, "60s", "500ms", "2m" -> seconds
 local function seconds(v)
     if type(v) == "number" then return v end
@@ -249,7 +261,7 @@ local function actuate(svc, st, now)
         st.acting = false
         st.applied_at = mg.now()
         if not ok or err then
-            mg.log.err("autoscale ", svc.name, ": ", tostring(err))
+            log.err("service ", svc.name, ": ", tostring(err))
             if gen == generation then st.applied = nil end
         end
     end)
@@ -268,14 +280,14 @@ local function tick(svc, now)
     local want, why = _M.decide(a, svc.policy, m, st)
     local inputs = fmt(m)
     if want ~= st.desired then
-        mg.log.info("autoscale ", svc.name, ": ", st.desired, " -> ", want, " replicas (",
+        log.info("service ", svc.name, ": ", st.desired, " -> ", want, " replicas (",
             tostring(why or "policy"), "): ", inputs)
         table.insert(st.decisions, 1, { at = os.time(), from = st.desired, to = want,
             reason = tostring(why or ""), inputs = inputs })
         while #st.decisions > 10 do table.remove(st.decisions) end
         st.desired, st.changed_at = want, now
     else
-        mg.log.debug("autoscale ", svc.name, ": keeps ", want, " replicas: ", inputs)
+        log.debug("service ", svc.name, ": keeps ", want, " replicas: ", inputs)
     end
     note(svc, st, m)
     actuate(svc, st, now)
@@ -292,7 +304,7 @@ function _M.configure(list)
         if s.autoscale then
             local policy, err = plugins.load(s.autoscale.policy, s.autoscale.plugins_dir, "autoscaler")
             if not policy then
-                mg.log.err("service ", s.name, ": autoscale policy: ", err)
+                log.err("service ", s.name, ": autoscale policy: ", err)
             else
                 local st = states[s.name] or { samples = {}, decisions = {} }
                 states[s.name] = st
@@ -321,7 +333,7 @@ function _M.configure(list)
                 if now >= (st.next_tick or 0) or waking then
                     st.next_tick = now + svc.autoscale.interval
                     local ok, err = pcall(tick, svc, now)
-                    if not ok then mg.log.err("autoscale ", svc.name, ": ", tostring(err)) end
+                    if not ok then log.err("service ", svc.name, ": ", tostring(err)) end
                 end
             end
             mg.sleep(0.1)

@@ -13,6 +13,7 @@
 --         removed; at zero the last one is stopped and kept, so a cold
 --         start is a `docker start`, and the configuration stays.
 local mg = require("moongate")
+local log = require("moongate.autoscale").log
 
 local _M = {}
 
@@ -126,7 +127,7 @@ local function start_new(api, template, n, service, prefix)
     end
     local ok, serr = engine(api, "POST", "/containers/" .. made.Id .. "/start")
     if not ok then return nil, serr end
-    mg.log.info("autoscale ", service, ": started ", name)
+    log.info("compose service ", service, ": started ", name)
     return true
 end
 
@@ -163,7 +164,7 @@ function _M.apply(svc, desired, env)
             if need == 0 then break end
             need = need - 1
             jobs[#jobs + 1] = function()
-                mg.log.info("autoscale ", svc.name, ": starting ", r.name)
+                log.info("service ", svc.name, ": starting ", r.name)
                 return engine(api, "POST", "/containers/" .. r.id .. "/start")
             end
         end
@@ -187,7 +188,7 @@ function _M.apply(svc, desired, env)
             local park = i == 1 -- the last one stays, stopped, at zero
             jobs[#jobs + 1] = function()
                 local idle = env.drain(svc.name, r.name, a.drain_timeout)
-                mg.log.info("autoscale ", svc.name, ": stopping ", r.name,
+                log.info("service ", svc.name, ": stopping ", r.name,
                     idle and " (drained)" or " (drain timed out)")
                 local ok, serr = engine(api, "POST", "/containers/" .. r.id .. "/stop?t=10")
                 if ok and not park then ok, serr = engine(api, "DELETE", "/containers/" .. r.id .. "?v=1&force=1") end
