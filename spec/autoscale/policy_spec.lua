@@ -143,3 +143,28 @@ describe("the autoscale wrapper", function()
         assert.matches("speed", err)
     end)
 end)
+
+describe("examples/autoscale_p95.lua (docs/autoscaling.md)", function()
+    after_each(function() mg.set_test_clock(nil) end)
+    local p95 = kit.load("examples/autoscale_p95.lua")
+
+    it("adds replicas while p95 is above the goal, and removes them once calm for the window", function()
+        local r = kit.run(p95, { min = 1, max = 5, scale_down_window = 10, opts = { p95 = 0.2 } })
+        r:load(5, { rps = 50, p95 = 0.05 })
+        assert.equal(1, r.desired)
+        r:load(12, { rps = 50, p95 = 0.5 })
+        assert.equal(5, r.desired) -- one more every 3 s, up to max
+        r:load(9, { rps = 50, p95 = 0.05 })
+        assert.equal(5, r.desired) -- calm, not for the whole window yet
+        r:load(2, { rps = 50, p95 = 0.05 })
+        assert.equal(4, r.desired)
+    end)
+
+    it("wakes a service at zero on a queued request", function()
+        local r = kit.run(p95, { min = 0, max = 2 }, { replicas = 0 })
+        r:load(2, {})
+        assert.equal(0, r.desired)
+        r:tick({ queued = 3 })
+        assert.equal(1, r.desired)
+    end)
+end)
