@@ -91,6 +91,6 @@ else
     cat /tmp/moongate-e2e-up.log
     fail "the autoscale stack starts"
 fi
-compose -p "$PROJECT" -f "$COMPOSE_FILE" logs --no-color moongate 2>/dev/null | tail -400 > /tmp/moongate-e2e-autoscale.log
+compose -p "$PROJECT" -f "$COMPOSE_FILE" logs --no-color moongate 2>/dev/null | grep -v "\"GET " | tail -200 > /tmp/moongate-e2e-autoscale.log
 compose -p "$PROJECT" -f "$COMPOSE_FILE" down -v --remove-orphans >/dev/null 2>&1
 trap - EXIT INT TERM
