@@ -49,6 +49,39 @@ describe("the autoscale controller", function()
         h.wait_until(function() local x = autoscale_of(gw, "api"); return x and x.desired == 1 end, 6, "desired 1")
     end)
 
+    it("has its actuator act on the decision", function()
+        local dir = h.tmpdir()
+        local sock = dir .. "/docker.sock"
+        h.spawn({ "python3", "spec/support/engine_replay.py", "--socket", sock })
+        h.wait_until(function() return require("posix.sys.stat").stat(sock) ~= nil end, 5, "the replay socket")
+        local b = h.start_backend({ name = "one" })
+        local gw = h.start_gateway({ config = {
+            services = { api = { targets = { b.address },
+                                 autoscale = { min = 1, max = 3, target = 2, endpoint = "unix://" .. sock,
+                                               compose = { project = "mgasrec", service = "api" } } } },
+            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+        } })
+        local conns = {}
+        for i = 1, 6 do
+            conns[i] = h.connect(gw.port)
+            conns[i]:send_request({ path = "/delay/2000" })
+        end
+        local function created()
+            local p = io.popen("curl -s --unix-socket " .. sock .. " http://engine/__calls")
+            local calls = cjson.decode(p:read("*a"))
+            p:close()
+            local names = {}
+            for _, c in ipairs(calls) do
+                if c.path == "/v1.41/containers/create" then names[#names + 1] = c.query.name end
+            end
+            table.sort(names)
+            return #names == 2 and names
+        end
+        assert.same({ "mgasrec_api_2", "mgasrec_api_3" }, h.wait_until(created, 5, "two replicas created"))
+        gw:wait_log("service api: started mgasrec_api_3")
+        for _, c in ipairs(conns) do c:close() end
+    end)
+
     it("wakes a service at zero on its first held request", function()
         local gw = h.start_gateway({ config = {
             timeouts = { queue = 3 },
