@@ -96,11 +96,14 @@ function _M.create_body(c, n, service)
     first = nets[1]
     local body = prune({
         Image = cfg.Image, Cmd = cfg.Cmd, Entrypoint = cfg.Entrypoint, Env = cfg.Env,
-        WorkingDir = cfg.WorkingDir, User = cfg.User, ExposedPorts = cfg.ExposedPorts,
+        WorkingDir = cfg.WorkingDir, User = cfg.User,
         Healthcheck = cfg.Healthcheck, StopSignal = cfg.StopSignal, StopTimeout = cfg.StopTimeout,
-        Volumes = cfg.Volumes, Tty = cfg.Tty, OpenStdin = cfg.OpenStdin,
+        Tty = cfg.Tty, OpenStdin = cfg.OpenStdin,
         HostConfig = c.HostConfig,
     }) or {}
+    -- sets whose members map to {}: kept whole ({} encodes as an object)
+    if type(cfg.ExposedPorts) == "table" and next(cfg.ExposedPorts) then body.ExposedPorts = cfg.ExposedPorts end
+    if type(cfg.Volumes) == "table" and next(cfg.Volumes) then body.Volumes = cfg.Volumes end
     body.Labels = labels
     if first then
         body.NetworkingConfig = { EndpointsConfig = { [first] = { Aliases = { service } } } }

@@ -58,6 +58,7 @@ describe("the Compose actuator", function()
             numbers[#numbers + 1] = m.body.Labels["com.docker.compose.container-number"]
             assert.equal("moongate-demo-api:e2e", m.body.Image)
             assert.same({ "python3", "/app/app.py" }, m.body.Cmd)
+            assert.same({ ["8000/tcp"] = {} }, m.body.ExposedPorts)
             assert.equal("mgasrec", m.body.Labels["com.docker.compose.project"])
             assert.equal("api", m.body.Labels["com.docker.compose.service"])
             assert.same({ "api" }, m.body.NetworkingConfig.EndpointsConfig.bridge.Aliases)
