@@ -52,7 +52,12 @@ if compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d >/tmp/moongate-e2e-up.log 2>&1
     load_pid=$!
     if wait_for 30 has slow 4; then
         up=$(since "$t0")
-        pass "16 concurrent slow requests: slow reaches 4 replicas in ${up} s"
+        # when the gateway itself first routed to each replica (first_seen)
+        joined=$(curl -s -m 2 "$admin/api/services" | python3 -c "
+import json, sys
+s = [s for s in json.load(sys.stdin) if s['name'] == 'slow'][0]
+print(' '.join(str(round(t['first_seen'] - $t0, 1)) for t in sorted(s['targets'], key=lambda t: t['first_seen'])[1:]))")
+        pass "16 concurrent slow requests: slow reaches 4 replicas in ${up} s (the gateway routed to the new ones at +${joined} s)"
     else
         fail "16 concurrent slow requests: slow reaches 4 replicas (has $(targets slow))"
     fi

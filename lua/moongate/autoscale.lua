@@ -20,8 +20,7 @@ pcall(ffi.cdef, [[
 int mg_ffi_target_counters(uint32_t suid, double *out, int n);
 int mg_ffi_held(const char *service);
 void mg_ffi_autoscale_note(const char *service, const double *v, int n, const char *decisions_json);
-int mg_shared_inflight(uint32_t uid);
-]])
+]]) -- and mg_shared_inflight, declared by moongate (init.lua)
 local C = ffi.C
 local NCOUNTERS = 22 -- requests, status x6, connect_errors, timeouts, 12 buckets, lat_sum_us
 local LAT_BOUNDS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, math.huge }
