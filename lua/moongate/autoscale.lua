@@ -64,7 +64,9 @@ local SETTINGS = {
     endpoint = { type = "string", default = "unix:///var/run/docker.sock" },
 }
 
--- Validates a service's autoscale settings (at config load).
+-- Validates a service's autoscale settings (at config load). dir: the
+-- plugins folder the policy is looked up in; false: no lookup (the caller
+-- checks the policy once it knows the folder).
 function _M.settings(conf, dir)
     if type(conf) ~= "table" then return nil, "expected a table of settings" end
     local c = {}
@@ -83,6 +85,7 @@ function _M.settings(conf, dir)
     if s.swarm and type(s.swarm.service) ~= "string" then
         return nil, "swarm: expected { service = 'id or name' }"
     end
+    if dir == false then return s end
     local ok, perr = plugins.check(s.policy, dir, "autoscaler")
     if not ok then return nil, "policy: " .. perr end
     s.plugins_dir = dir

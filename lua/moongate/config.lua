@@ -337,7 +337,8 @@ local function normalize(t, opts)
                       middlewares = s.middlewares, health = s.health, targets = {}, path = path,
                       tls = tls_config.service(U, s.tls, path .. ".tls", dir) }
         if s.autoscale ~= nil then
-            local as, aerr = require("moongate.autoscale").settings(s.autoscale, dir)
+            -- the policy is looked up in plugins_dir by the loader (core/config.c)
+            local as, aerr = require("moongate.autoscale").settings(s.autoscale, false)
             if not as then fail(path .. ".autoscale", "%s", aerr) end
             svc.autoscale = as
         end

@@ -98,6 +98,19 @@ describe("the autoscale controller", function()
         c:close()
     end)
 
+    it("runs a policy from plugins_dir", function()
+        local b = h.start_backend({ name = "one" })
+        local gw = h.start_gateway({
+            plugins = { always3 = 'return { type = "autoscaler", decide = function() return 3, "always" end }' },
+            config = {
+                services = { api = { targets = { b.address }, autoscale = { max = 5, policy = "always3" } } },
+                routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+            },
+        })
+        h.wait_until(function() local a = autoscale_of(gw, "api"); return a and a.desired == 3 end, 5, "desired 3")
+        gw:wait_log("service api: 1 %-> 3 replicas %(always%)")
+    end)
+
     it("rejects bad settings with the file and the key", function()
         local b = h.start_backend({ name = "one" })
         local dir = h.tmpdir()
@@ -108,5 +121,12 @@ describe("the autoscale controller", function()
         local out = p:read("*a")
         p:close()
         assert.matches("services%.api%.autoscale: min %(3%) is above max %(2%)", out)
+        h.write_file(dir .. "/moongate.lua", "return { listen = '127.0.0.1:" .. h.free_port() .. "',\n"
+            .. "services = { api = { targets = { '" .. b.address .. "' },\n"
+            .. "  autoscale = { policy = 'nope' } } } }\n")
+        p = io.popen(h.bin .. " check -c " .. dir .. "/moongate.lua 2>&1")
+        out = p:read("*a")
+        p:close()
+        assert.matches("services%.api%.autoscale%.policy: no plugin 'nope'", out)
     end)
 end)
