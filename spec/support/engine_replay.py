@@ -141,9 +141,15 @@ def main():
     args = ap.parse_args()
     if os.path.exists(args.socket):
         os.unlink(args.socket)
+    # bound and listening under another name first: once the socket's name
+    # exists, a connect succeeds (the spec waits for the name)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(args.socket)
+    tmp = args.socket + ".tmp"
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    srv.bind(tmp)
     srv.listen(16)
+    os.rename(tmp, args.socket)
     while True:
         conn, _ = srv.accept()
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
