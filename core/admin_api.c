@@ -1,5 +1,6 @@
 /* See admin_api.h: the JSON answers. */
 #include "admin_api.h"
+#include "lua_stats.h"
 #include "stats.h"
 
 #include <math.h>
@@ -172,6 +173,40 @@ static json_t *removed_of(const mg_track *tr, const char *service, int history)
     return arr;
 }
 
+/* The autoscaler's view of a service (null when it does not autoscale):
+ * desired vs actual replicas, the inputs of the newest tick, the recent
+ * decisions. */
+static json_t *autoscale_json(const char *service)
+{
+    static const char *const keys[MG_AS_NVALUES] = {"desired",
+                                                    "replicas",
+                                                    "min",
+                                                    "max",
+                                                    "rps",
+                                                    "inflight",
+                                                    "inflight_per_replica",
+                                                    "queued",
+                                                    "p50",
+                                                    "p95",
+                                                    "error_rate",
+                                                    "connect_failure_rate"};
+    char name[256], decisions[8192];
+    double v[MG_AS_NVALUES];
+    for (int i = 0; mg_autoscale_get(i, name, sizeof(name), v, decisions, sizeof(decisions)) == 0;
+         i++) {
+        if (strcmp(name, service)) continue;
+        json_t *o = json_object();
+        for (int k = 0; k < MG_AS_NVALUES; k++)
+            json_object_set_new(o, keys[k],
+                                k < MG_AS_RPS ? json_integer((json_int_t)v[k]) : json_real(v[k]));
+        json_t *d = json_loads(decisions, 0, NULL);
+        json_object_set_new(o, "decisions", d && json_is_array(d) ? d : json_array());
+        if (d && !json_is_array(d)) json_decref(d);
+        return o;
+    }
+    return json_null();
+}
+
 json_t *mg_admin_services(const mg_reloader *rl, const mg_track *tr, int history, int removed)
 {
     const mg_snapshot *snap = rl->snap;
@@ -197,6 +232,7 @@ json_t *mg_admin_services(const mg_reloader *rl, const mg_track *tr, int history
         json_object_set_new(o, "removed", json_false());
         json_object_set_new(o, "targets", ts);
         json_object_set_new(o, "removed_targets", removed_of(tr, svc->name, history));
+        json_object_set_new(o, "autoscale", autoscale_json(svc->name));
         json_array_append_new(arr, o);
     }
     if (!removed) return arr;

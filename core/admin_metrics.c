@@ -1,5 +1,6 @@
 /* See admin_api.h: GET /metrics, the Prometheus text format 0.0.4. */
 #include "admin_api.h"
+#include "lua_stats.h"
 #include "stats.h"
 
 #include <string.h>
@@ -205,12 +206,42 @@ static void states(mg_buf *b, const mg_snapshot *snap, const mg_track *tr)
     }
 }
 
+/* The autoscaler's decision and its inputs, per service that autoscales. */
+static void autoscale(mg_buf *b)
+{
+    static const struct {
+        int k;
+        const char *name, *help;
+    } series[] = {
+        {MG_AS_DESIRED, "moongate_autoscale_desired_replicas", "Replicas the autoscaler wants."},
+        {MG_AS_REPLICAS, "moongate_autoscale_replicas", "Replicas the gateway routes to."},
+        {MG_AS_RPS, "moongate_autoscale_requests_per_second", "Request rate over the window."},
+        {MG_AS_INFLIGHT_PER_REPLICA, "moongate_autoscale_inflight_per_replica",
+         "Requests in flight and queued per replica."},
+        {MG_AS_QUEUED, "moongate_autoscale_queued_requests", "Requests held for a replica."},
+        {MG_AS_P95, "moongate_autoscale_latency_p95_seconds", "p95 latency over the window."},
+        {MG_AS_ERROR_RATE, "moongate_autoscale_error_ratio", "5xx share over the window."},
+    };
+    char name[256];
+    double v[MG_AS_NVALUES];
+    for (size_t s = 0; s < MG_ARRAY_SIZE(series); s++) {
+        if (mg_autoscale_get(0, name, sizeof(name), v, NULL, 0)) return;
+        put_head(b, series[s].name, "gauge", series[s].help);
+        for (int i = 0; mg_autoscale_get(i, name, sizeof(name), v, NULL, 0) == 0; i++) {
+            mg_buf_printf(b, "%s{service=\"", series[s].name);
+            put_value(b, name);
+            mg_buf_printf(b, "\"} %g\n", v[series[s].k]);
+        }
+    }
+}
+
 void mg_admin_metrics(const mg_reloader *rl, const mg_track *tr, mg_buf *b)
 {
     const mg_snapshot *snap = rl->snap;
     requests(b, snap);
     counters(b, snap);
     states(b, snap, tr);
+    autoscale(b);
     put_head(b, "moongate_open_connections", "gauge", "Client connections open.");
     mg_buf_printf(b, "moongate_open_connections %d\n", atomic_load(&mg_stats.open_connections));
     put_head(b, "moongate_requests_unrouted_total", "counter",

@@ -242,6 +242,7 @@ static int read_service(lua_State *L, mg_service *svc, const char *source, char 
     svc->line = (int)num_field(L, idx, "line", 0);
     svc->balancer_opts = dup_field(L, idx, "_opts_literal", "{}");
     svc->health = dup_field(L, idx, "_health_literal", NULL);
+    svc->autoscale = dup_field(L, idx, "_autoscale_literal", NULL);
     svc->passive_failures = (int)num_field(L, idx, "_passive_failures", 0);
     svc->passive_cooldown_ms = ms_field(L, idx, "_passive_cooldown", 5);
     if (read_service_tls(L, idx, svc, source, err, errlen)) return -1;
@@ -551,6 +552,13 @@ static const char *const load_chunk =
     "    svc._health_literal = plugins.serialize(hc)\n"
     "    svc._passive_failures = hc.passive_failures\n"
     "    svc._passive_cooldown = hc.passive_cooldown\n"
+    "  end\n"
+    "  if svc.autoscale then\n"
+    "    local ok, perr = plugins.check(svc.autoscale.policy, cfg.plugins_dir, 'autoscaler')\n"
+    "    if not ok then return nil, string.format('%s:%d: services.%s.autoscale.policy: %s',\n"
+    "      cfg.source or '?', svc.line or 0, svc.name, perr) end\n"
+    "    svc.autoscale.plugins_dir = cfg.plugins_dir\n"
+    "    svc._autoscale_literal = plugins.serialize(svc.autoscale)\n"
     "  end\n"
     "end\n"
     "for name, p in pairs(cfg.providers or {}) do\n"

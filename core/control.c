@@ -11,31 +11,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Builds the health runner's input from the newest snapshot and calls
- * moongate.health.configure with it. */
+/* Pushes field name of the Lua literal lit, deserialized, into the table at
+ * the top of the stack (nothing when lit is NULL). */
+static void set_literal(lua_State *L, const char *name, const char *lit)
+{
+    if (!lit) return;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moongate.plugins");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "deserialize");
+    lua_pushstring(L, lit);
+    lua_call(L, 1, 1);
+    lua_setfield(L, -3, name);
+    lua_pop(L, 1);
+}
+
+/* Calls module.configure(services) for the table at index tbl. */
+static void call_configure(lua_State *L, const char *module, int tbl)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, module);
+    if (lua_pcall(L, 1, 1, 0) == 0) {
+        lua_getfield(L, -1, "configure");
+        lua_pushvalue(L, tbl);
+        if (lua_pcall(L, 1, 0, 0) == 0) {
+            lua_pop(L, 1);
+            return;
+        }
+    }
+    mg_log(MG_LOG_ERROR, -1, 0, "%s: %s", module, lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
+/* Builds the input of the health runner and the autoscaler from the newest
+ * snapshot and calls moongate.health.configure and
+ * moongate.autoscale.configure with it. */
 static void configure(mg_control *ctl)
 {
     lua_State *L = ctl->L;
     const mg_snapshot *s = ctl->rl->snap;
     int top = lua_gettop(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctl->ref_runtime);
-    lua_getfield(L, -1, "configure");
     lua_createtable(L, s->nservices, 0);
     for (int i = 0; i < s->nservices; i++) {
         const mg_service *svc = &s->services[i];
         lua_createtable(L, 0, 3);
         lua_pushstring(L, svc->name);
         lua_setfield(L, -2, "name");
-        if (svc->health) {
-            lua_getglobal(L, "require");
-            lua_pushstring(L, "moongate.plugins");
-            lua_call(L, 1, 1);
-            lua_getfield(L, -1, "deserialize");
-            lua_pushstring(L, svc->health);
-            lua_call(L, 1, 1);
-            lua_setfield(L, -3, "health");
-            lua_pop(L, 1);
-        }
+        set_literal(L, "health", svc->health);
+        set_literal(L, "autoscale", svc->autoscale);
         lua_createtable(L, svc->ntargets, 0);
         for (int k = 0; k < svc->ntargets; k++) {
             const mg_target *t = &svc->targets[k];
@@ -54,13 +77,21 @@ static void configure(mg_control *ctl)
             lua_setfield(L, -2, "port");
             lua_pushnumber(L, t->suid);
             lua_setfield(L, -2, "suid");
+            lua_pushnumber(L, t->uid);
+            lua_setfield(L, -2, "uid");
             lua_rawseti(L, -2, k + 1);
         }
         lua_setfield(L, -2, "targets");
         lua_rawseti(L, -2, i + 1);
     }
+    int tbl = lua_gettop(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctl->ref_runtime);
+    lua_getfield(L, -1, "configure");
+    lua_pushvalue(L, tbl);
     if (lua_pcall(L, 1, 0, 0))
         mg_log(MG_LOG_ERROR, -1, 0, "health checks: %s", lua_tostring(L, -1));
+    lua_settop(L, tbl);
+    call_configure(L, "moongate.autoscale", tbl);
     lua_settop(L, top);
 }
 
@@ -196,6 +227,13 @@ void mg_control_stop(mg_control *ctl)
     lua_rawgeti(ctl->L, LUA_REGISTRYINDEX, ctl->ref_discovery);
     lua_getfield(ctl->L, -1, "stop");
     lua_pcall(ctl->L, 0, 0, 0);
+    lua_settop(ctl->L, 0);
+    lua_getglobal(ctl->L, "require");
+    lua_pushstring(ctl->L, "moongate.autoscale");
+    if (lua_pcall(ctl->L, 1, 1, 0) == 0) {
+        lua_getfield(ctl->L, -1, "stop");
+        lua_pcall(ctl->L, 0, 0, 0);
+    }
     lua_settop(ctl->L, 0);
     lua_getglobal(ctl->L, "require");
     lua_pushstring(ctl->L, "moongate.tls");

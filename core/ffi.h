@@ -139,6 +139,21 @@ MG_EXPORT int mg_ffi_inflight(uint32_t uid);
  * (copied, truncated to 119 bytes; NULL clears it). */
 MG_EXPORT void mg_ffi_set_health(uint32_t suid, int state, const char *reason);
 
+/* ---- autoscaling (lua_stats.c): the control plane's figures -------------- */
+
+/* out[] gets the counters of (service, target) suid, up to n values:
+ * requests, status none,1xx..5xx (6), connect_errors, timeouts, latency
+ * buckets (MG_LAT_BUCKETS, stats.h), lat_sum_us. Returns how many values
+ * were written, 0 past the table. */
+MG_EXPORT int mg_ffi_target_counters(uint32_t suid, double *out, int n);
+/* Requests held for service now, on all workers together. */
+MG_EXPORT int mg_ffi_held(const char *service);
+/* Records service's newest autoscale figures (the MG_AS_* values of
+ * lua_stats.h) and its recent decisions (a JSON array, copied); v[0] < 0
+ * forgets the service. */
+MG_EXPORT void mg_ffi_autoscale_note(const char *service, const double *v, int n,
+                                     const char *decisions_json);
+
 /* ---- routing rules (router_ffi.c): config checks and specs ------------- */
 
 /* MG_FFI_OK for a rule that compiles, else MG_FFI_INVALID with the reason

@@ -10,6 +10,7 @@
  * r->backoff, with its own deadline: it does not go again when the queue
  * is kicked, only when its deadline passes, and then it tries again
  * instead of failing. */
+#include "lua_stats.h"
 #include "proxy_int.h"
 
 #include <stdio.h>
@@ -62,7 +63,8 @@ void mg_proxy__hold(mg_req *r, const char *why)
     insert_sorted(&w->q_held, &r->tq, r->held_since + cfg->queue_ms);
     r->held = 1;
     w->nheld++;
-    r->src->pause(r); /* the body, if any, waits with it */
+    mg_held_add(svc, 1); /* the autoscaler wakes a service at zero on this */
+    r->src->pause(r);    /* the body, if any, waits with it */
 }
 
 void mg_proxy__backoff(mg_req *r, uint64_t delay_ms)
@@ -81,6 +83,7 @@ void mg_proxy__unhold(mg_req *r)
     if (!r->held) return;
     r->held = 0;
     r->w->nheld--;
+    mg_held_add(r->snap->services[r->svc].name, -1);
     mg_tq_remove(&r->tq);
 }
 
@@ -126,6 +129,7 @@ void mg_proxy_run_held(mg_worker *w)
             continue;
         }
         r->held = 0;
+        mg_held_add(r->snap->services[r->svc].name, -1);
         repin(r);
         r->tries = 0; /* the targets it tried may be back; retries stay charged */
         mg_proxy__try(r);

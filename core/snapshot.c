@@ -95,6 +95,7 @@ static void free_service(mg_service *svc)
     free(svc->balancer);
     free(svc->balancer_opts);
     free(svc->health);
+    free(svc->autoscale);
     free(svc->tls_ca_file);
     free(svc->tls_server_name);
     if (svc->tls_ctx) SSL_CTX_free(svc->tls_ctx);

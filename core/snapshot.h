@@ -40,6 +40,7 @@ typedef struct mg_service {
     char *balancer;       /* plugin name */
     char *balancer_opts;  /* a Lua table literal, "{}" by default */
     char *health;         /* health check settings as a Lua literal, or NULL */
+    char *autoscale;      /* autoscale settings as a Lua literal, or NULL */
     int passive_failures; /* consecutive failures that eject a target; 0: off */
     uint64_t passive_cooldown_ms;
     /* upstream TLS (docs/tls.md): settings, and the client context built

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """load.py URL SECONDS COMMAND [MAX]: sends GETs to URL on 4 keep-alive
-connections for SECONDS (bounded: at most MAX requests, default 20000), runs
-COMMAND in a shell after the first half second, and prints how many requests
-failed. On stderr it also says how long COMMAND and the load ran, and
-"covered" when the load outlasted COMMAND."""
+connections (CONCURRENCY in the environment: another number) for SECONDS
+(bounded: at most MAX requests, default 20000), runs COMMAND in a shell
+after the first half second, and prints how many requests failed. On
+stderr it also says how long COMMAND and the load ran, and "covered" when
+the load outlasted COMMAND."""
 import http.client
+import os
 import subprocess
 import sys
 import threading
@@ -31,7 +33,7 @@ def worker():
             total += 1
         kind = None
         try:
-            conn.request("GET", u.path)
+            conn.request("GET", u.path + ("?" + u.query if u.query else ""))
             r = conn.getresponse()
             r.read()
             ok = r.status == 200
@@ -51,7 +53,7 @@ def worker():
 
 ended = []
 started = time.time()
-threads = [threading.Thread(target=worker) for _ in range(4)]
+threads = [threading.Thread(target=worker) for _ in range(int(os.environ.get("CONCURRENCY", "4")))]
 for t in threads:
     t.start()
 time.sleep(0.5)

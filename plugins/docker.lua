@@ -68,6 +68,16 @@ function _M.address(nets, want, self_networks)
     end
 end
 
+-- moongate.autoscale.* labels (docs/autoscaling.md); a Compose replica is
+-- scaled by the Compose actuator.
+local function autoscale_of(labels)
+    local as = require("moongate.autoscale").from_labels(labels)
+    if as and labels["com.docker.compose.project"] then
+        as.compose = { project = labels["com.docker.compose.project"], service = labels["com.docker.compose.service"] }
+    end
+    return as
+end
+
 -- What moongate needs from an inspected container, or nil, why, bad (bad:
 -- the labels are wrong, worth a warning).
 function _M.describe(c, opts, self_networks, scope)
@@ -99,6 +109,7 @@ function _M.describe(c, opts, self_networks, scope)
     d.service = s.service or labels["com.docker.compose.service"] or d.name
     d.address = (ip:find(":", 1, true) and ("[" .. ip .. "]") or ip) .. ":" .. port
     d.created = c.Created or ""
+    d.autoscale = autoscale_of(labels)
     return d
 end
 

@@ -327,7 +327,7 @@ local function normalize(t, opts)
     for _, name in ipairs(names) do
         local s, path = services[name], "services." .. name
         if type(s) ~= "table" then fail(path, "expected a table, got %s", describe(s)) end
-        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health", "tls", "protocol" }, path)
+        check_keys(s, { "balancer", "balancer_opts", "targets", "middlewares", "health", "tls", "protocol", "autoscale" }, path)
         local proto = s.protocol == nil and "http1" or s.protocol
         if proto ~= "http1" and proto ~= "h2c" and proto ~= "h2" then
             fail(path .. ".protocol", "expected \"http1\", \"h2c\" or \"h2\", got %s", describe(s.protocol))
@@ -348,6 +348,12 @@ local function normalize(t, opts)
                       protocol = proto,
                       -- h2 is HTTP/2 over TLS: the targets speak TLS whatever s.tls says
                       tls = tls_config.service(U, s.tls == nil and proto == "h2" or s.tls, path .. ".tls", dir) }
+        if s.autoscale ~= nil then
+            -- the policy is looked up in plugins_dir by the loader (core/config.c)
+            local as, aerr = require("moongate.autoscale").settings(s.autoscale, false)
+            if not as then fail(path .. ".autoscale", "%s", aerr) end
+            svc.autoscale = as
+        end
         for i, tg in ipairs(targets) do
             local tpath = path .. ".targets[" .. i .. "]"
             local addr, weight, labels = tg, 1, {}

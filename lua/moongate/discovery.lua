@@ -19,6 +19,7 @@ local _M = {}
 local COALESCE = 0.05
 
 local found = {}          -- provider -> { services = {}, routes = {} }
+local excluded = {}       -- target id -> true: left out while it drains (moongate.autoscale)
 local generation = 0
 local running_literal
 local scheduled = false
@@ -66,9 +67,18 @@ local function merged()
                 m = { targets = {} }
                 for k, v in pairs(s) do if k ~= "targets" then m[k] = v end end
                 if m.middlewares then m.middlewares = valid_middlewares(sname, m.middlewares) end
+                if m.autoscale then
+                    local ok, aerr = require("moongate.autoscale").settings(m.autoscale, plugins_dir)
+                    if not ok then
+                        mg.log.warn("service ", sname, ": not autoscaling it: ", aerr)
+                        m.autoscale = nil
+                    end
+                end
                 out.services[sname] = m
             end
-            for _, t in ipairs(s.targets) do m.targets[#m.targets + 1] = t end
+            for _, t in ipairs(s.targets) do
+                if not (type(t) == "table" and t.id and excluded[t.id]) then m.targets[#m.targets + 1] = t end
+            end
         end
         for _, r in ipairs(f.routes) do out.routes[#out.routes + 1] = r end
     end
@@ -85,6 +95,14 @@ local function schedule()
     end)
 end
 _M.merged = merged
+
+-- Leaves the target with this id out of what is published (on = true) or
+-- puts it back (nil): the autoscaler drains a replica before it stops it.
+function _M.exclude(id, on)
+    if excluded[id] == on then return end
+    excluded[id] = on
+    schedule()
+end
 
 local published_any = false
 

@@ -49,6 +49,9 @@ uint32_t mg_ffi_counter_next(int slot);
 double mg_ffi_counter_add(int slot, int64_t delta);
 double mg_ffi_counter_get(int slot);
 int mg_ffi_inflight(uint32_t uid);
+int mg_ffi_target_counters(uint32_t suid, double *out, int n);
+int mg_ffi_held(const char *service);
+void mg_ffi_autoscale_note(const char *service, const double *v, int n, const char *decisions_json);
 
 void mg_ffi_set_health(uint32_t suid, int state, const char *reason);
 

@@ -173,6 +173,7 @@ function _M.assemble(members, declared)
         end
         s.extra = { balancer = n.sticky and "sticky" or n.balancer,
                     protocol = n.protocol,
+                    autoscale = n.autoscale,
                     balancer_opts = n.sticky and { cookie = n.sticky } or nil,
                     middlewares = n.middlewares,
                     health = n.health_path and { path = n.health_path, interval = n.health_interval or 2,

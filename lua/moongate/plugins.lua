@@ -64,6 +64,7 @@ local required = {
     middleware = {},
     discovery = { "start" },
     health = { "check" },
+    autoscaler = { "decide" },
 }
 
 -- Loads a plugin into this Lua state. Returns the plugin table, or nil and
