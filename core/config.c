@@ -2,6 +2,7 @@
  * copies the normalized table into C structs and builds the first snapshot.
  * Nothing here runs on the request path. */
 #include "config.h"
+#include "config_int.h"
 #include "addr.h"
 #include "log.h"
 #include "lua_env.h"
@@ -18,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *dup_field(lua_State *L, int idx, const char *key, const char *def)
+char *mg_config__dup_field(lua_State *L, int idx, const char *key, const char *def)
 {
     lua_getfield(L, idx, key);
     const char *s = lua_isstring(L, -1) ? lua_tostring(L, -1) : def;
@@ -27,7 +28,7 @@ static char *dup_field(lua_State *L, int idx, const char *key, const char *def)
     return r;
 }
 
-static double num_field(lua_State *L, int idx, const char *key, double def)
+double mg_config__num_field(lua_State *L, int idx, const char *key, double def)
 {
     lua_getfield(L, idx, key);
     double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
@@ -35,93 +36,9 @@ static double num_field(lua_State *L, int idx, const char *key, double def)
     return v;
 }
 
-static uint64_t ms_field(lua_State *L, int idx, const char *key, double def_s)
+uint64_t mg_config__ms_field(lua_State *L, int idx, const char *key, double def_s)
 {
-    return (uint64_t)(num_field(L, idx, key, def_s) * 1000.0 + 0.5);
-}
-
-#define MAX_ADDRS_PER_NAME 64
-
-/* Resolves host:port to up to max addresses of one family (IPv4 when there
- * are any: a backend on 127.0.0.1 is not also on ::1). A name with several
- * records (Docker's DNS for a scaled Compose service) gives several. */
-static int resolve_all(const char *host, uint16_t port_num, struct sockaddr_storage *out,
-                       socklen_t *lens, int max, char *err, size_t errlen)
-{
-    struct addrinfo hints = {0}, *res = NULL;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", port_num);
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG;
-    int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc == EAI_BADFLAGS || (rc && strcmp(host, "localhost") == 0)) {
-        hints.ai_flags = 0;
-        rc = getaddrinfo(host, port, &hints, &res);
-    }
-    if (rc || !res) {
-        snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
-        return 0;
-    }
-    int family = AF_INET6;
-    for (struct addrinfo *a = res; a; a = a->ai_next)
-        if (a->ai_family == AF_INET) family = AF_INET;
-    int n = 0;
-    for (struct addrinfo *a = res; a && n < max; a = a->ai_next) {
-        if (a->ai_family != family) continue;
-        int dup = 0;
-        for (int k = 0; k < n; k++)
-            if (lens[k] == a->ai_addrlen && memcmp(&out[k], a->ai_addr, a->ai_addrlen) == 0)
-                dup = 1;
-        if (dup) continue;
-        memcpy(&out[n], a->ai_addr, a->ai_addrlen);
-        lens[n++] = a->ai_addrlen;
-    }
-    freeaddrinfo(res);
-    /* a stable order, so round robin sequences survive a re-resolve */
-    for (int i = 1; i < n; i++)
-        for (int k = i; k > 0 && memcmp(&out[k - 1], &out[k], sizeof(out[k])) > 0; k--) {
-            struct sockaddr_storage t = out[k];
-            socklen_t tl = lens[k];
-            out[k] = out[k - 1];
-            lens[k] = lens[k - 1];
-            out[k - 1] = t;
-            lens[k - 1] = tl;
-        }
-    return n;
-}
-
-static char **read_labels(lua_State *L, int t_idx)
-{
-    char **labels = NULL;
-    lua_getfield(L, t_idx, "labels");
-    if (lua_istable(L, -1)) {
-        int nl = 0;
-        for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1))
-            nl++;
-        labels = calloc((size_t)nl * 2 + 1, sizeof(char *));
-        int k = 0;
-        for (lua_pushnil(L); labels && lua_next(L, -2); lua_pop(L, 1)) {
-            if (!lua_isstring(L, -2) || !lua_isstring(L, -1)) continue;
-            lua_pushvalue(L, -2);
-            labels[k++] = strdup(lua_tostring(L, -1));
-            lua_pop(L, 1);
-            labels[k++] = strdup(lua_tostring(L, -1));
-        }
-    }
-    lua_pop(L, 1);
-    return labels;
-}
-
-static char **copy_labels(char **l)
-{
-    if (!l) return NULL;
-    int n = 0;
-    while (l[n])
-        n++;
-    char **c = calloc((size_t)n + 1, sizeof(char *));
-    for (int i = 0; c && i < n; i++)
-        c[i] = strdup(l[i]);
-    return c;
+    return (uint64_t)(mg_config__num_field(L, idx, key, def_s) * 1000.0 + 0.5);
 }
 
 /* The TLS fields of listen[i] at idx. */
@@ -130,8 +47,8 @@ static void read_listen_tls(lua_State *L, int idx, mg_listen *l)
     lua_getfield(L, idx, "tls");
     l->tls = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    l->redirect_port = (int)num_field(L, idx, "redirect_port", 0);
-    char *name = dup_field(L, idx, "name", "");
+    l->redirect_port = (int)mg_config__num_field(L, idx, "redirect_port", 0);
+    char *name = mg_config__dup_field(L, idx, "name", "");
     snprintf(l->name, sizeof(l->name), "%s", name ? name : "");
     free(name);
     lua_getfield(L, idx, "alpn");
@@ -170,8 +87,8 @@ static int read_tls(lua_State *L, int top, mg_config *cfg, int check_files, char
     }
     int t = lua_gettop(L);
     cfg->tls.enabled = 1;
-    cfg->tls.min_version = (int)num_field(L, t, "min_version", 0x0303);
-    cfg->tls.sources = dup_field(L, top, "_tls_sources_literal", NULL);
+    cfg->tls.min_version = (int)mg_config__num_field(L, t, "min_version", 0x0303);
+    cfg->tls.sources = mg_config__dup_field(L, top, "_tls_sources_literal", NULL);
     lua_getfield(L, t, "certificates");
     int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     cfg->tls.files = calloc(n ? (size_t)n : 1, sizeof(mg_tls_file_conf));
@@ -183,9 +100,9 @@ static int read_tls(lua_State *L, int top, mg_config *cfg, int check_files, char
         lua_rawgeti(L, -1, i);
         int c = lua_gettop(L);
         mg_tls_file_conf *f = &cfg->tls.files[cfg->tls.nfiles++];
-        f->cert = dup_field(L, c, "cert", "");
-        f->key = dup_field(L, c, "key", "");
-        f->line = (int)num_field(L, c, "line", 0);
+        f->cert = mg_config__dup_field(L, c, "cert", "");
+        f->key = mg_config__dup_field(L, c, "key", "");
+        f->line = (int)mg_config__num_field(L, c, "line", 0);
         lua_pop(L, 1);
         if (!check_files) continue;
         char why[512];
@@ -198,139 +115,6 @@ static int read_tls(lua_State *L, int top, mg_config *cfg, int check_files, char
         mg_tls_cert_unref(cert);
     }
     lua_settop(L, top);
-    return 0;
-}
-
-/* A service's upstream TLS settings (snapshot-owned strings and context). */
-static int read_service_tls(lua_State *L, int idx, mg_service *svc, const char *source, char *err,
-                            size_t errlen)
-{
-    lua_getfield(L, idx, "tls");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    int t = lua_gettop(L);
-    svc->tls = 1;
-    lua_getfield(L, t, "verify");
-    svc->tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    svc->tls_ca_file = dup_field(L, t, "ca_file", NULL);
-    svc->tls_server_name = dup_field(L, t, "server_name", NULL);
-    lua_pop(L, 1);
-    char why[512];
-    svc->tls_ctx = mg_tls_client_ctx_new(svc->tls_verify, svc->tls_ca_file, why, sizeof(why));
-    if (!svc->tls_ctx) {
-        snprintf(err, errlen, "%s:%d: services.%s.tls: %s", source, svc->line, svc->name, why);
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads services[i] at the top of the stack into svc. */
-static int read_service(lua_State *L, mg_service *svc, const char *source, char *err, size_t errlen)
-{
-    int idx = lua_gettop(L);
-    svc->name = dup_field(L, idx, "name", "?");
-    svc->balancer = dup_field(L, idx, "balancer", "roundrobin");
-    char *proto = dup_field(L, idx, "protocol", "http1");
-    svc->protocol = !proto                      ? MG_PROTO_HTTP1
-                    : strcmp(proto, "h2c") == 0 ? MG_PROTO_H2C
-                    : strcmp(proto, "h2") == 0  ? MG_PROTO_H2
-                                                : MG_PROTO_HTTP1;
-    free(proto);
-    svc->line = (int)num_field(L, idx, "line", 0);
-    svc->balancer_opts = dup_field(L, idx, "_opts_literal", "{}");
-    svc->health = dup_field(L, idx, "_health_literal", NULL);
-    svc->autoscale = dup_field(L, idx, "_autoscale_literal", NULL);
-    svc->passive_failures = (int)num_field(L, idx, "_passive_failures", 0);
-    svc->passive_cooldown_ms = ms_field(L, idx, "_passive_cooldown", 5);
-    if (read_service_tls(L, idx, svc, source, err, errlen)) return -1;
-    lua_getfield(L, idx, "targets");
-    int n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
-    int cap = n ? n : 1;
-    svc->targets = calloc((size_t)cap, sizeof(mg_target));
-    if (!svc->targets) return -1;
-    for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, i);
-        int t_idx = lua_gettop(L);
-        char *host = dup_field(L, t_idx, "host", "?");
-        char *id = dup_field(L, t_idx, "id", "?");
-        char *address = dup_field(L, t_idx, "address", "?");
-        uint16_t port = (uint16_t)num_field(L, t_idx, "port", 0);
-        int weight = (int)num_field(L, t_idx, "weight", 1);
-        int line = (int)num_field(L, t_idx, "line", svc->line);
-        lua_getfield(L, t_idx, "tls");
-        int target_tls = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-        char **labels = read_labels(L, t_idx);
-        struct sockaddr_storage addrs[MAX_ADDRS_PER_NAME];
-        socklen_t lens[MAX_ADDRS_PER_NAME];
-        char why[200];
-        int na = resolve_all(host, port, addrs, lens, MAX_ADDRS_PER_NAME, why, sizeof(why));
-        if (!na)
-            /* Not fatal: in a container world a name may appear later. The
-             * target fails its connects (and rests) until a reload. */
-            mg_log(MG_LOG_WARN, -1, 0, "%s:%d: services.%s.targets[%d]: %s", source, line,
-                   svc->name, i, why);
-        int count = na ? na : 1;
-        if (svc->ntargets + count > cap) {
-            cap = (svc->ntargets + count) * 2;
-            mg_target *nt = realloc(svc->targets, (size_t)cap * sizeof(mg_target));
-            if (!nt) return -1;
-            memset(nt + svc->ntargets, 0, (size_t)(cap - svc->ntargets) * sizeof(mg_target));
-            svc->targets = nt;
-        }
-        for (int k = 0; k < count; k++) {
-            mg_target *t = &svc->targets[svc->ntargets++];
-            char key[300], ip[INET6_ADDRSTRLEN] = "";
-            t->host = strdup(host);
-            t->port = port;
-            t->weight = weight;
-            t->tls = (uint8_t)target_tls;
-            t->labels = k == 0 ? labels : copy_labels(labels);
-            if (na) {
-                memcpy(&t->addr, &addrs[k], lens[k]);
-                t->addrlen = lens[k];
-                mg_addr_ip((const struct sockaddr *)&addrs[k], ip, sizeof(ip));
-                snprintf(key, sizeof(key), "%s|%u%s", ip, port, target_tls ? "|tls" : "");
-            } else {
-                t->addr.ss_family = AF_UNSPEC;
-                snprintf(key, sizeof(key), "unresolved|%s|%u%s", host, port,
-                         target_tls ? "|tls" : "");
-            }
-            /* (TLS is in the key: a plain and a TLS target on one address
-             * must not share pooled connections) */
-            if (na > 1) {
-                /* one name, several instances: each is its own target */
-                char a[300];
-                snprintf(a, sizeof(a), addrs[k].ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
-                         port);
-                t->address = strdup(a);
-                t->id = strdup(a);
-            } else {
-                t->address = strdup(address);
-                t->id = strdup(id);
-            }
-            t->uid = mg_target_uid(key);
-            char skey[400];
-            snprintf(skey, sizeof(skey), "%s@%s", svc->name, key);
-            t->suid = mg_target_uid(skey);
-            if (t->uid == UINT32_MAX || t->suid == UINT32_MAX) {
-                snprintf(err, errlen, "%s:%d: too many distinct targets", source, line);
-                free(host);
-                free(id);
-                free(address);
-                lua_pop(L, 1);
-                return -1;
-            }
-        }
-        free(host);
-        free(id);
-        free(address);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
     return 0;
 }
 
@@ -367,17 +151,17 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
                        size_t errlen)
 {
     int top = lua_gettop(L);
-    cfg->source = dup_field(L, top, "source", "(embedded default)");
-    cfg->workers = (int)num_field(L, top, "workers", 1);
-    cfg->plugins_dir = dup_field(L, top, "plugins_dir", "plugins");
-    cfg->providers = dup_field(L, top, "_providers_literal", "{}");
-    cfg->plugin_sources = dup_field(L, top, "_plugin_sources", NULL);
-    char *al = dup_field(L, top, "access_log", NULL);
+    cfg->source = mg_config__dup_field(L, top, "source", "(embedded default)");
+    cfg->workers = (int)mg_config__num_field(L, top, "workers", 1);
+    cfg->plugins_dir = mg_config__dup_field(L, top, "plugins_dir", "plugins");
+    cfg->providers = mg_config__dup_field(L, top, "_providers_literal", "{}");
+    cfg->plugin_sources = mg_config__dup_field(L, top, "_plugin_sources", NULL);
+    char *al = mg_config__dup_field(L, top, "access_log", NULL);
     cfg->access_log = !al                       ? MG_ACCESS_LOG_OFF
                       : strcmp(al, "json") == 0 ? MG_ACCESS_LOG_JSON
                                                 : MG_ACCESS_LOG_COMBINED;
     free(al);
-    char *lvl = dup_field(L, top, "log_level", "info");
+    char *lvl = mg_config__dup_field(L, top, "log_level", "info");
     cfg->log_level = mg_log_level_parse(lvl);
     if (cfg->log_level < 0) cfg->log_level = MG_LOG_INFO;
     free(lvl);
@@ -386,7 +170,8 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
     lua_getfield(L, -1, "enabled");
     int h2_on = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
-    cfg->h2_max_streams = (uint32_t)num_field(L, lua_gettop(L), "max_concurrent_streams", 128);
+    cfg->h2_max_streams =
+        (uint32_t)mg_config__num_field(L, lua_gettop(L), "max_concurrent_streams", 128);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "listen");
@@ -395,11 +180,11 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         mg_listen *l = &cfg->listen[cfg->nlisten++];
-        char *h = dup_field(L, lua_gettop(L), "host", "0.0.0.0");
+        char *h = mg_config__dup_field(L, lua_gettop(L), "host", "0.0.0.0");
         snprintf(l->host, sizeof(l->host), "%s", h);
         free(h);
-        l->port = (int)num_field(L, lua_gettop(L), "port", 8080);
-        l->line = (int)num_field(L, lua_gettop(L), "line", 0);
+        l->port = (int)mg_config__num_field(L, lua_gettop(L), "port", 8080);
+        l->line = (int)mg_config__num_field(L, lua_gettop(L), "line", 0);
         lua_getfield(L, -1, "http2");
         l->http2 = h2_on && (lua_isnil(L, -1) || lua_toboolean(L, -1));
         lua_pop(L, 1);
@@ -412,46 +197,47 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
 
     lua_getfield(L, top, "timeouts");
     int t = lua_gettop(L);
-    cfg->client_header_ms = ms_field(L, t, "client_header", 10);
-    cfg->client_idle_ms = ms_field(L, t, "client_idle", 60);
-    cfg->upstream_connect_ms = ms_field(L, t, "upstream_connect", 3);
-    cfg->upstream_response_ms = ms_field(L, t, "upstream_response", 60);
-    cfg->grace_ms = ms_field(L, t, "grace", 10);
-    cfg->queue_ms = ms_field(L, t, "queue", 10);
-    cfg->upstream_stall_ms = ms_field(L, t, "upstream_stall", 1);
+    cfg->client_header_ms = mg_config__ms_field(L, t, "client_header", 10);
+    cfg->client_idle_ms = mg_config__ms_field(L, t, "client_idle", 60);
+    cfg->upstream_connect_ms = mg_config__ms_field(L, t, "upstream_connect", 3);
+    cfg->upstream_response_ms = mg_config__ms_field(L, t, "upstream_response", 60);
+    cfg->grace_ms = mg_config__ms_field(L, t, "grace", 10);
+    cfg->queue_ms = mg_config__ms_field(L, t, "queue", 10);
+    cfg->upstream_stall_ms = mg_config__ms_field(L, t, "upstream_stall", 1);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "limits");
-    cfg->max_header_size = (uint32_t)num_field(L, lua_gettop(L), "max_header_size", 32768);
-    cfg->max_headers = (uint32_t)num_field(L, lua_gettop(L), "max_headers", 100);
+    cfg->max_header_size =
+        (uint32_t)mg_config__num_field(L, lua_gettop(L), "max_header_size", 32768);
+    cfg->max_headers = (uint32_t)mg_config__num_field(L, lua_gettop(L), "max_headers", 100);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "paths");
     lua_getfield(L, -1, "normalize");
     cfg->normalize_paths = (uint8_t)lua_toboolean(L, -1);
     lua_pop(L, 1);
-    char *es = dup_field(L, lua_gettop(L), "encoded_slash", "reject");
+    char *es = mg_config__dup_field(L, lua_gettop(L), "encoded_slash", "reject");
     cfg->keep_encoded_slash = strcmp(es, "keep") == 0;
     free(es);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "upstream");
-    cfg->keepalive = (int)num_field(L, lua_gettop(L), "keepalive", 64);
-    cfg->keepalive_timeout_ms = ms_field(L, lua_gettop(L), "keepalive_timeout", 60);
-    cfg->retries = (int)num_field(L, lua_gettop(L), "retries", 2);
-    cfg->queue_max = (int)num_field(L, lua_gettop(L), "queue_max", 10000);
-    cfg->max_connecting = (int)num_field(L, lua_gettop(L), "max_connecting", 64);
-    cfg->replay_body = (uint32_t)num_field(L, lua_gettop(L), "replay_body", 65536);
+    cfg->keepalive = (int)mg_config__num_field(L, lua_gettop(L), "keepalive", 64);
+    cfg->keepalive_timeout_ms = mg_config__ms_field(L, lua_gettop(L), "keepalive_timeout", 60);
+    cfg->retries = (int)mg_config__num_field(L, lua_gettop(L), "retries", 2);
+    cfg->queue_max = (int)mg_config__num_field(L, lua_gettop(L), "queue_max", 10000);
+    cfg->max_connecting = (int)mg_config__num_field(L, lua_gettop(L), "max_connecting", 64);
+    cfg->replay_body = (uint32_t)mg_config__num_field(L, lua_gettop(L), "replay_body", 65536);
     lua_pop(L, 1);
 
     lua_getfield(L, top, "admin");
     if (lua_istable(L, -1)) {
         int a = lua_gettop(L);
-        char *h = dup_field(L, a, "host", "127.0.0.1");
+        char *h = mg_config__dup_field(L, a, "host", "127.0.0.1");
         snprintf(cfg->admin_host, sizeof(cfg->admin_host), "%s", h);
         free(h);
-        cfg->admin_port = (int)num_field(L, a, "port", 8081);
-        cfg->admin_token = dup_field(L, a, "token", NULL);
+        cfg->admin_port = (int)mg_config__num_field(L, a, "port", 8081);
+        cfg->admin_token = mg_config__dup_field(L, a, "token", NULL);
     }
     lua_pop(L, 1);
 
@@ -463,7 +249,7 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
         int c = lua_gettop(L);
         /* config.lua validated the text, so a failure here is a bug in one
          * of the two parsers: say so rather than trust fewer proxies */
-        char *a = dup_field(L, c, "cidr", "");
+        char *a = mg_config__dup_field(L, c, "cidr", "");
         if (mg_cidr_parse(a, &cfg->trusted[cfg->ntrusted]) == 0)
             cfg->ntrusted++;
         else
@@ -480,7 +266,8 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
     snap->services = calloc(n ? (size_t)n : 1, sizeof(mg_service));
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
-        int rc = read_service(L, &snap->services[snap->nservices++], cfg->source, err, errlen);
+        int rc = mg_config__read_service(L, &snap->services[snap->nservices++], cfg->source, err,
+                                         errlen);
         lua_settop(L, top + 1);
         if (rc) return -1;
     }
@@ -495,19 +282,19 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
     snap->route_rule = calloc(n ? (size_t)n : 1, sizeof(char *));
     snap->route_priority = calloc(n ? (size_t)n : 1, sizeof(int));
     snap->nroutes = n;
-    snap->plugins_literal = dup_field(L, top, "_plugins_literal", "{}");
+    snap->plugins_literal = mg_config__dup_field(L, top, "_plugins_literal", "{}");
     for (int i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         int r = lua_gettop(L);
-        char *rule = dup_field(L, r, "rule", "");
-        char *svc = dup_field(L, r, "service", "");
-        int prio = (int)num_field(L, r, "priority", -1);
-        int line = (int)num_field(L, r, "line", 0);
+        char *rule = mg_config__dup_field(L, r, "rule", "");
+        char *svc = mg_config__dup_field(L, r, "service", "");
+        int prio = (int)mg_config__num_field(L, r, "priority", -1);
+        int line = (int)mg_config__num_field(L, r, "line", 0);
         int sidx = mg_snapshot_service(snap, svc);
         snap->route_service[i - 1] = sidx;
         snap->route_rule[i - 1] = strdup(rule);
         snap->route_priority[i - 1] = prio >= 0 ? prio : (int)strlen(rule);
-        snap->route_hooks[i - 1] = (uint8_t)num_field(L, r, "_hooks", 0);
+        snap->route_hooks[i - 1] = (uint8_t)mg_config__num_field(L, r, "_hooks", 0);
         lua_getfield(L, r, "allow_trace");
         if (lua_toboolean(L, -1)) snap->route_flags[i - 1] |= MG_ROUTE_ALLOW_TRACE;
         lua_pop(L, 1);

@@ -8,6 +8,17 @@
 /* The mg_req_src table of HTTP/1 client connections (conn_response.c). */
 extern const mg_req_src mg_conn__src;
 
+/* Why the request parser paused (c->pause_reason, c->block_reason). */
+enum { PAUSE_NONE = 0, PAUSE_HEAD, PAUSE_MESSAGE };
+
+/* conn_parse.c */
+/* A request for the message starting on c (the source is c). */
+mg_req *mg_conn__new_req(mg_conn *c);
+/* c's parser state for the message being read, taken from the worker's
+ * free list (NULL when out of memory); put back between messages. */
+mg_conn_parse *mg_conn__ps_get(mg_conn *c);
+void mg_conn__ps_put(mg_conn *c);
+
 /* The response went out: release the request, then keep the connection
  * alive (parse the next request) or close it. */
 void mg_conn__exchange_done(mg_conn *c);

@@ -1,7 +1,7 @@
 /* Async I/O for Lua coroutines on a libuv loop (the control plane): an
  * HTTP/1.1 client over TCP (plain or TLS) or a unix socket, with a whole-body and a
- * streaming form, and sleeps. A coroutine calls a start function, which
- * never completes synchronously, then yields; the libuv callback resumes it
+ * streaming form (sleeps and name resolution: lua_wait.c; probes: lua_probe.c). A coroutine calls a
+ * start function, which never completes synchronously, then yields; the libuv callback resumes it
  * with the result. Responses are parsed with llhttp. Errors are values
  * (nil, reason), never a crash. Used from lua/moongate/io.lua. */
 #include "control.h"
@@ -21,25 +21,6 @@
 
 #define IO_MAX_HEADERS 100
 #define IO_MAX_BODY    (64 * 1024 * 1024)
-
-static pending pending_head = {&pending_head, &pending_head, NULL};
-
-void mg_io_pending_add(pending *p, void (*cancel)(pending *))
-{
-    p->cancel = cancel;
-    p->next = pending_head.next;
-    p->prev = &pending_head;
-    pending_head.next->prev = p;
-    pending_head.next = p;
-}
-
-void mg_io_pending_remove(pending *p)
-{
-    if (!p->next) return;
-    p->prev->next = p->next;
-    p->next->prev = p->prev;
-    p->next = p->prev = NULL;
-}
 
 typedef struct io_req {
     pending link;  /* first: the pending list holds io_req pointers */
@@ -436,52 +417,6 @@ static void io_cancel(pending *p)
     close_all(r);
 }
 
-/* Client contexts for HTTPS, one per (verify, CA file), rebuilt when the
- * file changes; they live as long as the process (a few per gateway). */
-typedef struct client_ctx {
-    int verify;
-    char *ca_file;
-    struct timespec mtime;
-    SSL_CTX *ctx;
-} client_ctx;
-
-static client_ctx *ctxs;
-static int nctxs;
-
-static SSL_CTX *client_ctx_get(int verify, const char *ca_file, char *err, size_t errlen)
-{
-    struct stat st = {0};
-    if (ca_file && stat(ca_file, &st)) {
-        snprintf(err, errlen, "%s: cannot read: %s", ca_file, strerror(errno));
-        return NULL;
-    }
-    for (int i = 0; i < nctxs; i++) {
-        client_ctx *c = &ctxs[i];
-        if (c->verify != verify || (!c->ca_file) != (!ca_file) ||
-            (ca_file && strcmp(c->ca_file, ca_file)))
-            continue;
-        if (!ca_file ||
-            (c->mtime.tv_sec == st.st_mtim.tv_sec && c->mtime.tv_nsec == st.st_mtim.tv_nsec))
-            return c->ctx;
-        SSL_CTX *n = mg_tls_client_ctx_new(verify, ca_file, err, errlen);
-        if (!n) return NULL;
-        SSL_CTX_free(c->ctx);
-        c->ctx = n;
-        c->mtime = st.st_mtim;
-        return n;
-    }
-    SSL_CTX *n = mg_tls_client_ctx_new(verify, ca_file, err, errlen);
-    client_ctx *grown = n ? realloc(ctxs, (size_t)(nctxs + 1) * sizeof(*ctxs)) : NULL;
-    if (!grown) {
-        if (n) snprintf(err, errlen, "out of memory");
-        SSL_CTX_free(n);
-        return NULL;
-    }
-    ctxs = grown;
-    ctxs[nctxs] = (client_ctx){verify, ca_file ? strdup(ca_file) : NULL, st.st_mtim, n};
-    return ctxs[nctxs++].ctx;
-}
-
 /* moongate.c.io.http(co, unix_path_or_nil, ip, port, request_bytes, timeout_ms, stream, tls)
  * -> handle (lightuserdata), or nil, err. The caller yields next.
  * tls: nil for plain HTTP, or { server_name = ..., verify = bool, ca_file = ... }. */
@@ -513,7 +448,7 @@ static int l_http(lua_State *L)
         int verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
         lua_getfield(L, 8, "ca_file");
         const char *ca = lua_tostring(L, -1);
-        SSL_CTX *ctx = client_ctx_get(verify, ca, err, sizeof(err));
+        SSL_CTX *ctx = mg_tls_client_ctx_cached(verify, ca, err, sizeof(err));
         if (ctx) tls = mg_tls_new(ctx, 0, name, err, sizeof(err));
         static const unsigned char http11[] = "\x08http/1.1";
         if (tls && mg_tls_set_alpn(tls, http11, sizeof(http11) - 1)) {
@@ -617,163 +552,6 @@ static int l_close(lua_State *L)
     return 0;
 }
 
-typedef struct sleep_req {
-    pending link;
-    uv_timer_t timer;
-    lua_State *L;
-    int co_ref;
-} sleep_req;
-
-static void on_sleep_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void sleep_cancel(pending *p)
-{
-    sleep_req *s = (sleep_req *)p;
-    mg_io_pending_remove(p);
-    luaL_unref(s->L, LUA_REGISTRYINDEX, s->co_ref);
-    uv_close((uv_handle_t *)&s->timer, on_sleep_closed);
-}
-
-static void on_sleep(uv_timer_t *t)
-{
-    sleep_req *s = t->data;
-    mg_io_pending_remove(&s->link);
-    lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->co_ref);
-    lua_State *co = lua_tothread(s->L, -1);
-    lua_pop(s->L, 1);
-    int ref = s->co_ref;
-    int rc = lua_resume(co, 0);
-    if (rc != 0 && rc != LUA_YIELD) {
-        luaL_traceback(s->L, co, lua_tostring(co, -1), 0);
-        mg_log(MG_LOG_ERROR, -1, 0, "control plugin failed: %s", lua_tostring(s->L, -1));
-        lua_pop(s->L, 1);
-    }
-    luaL_unref(s->L, LUA_REGISTRYINDEX, ref);
-    uv_close((uv_handle_t *)t, on_sleep_closed);
-}
-
-/* moongate.c.io.sleep(co, ms): the caller yields next. */
-static int l_sleep(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTHREAD);
-    double ms = luaL_checknumber(L, 2);
-    uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
-    sleep_req *s = calloc(1, sizeof(*s));
-    if (!s) return luaL_error(L, "out of memory");
-    s->L = lua_touserdata(L, lua_upvalueindex(2));
-    mg_io_pending_add(&s->link, sleep_cancel);
-    lua_pushvalue(L, 1);
-    s->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    uv_timer_init(loop, &s->timer);
-    s->timer.data = s;
-    uv_update_time(loop);
-    uv_timer_start(&s->timer, on_sleep, ms > 0 ? (uint64_t)ms : 0, 0);
-    return 0;
-}
-
-typedef struct resolve_req {
-    uv_getaddrinfo_t req;
-    lua_State *L;
-    int co_ref;
-} resolve_req;
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    resolve_req *q = req->data;
-    lua_rawgeti(q->L, LUA_REGISTRYINDEX, q->co_ref);
-    lua_State *co = lua_tothread(q->L, -1);
-    lua_pop(q->L, 1);
-    int n;
-    if (status < 0) {
-        lua_pushnil(co);
-        lua_pushstring(co, uv_strerror(status));
-        n = 2;
-    } else {
-        lua_newtable(co);
-        int k = 0;
-        for (struct addrinfo *a = res; a; a = a->ai_next) {
-            char ip[64] = "";
-            if (a->ai_family == AF_INET)
-                uv_ip4_name((struct sockaddr_in *)a->ai_addr, ip, sizeof(ip));
-            else if (a->ai_family == AF_INET6)
-                uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, ip, sizeof(ip));
-            if (!ip[0]) continue;
-            lua_pushstring(co, ip);
-            lua_rawseti(co, -2, ++k);
-        }
-        n = 1;
-    }
-    uv_freeaddrinfo(res);
-    int ref = q->co_ref;
-    lua_State *L = q->L;
-    free(q);
-    int rc = lua_resume(co, n);
-    if (rc != 0 && rc != LUA_YIELD) {
-        luaL_traceback(L, co, lua_tostring(co, -1), 0);
-        mg_log(MG_LOG_ERROR, -1, 0, "control plugin failed: %s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-}
-
-/* moongate.c.io.resolve(co, host): resolves on libuv's thread pool; the caller
- * yields and gets a list of addresses, or nil, err. */
-static int l_resolve(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTHREAD);
-    const char *host = luaL_checkstring(L, 2);
-    uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
-    resolve_req *q = calloc(1, sizeof(*q));
-    if (!q) return luaL_error(L, "out of memory");
-    q->L = lua_touserdata(L, lua_upvalueindex(2));
-    q->req.data = q;
-    struct addrinfo hints = {0};
-    hints.ai_socktype = SOCK_STREAM;
-    int rc = uv_getaddrinfo(loop, &q->req, on_resolved, host, NULL, &hints);
-    if (rc) {
-        free(q);
-        lua_pushnil(L);
-        lua_pushstring(L, uv_strerror(rc));
-        return 2;
-    }
-    lua_pushvalue(L, 1);
-    q->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int l_now(lua_State *L)
-{
-    uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
-    uv_update_time(loop);
-    lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
-    return 1;
-}
-
-/* moongate.c.io.run(seconds): runs the loop until nothing is pending or the time
- * is up (for specs and `moongate` scripts outside the gateway). */
-static int l_run(lua_State *L)
-{
-    uv_loop_t *loop = lua_touserdata(L, lua_upvalueindex(1));
-    double limit = luaL_optnumber(L, 1, 10);
-    uint64_t deadline = uv_hrtime() + (uint64_t)(limit * 1e9);
-    while (uv_run(loop, UV_RUN_NOWAIT) && uv_hrtime() < deadline)
-        uv_sleep(1);
-    return 0;
-}
-
-void mg_control_io_cancel_all(void)
-{
-    while (pending_head.next != &pending_head) {
-        pending *p = pending_head.next;
-        mg_io_pending_remove(p);
-        p->cancel(p);
-    }
-}
-
 void mg_control_open_io(lua_State *L, uv_loop_t *loop)
 {
     static int inited;
@@ -788,10 +566,15 @@ void mg_control_open_io(lua_State *L, uv_loop_t *loop)
         settings.on_message_complete = on_message_complete;
         inited = 1;
     }
-    static const luaL_Reg fns[] = {
-        {"http", l_http}, {"read", l_read}, {"close", l_close},     {"sleep", l_sleep},
-        {"now", l_now},   {"run", l_run},   {"resolve", l_resolve}, {"tcp_probe", mg_lua_tcp_probe},
-        {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"http", l_http},
+                                   {"read", l_read},
+                                   {"close", l_close},
+                                   {"sleep", mg_lua_sleep},
+                                   {"now", mg_lua_now},
+                                   {"run", mg_lua_run},
+                                   {"resolve", mg_lua_resolve},
+                                   {"tcp_probe", mg_lua_tcp_probe},
+                                   {NULL, NULL}};
     lua_newtable(L);
     for (const luaL_Reg *f = fns; f->name; f++) {
         lua_pushlightuserdata(L, loop);

@@ -17,6 +17,13 @@ void mg_io_pending_add(pending *p, void (*cancel)(pending *));
 /* Idempotent: a request already removed is left alone. */
 void mg_io_pending_remove(pending *p);
 
+/* The io table's functions in lua_wait.c: sleep(co, ms), now(),
+ * run(seconds), resolve(co, host); upvalues loop and main state. */
+int mg_lua_sleep(lua_State *L);
+int mg_lua_now(lua_State *L);
+int mg_lua_run(lua_State *L);
+int mg_lua_resolve(lua_State *L);
+
 /* moongate.c.io.tcp_probe(co, ip, port, ms): upvalues loop and main state. */
 int mg_lua_tcp_probe(lua_State *L);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- certificates --------------------------------------------------------------- */
 
@@ -256,4 +257,50 @@ SSL_CTX *mg_tls_client_ctx_new(int verify, const char *ca_file, char *err, size_
         }
     }
     return c;
+}
+
+/* Client contexts for HTTPS, one per (verify, CA file), rebuilt when the
+ * file changes; they live as long as the process (a few per gateway). */
+typedef struct client_ctx {
+    int verify;
+    char *ca_file;
+    struct timespec mtime;
+    SSL_CTX *ctx;
+} client_ctx;
+
+static client_ctx *ctxs;
+static int nctxs;
+
+SSL_CTX *mg_tls_client_ctx_cached(int verify, const char *ca_file, char *err, size_t errlen)
+{
+    struct stat st = {0};
+    if (ca_file && stat(ca_file, &st)) {
+        snprintf(err, errlen, "%s: cannot read: %s", ca_file, strerror(errno));
+        return NULL;
+    }
+    for (int i = 0; i < nctxs; i++) {
+        client_ctx *c = &ctxs[i];
+        if (c->verify != verify || (!c->ca_file) != (!ca_file) ||
+            (ca_file && strcmp(c->ca_file, ca_file)))
+            continue;
+        if (!ca_file ||
+            (c->mtime.tv_sec == st.st_mtim.tv_sec && c->mtime.tv_nsec == st.st_mtim.tv_nsec))
+            return c->ctx;
+        SSL_CTX *n = mg_tls_client_ctx_new(verify, ca_file, err, errlen);
+        if (!n) return NULL;
+        SSL_CTX_free(c->ctx);
+        c->ctx = n;
+        c->mtime = st.st_mtim;
+        return n;
+    }
+    SSL_CTX *n = mg_tls_client_ctx_new(verify, ca_file, err, errlen);
+    client_ctx *grown = n ? realloc(ctxs, (size_t)(nctxs + 1) * sizeof(*ctxs)) : NULL;
+    if (!grown) {
+        if (n) snprintf(err, errlen, "out of memory");
+        SSL_CTX_free(n);
+        return NULL;
+    }
+    ctxs = grown;
+    ctxs[nctxs] = (client_ctx){verify, ca_file ? strdup(ca_file) : NULL, st.st_mtim, n};
+    return ctxs[nctxs++].ctx;
 }
