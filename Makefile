@@ -109,6 +109,8 @@ bench: all
 e2e:
 	sh e2e/run.sh
 
+include fuzz/fuzz.mk
+
 # Chaos and soak on the real Docker engine (docs/reliability.md).
 .PHONY: chaos chaos-short soak
 chaos:
