@@ -123,10 +123,10 @@ soak:
 	sh bench/soak.sh
 
 format:
-	clang-format -i core/*.c core/*.h
+	clang-format -i core/*.c core/*.h fuzz/*.c fuzz/*.h
 
 format-check:
-	clang-format --dry-run --Werror core/*.c core/*.h
+	clang-format --dry-run --Werror core/*.c core/*.h fuzz/*.c fuzz/*.h
 
 clean:
 	rm -rf build

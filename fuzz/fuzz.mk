@@ -1,4 +1,4 @@
-# libFuzzer harnesses (fuzz/README in docs/reliability.md "Fuzzing").
+# libFuzzer harnesses (docs/reliability.md, "Fuzzing").
 # Included by the Makefile. Everything builds under build/fuzz with clang,
 # ASan and UBSan; the gateway's objects are rebuilt there with
 # -fsanitize=fuzzer-no-link so the fuzzer sees their coverage.
@@ -17,11 +17,19 @@ FUZZ_LLHTTP_OBJS := $(patsubst $(BUILD)/llhttp/%,$(FUZZ_BUILD)/obj/llhttp/%,$(LL
 FUZZ_LIB := $(FUZZ_BUILD)/libmoongate.a
 FUZZ_BINS := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_HARNESSES))
 
-.PHONY: fuzz fuzz-build
+FUZZ_PKGS := $(BUILD_PKGS) clang libclang-rt-14-dev
+
+.PHONY: fuzz fuzz-build fuzz-deps
+
+fuzz-deps:
+	@sh tools/deps.sh $(FUZZ_PKGS)
 
 fuzz-build: $(FUZZ_BINS)
 
-fuzz: fuzz-build
+# Builds (installing clang and its fuzzer runtime when missing), then runs
+# every harness for FUZZ_SECONDS from its seed corpus (fuzz/run.sh).
+fuzz: fuzz-deps
+	$(MAKE) fuzz-build
 	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
 
 $(FUZZ_BUILD)/obj/core/%.o: core/%.c $(wildcard core/*.h)
