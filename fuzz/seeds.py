@@ -3,7 +3,9 @@
 the files are committed, this is how they were made). Requests, responses
 and rules come from RFC 9112 and RFC 9110 examples, docs/routing.md and
 spec/integration/desync_spec.lua; configs from docs/config.md and
-examples/. The fuzzer starts from these and mutates them."""
+examples/. The fuzzer starts from these and mutates them. Files named
+found-* are inputs that crashed a harness (or their neighbours), kept
+after the fix; this script does not write them."""
 import os
 
 def write(harness, name, data):
