@@ -9,7 +9,9 @@
  * Input: byte 0 says whether requests with a body are answered at their
  * head (odd) or after their body, and how the bytes are split into reads
  * (below 0x40, as one read: '0' and '1' in the seeds; else in pieces of
- * 1 to 64 bytes: 'a', 'b'); the rest is what the client sends. Findings: sanitizer reports, a head
+ * 1 to 64 bytes: 'a', 'b'), and with bit 1 set ('b', '3') that the
+ * client then goes quiet until its timeouts fire; the rest is what the
+ * client sends. Findings: sanitizer reports, a head
  * forwarded to the backend that a strict parser reads differently, a body whose length differs from
  * its framing, or a malformed response stream. */
 #include "fz.h"
@@ -153,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nanswers = 0;
     fz_client fc;
     fz_client_open(&fc, &handler);
+    fc.expire = (data[0] & 2) != 0;
     fz_client_run(&fc, data + 1, size - 1, data[0] < 0x40 ? 0 : data[0], after_read);
     if (nanswers <= MAX_ANSWERS) fz_check_responses(fc.out.p, fc.out.len, heads, nanswers, 0);
     if (getenv("FZ_DEBUG")) fprintf(stderr, "%.*s\n", (int)fc.out.len, fc.out.p);

@@ -126,6 +126,10 @@ void fz_client_run(fz_client *fc, const uint8_t *data, size_t n, unsigned seed,
         off += k;
         if (after_read) after_read();
     }
+    if (fc->expire && !s->closing) {
+        mg_conn_expire(&fz_worker, uv_now(&fz_worker.loop) + 24 * 3600 * 1000);
+        if (after_read) after_read();
+    }
     if (!s->closing) s->ev->eof(s);
     if (after_read) after_read();
     if (!s->closing) mg_conn_close(fc->c);

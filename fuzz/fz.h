@@ -24,6 +24,7 @@ typedef struct fz_client {
     mg_conn *c;
     mg_buf out;
     int closed; /* mg_stream_close or shutdown was called */
+    int expire; /* the client goes quiet before closing: its timeouts fire */
 } fz_client;
 
 /* Opens a connection served by h on an in-memory stream. */
@@ -31,8 +32,9 @@ void fz_client_open(fz_client *fc, const mg_conn_handler *h);
 
 /* Delivers data as the peer's reads, in pieces whose sizes come from seed
  * (0: one read), while the connection reads; after each read, after_read
- * (may be NULL) runs what the event loop would run next. Then the peer
- * half-closes and the connection is closed and freed. */
+ * (may be NULL) runs what the event loop would run next. Then, with
+ * fc->expire, every timeout of the connection fires (mg_conn_expire);
+ * then the peer half-closes and the connection is closed and freed. */
 void fz_client_run(fz_client *fc, const uint8_t *data, size_t n, unsigned seed,
                    void (*after_read)(void));
 
