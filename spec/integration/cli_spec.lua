@@ -52,7 +52,7 @@ return {
         -- found by fuzz/fuzz_config.c: errors that carried no position
         { "an error raised without a position", "local x = 1\nerror(\"stop here\", 0)\n", 2, "stop here" },
         { "an error raised with a table", "\n\nerror({ code = 1 })\n", 3, "error table" },
-        { "a config that loops forever", "local n = 0\nwhile true do\n  n = n + 1\nend\n", 3, "ran too long" },
+        { "a config that loops forever", "local n = 0\nwhile true do n = n + 1 end\n", 2, "ran too long" },
         -- the line mapper looped on a table Lua never sees (a '#' first line)
         { "a config that is one '#' line", "#return { routes = { { rule =) \"PathPrefix(`/`)\" } } }\n", 1, "must return a table" },
         { "a table entry that is not an expression", "return {\n  services = { a = ) },\n}\n", 2, "unexpected symbol" },
