@@ -494,7 +494,11 @@ end
 
 function _M.load_string(src, chunkname, opts)
     chunkname = chunkname or "moongate.lua"
-    local fn, err = loadstring(src, "@" .. chunkname)
+    -- text only: LuaJIT would load (unverified) bytecode given as source
+    if src:sub(1, 1) == "\27" then
+        return nil, chunkname .. ":1: a config file is Lua source, not bytecode"
+    end
+    local fn, err = load(src, "@" .. chunkname, "t")
     if not fn then return nil, err end
     setfenv(fn, sandbox())
     local where = positioned(chunkname)

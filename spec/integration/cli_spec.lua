@@ -56,6 +56,8 @@ return {
         -- the line mapper looped on a table Lua never sees (a '#' first line)
         { "a config that is one '#' line", "#return { routes = { { rule =) \"PathPrefix(`/`)\" } } }\n", 1, "must return a table" },
         { "a table entry that is not an expression", "return {\n  services = { a = ) },\n}\n", 2, "unexpected symbol" },
+        -- LuaJIT loads bytecode given as source: a config is text only
+        { "a bytecode file", "\27LJ\2\0", 1, "Lua source, not bytecode" },
     }
     for _, m in ipairs(mistakes) do
         it("rejects " .. m[1] .. " with FILE:LINE: reason", function()
