@@ -6,8 +6,8 @@
  * The text is written to a file, as a user's config is, and loaded from
  * there. Target names are not looked up: getaddrinfo is replaced by one
  * that takes numeric addresses and "localhost" only (as on a machine
- * without DNS), so the fuzzer sends no query off the machine. Findings: sanitizer reports, and any failure whose message does
- * not start with "FILE:LINE: " naming that file (a Lua error without a
+ * without DNS), so the fuzzer sends no query off the machine. Findings: sanitizer reports, and any
+ * failure whose message does not start with "FILE:LINE: " naming that file (a Lua error without a
  * position, or an empty message). */
 #include "config.h"
 #include "log.h"
