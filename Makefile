@@ -119,6 +119,8 @@ e2e:
 e2e-swarm:
 	sh e2e/run.sh swarm
 
+include fuzz/fuzz.mk
+
 # Chaos and soak on the real Docker engine (docs/reliability.md).
 .PHONY: chaos chaos-short soak
 chaos:
@@ -131,10 +133,10 @@ soak:
 	sh bench/soak.sh
 
 format:
-	clang-format -i core/*.c core/*.h
+	clang-format -i core/*.c core/*.h fuzz/*.c fuzz/*.h
 
 format-check:
-	clang-format --dry-run --Werror core/*.c core/*.h
+	clang-format --dry-run --Werror core/*.c core/*.h fuzz/*.c fuzz/*.h
 
 clean:
 	rm -rf build

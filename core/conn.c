@@ -402,12 +402,12 @@ static const mg_stream_events conn_events = {
     .close = on_closed,
 };
 
-void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h, int listen)
+/* A connection on w, linked into its list (its stream not set up yet). */
+static mg_conn *conn_new(mg_worker *w, const mg_conn_handler *h)
 {
     /* Ownership: freed in on_closed, after the stream's handle closed. */
     mg_conn *c = calloc(1, sizeof(*c));
-    if (!c) return;
-    mg_stream_tcp_init(&c->s, &w->loop, &conn_events, w->readbuf, sizeof(w->readbuf));
+    if (!c) return NULL;
     c->w = w;
     c->h = h;
     c->id = ++w->next_conn_id;
@@ -416,6 +416,23 @@ void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h,
     w->conns = c;
     w->nconns++;
     atomic_fetch_add_explicit(&mg_stats.open_connections, 1, memory_order_relaxed);
+    return c;
+}
+
+/* The stream is set up: wait for the first request. */
+static void conn_start(mg_conn *c)
+{
+    c->state = MG_C_IDLE;
+    /* The first request must arrive within client_header. */
+    mg_tq_arm(&c->w->q_client_header, &c->tq, uv_now(&c->w->loop));
+    mg_stream_read_start(&c->s);
+}
+
+void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h, int listen)
+{
+    mg_conn *c = conn_new(w, h);
+    if (!c) return;
+    mg_stream_tcp_init(&c->s, &w->loop, &conn_events, w->readbuf, sizeof(w->readbuf));
     if (mg_stream_accept(&c->s, server)) {
         c->state = MG_C_CLOSING;
         mg_stream_close(&c->s);
@@ -439,10 +456,22 @@ void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h,
         }
         c->secure = 1;
     }
-    c->state = MG_C_IDLE;
-    /* The first request must arrive within client_header. */
-    mg_tq_arm(&w->q_client_header, &c->tq, uv_now(&w->loop));
-    mg_stream_read_start(&c->s);
+    conn_start(c);
+}
+
+mg_conn *mg_conn_serve(mg_worker *w, const mg_conn_handler *h, const struct sockaddr *peer,
+                       void (*init)(mg_stream *s, const mg_stream_events *ev, void *arg), void *arg)
+{
+    mg_conn *c = conn_new(w, h);
+    if (!c) return NULL;
+    init(&c->s, &conn_events, arg);
+    if (peer)
+        memcpy(&c->peer, peer,
+               peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in));
+    mg_addr_ip(&c->peer.sa, c->peer_ip, sizeof(c->peer_ip));
+    conn_start(c);
+    return c;
 }
 
 void mg_conn_expire(mg_worker *w, uint64_t now)

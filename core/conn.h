@@ -102,6 +102,14 @@ struct mg_conn {
  * worker w, speaking TLS when the listener says so; h gets its requests. */
 void mg_conn_accept(mg_worker *w, uv_stream_t *server, const mg_conn_handler *h, int listen);
 
+/* Serves HTTP/1 on a stream that init sets up with the given events (an
+ * in-memory stream in fuzz/fuzz_request.c; no TLS, listener 0), as if it
+ * had been accepted from peer (may be NULL). Returns the connection, which
+ * frees itself from its stream's close event, or NULL. */
+mg_conn *mg_conn_serve(mg_worker *w, const mg_conn_handler *h, const struct sockaddr *peer,
+                       void (*init)(mg_stream *s, const mg_stream_events *ev, void *arg),
+                       void *arg);
+
 /* Closes a connection now (a request on it gets the gone event), also one
  * that was closing gracefully (unwritten bytes are lost). */
 void mg_conn_close(mg_conn *c);

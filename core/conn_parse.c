@@ -170,6 +170,11 @@ static int on_headers_complete(llhttp_t *p)
         /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means faulty framing */
         return conn_refuse(c, 400, "Transfer-Encoding in an HTTP/1.0 request");
     }
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)INT64_MAX) {
+        /* llhttp takes up to 2^64-1; r->body_len is signed, and a negative
+         * one would forward the head unframed and the body as a request */
+        return conn_refuse(c, 400, "Content-Length too large");
+    }
     r->http_minor = p->http_minor;
     r->method = p->method;
     c->keepalive = (uint8_t)llhttp_should_keep_alive(p);

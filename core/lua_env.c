@@ -20,8 +20,13 @@ typedef struct {
 
 extern const mg_embedded_file mg_embedded_files[];
 
-static const char limit_key = 0; /* registry key: the deadline (ns) */
+static const char limit_key = 0;     /* registry key: the deadline (ns) */
+static const char limit_msg_key = 0; /* registry key: the first "ran too long" error */
 
+/* Past the deadline the hook raises at every instruction, so that no pcall
+ * outlasts it; it raises the first error each time, which says where the
+ * limit was hit (the user's FILE:LINE when their file was running), not
+ * where the unwinding code happened to be when a later check fired. */
 static void limit_hook(lua_State *L, lua_Debug *ar)
 {
     lua_pushlightuserdata(L, (void *)&limit_key);
@@ -29,9 +34,18 @@ static void limit_hook(lua_State *L, lua_Debug *ar)
     double deadline = lua_tonumber(L, -1);
     lua_pop(L, 1);
     if ((double)uv_hrtime() < deadline) return;
-    /* once over, check at every instruction: a pcall cannot outlast it */
+    lua_pushlightuserdata(L, (void *)&limit_msg_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_isstring(L, -1)) lua_error(L);
+    lua_pop(L, 1);
     lua_sethook(L, limit_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, "ran too long (over the time a config or plugin file may take to load)");
+    luaL_where(L, 0); /* the running function: a count hook has no frame of its own */
+    lua_pushliteral(L, "ran too long (over the time a config or plugin file may take to load)");
+    lua_concat(L, 2);
+    lua_pushlightuserdata(L, (void *)&limit_msg_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_error(L);
 }
 
 void mg_lua_env_limit(lua_State *L, double seconds)

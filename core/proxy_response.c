@@ -91,6 +91,10 @@ static int resp_headers_complete(llhttp_t *p)
         return HPE_USER;
     }
     if (r->in_trailers) return 0;
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)INT64_MAX) {
+        llhttp_set_error_reason(p, "Content-Length too large"); /* lengths are int64_t */
+        return HPE_USER;
+    }
     if (status < 100 || status > 599) {
         llhttp_set_error_reason(p, "a status code outside 100-599");
         return HPE_USER;

@@ -487,13 +487,42 @@ function _M.merge(t, discovered)
     return out
 end
 
+-- The message of an error the config file raised, as "FILE:LINE: reason".
+-- Lua positions most errors itself; error("...", 0), an error value that is
+-- not a string, and a memory error carry none: those get the line of the
+-- innermost call in the file (0 when there is none, for a memory error).
+local function positioned(chunkname)
+    local prefix = chunkname .. ":"
+    return function(e)
+        if type(e) == "string" and e:sub(1, #prefix) == prefix and e:find("^:%d+:", #prefix) then
+            return e
+        end
+        local line = 0
+        for level = 2, 100 do
+            local info = debug.getinfo(level, "Sl")
+            if not info then break end
+            if info.source == "@" .. chunkname and (info.currentline or 0) > 0 then
+                line = info.currentline
+                break
+            end
+        end
+        local what = type(e) == "string" and e or ("error " .. describe(e))
+        return string.format("%s:%d: %s", chunkname, line, what)
+    end
+end
+
 function _M.load_string(src, chunkname, opts)
     chunkname = chunkname or "moongate.lua"
-    local fn, err = loadstring(src, "@" .. chunkname)
+    -- text only: LuaJIT would load (unverified) bytecode given as source
+    if src:sub(1, 1) == "\27" then
+        return nil, chunkname .. ":1: a config file is Lua source, not bytecode"
+    end
+    local fn, err = load(src, "@" .. chunkname, "t")
     if not fn then return nil, err end
     setfenv(fn, sandbox())
-    local ok, t = pcall(fn)
-    if not ok then return nil, type(t) == "string" and t or (chunkname .. ": " .. tostring(t)) end
+    local where = positioned(chunkname)
+    local ok, t = xpcall(fn, where)
+    if not ok then return nil, type(t) == "string" and t or where(t) end
     local lines = lines_of.map(src)
     if type(t) == "table" and opts and opts.discovered then t = _M.merge(t, opts.discovered) end
     local nopts = {}

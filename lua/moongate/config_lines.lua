@@ -11,6 +11,8 @@ local sub, find, byte = string.sub, string.find, string.byte
 -- Returns a list of tokens { t = kind, v = text, line = n }.
 local function tokenize(src)
     local toks, i, line, n = {}, 1, 1, #src
+    -- Lua skips a first line that starts with '#' (a shebang): so do we
+    if sub(src, 1, 1) == "#" then i = find(src, "\n", 1, true) or n + 1 end
     local function push(t, v, l) toks[#toks + 1] = { t = t, v = v, line = l } end
     while i <= n do
         local c = sub(src, i, i)
@@ -125,7 +127,7 @@ function _M.map(src)
         pos = pos + 1 -- "{"
         local index = 0
         while pos <= #toks do
-            local t = peek()
+            local t, start = peek(), pos
             if t.t == "op" and t.v == "}" then
                 pos = pos + 1
                 return
@@ -150,6 +152,9 @@ function _M.map(src)
                 lines[p] = t.line
                 skip_expr(p)
             end
+            -- a token no branch consumed (a ')' where an entry should be,
+            -- in text Lua would refuse): step over it, never loop on it
+            if pos == start then pos = pos + 1 end
         end
     end
 

@@ -49,6 +49,15 @@ return {
         { "an unknown service", "return {\n  services = { api = { targets = { \"127.0.0.1:1\" } } },\n  routes = {\n    { rule = \"PathPrefix(`/`)\",\n      service = \"apii\" },\n  },\n}", 5, "unknown service 'apii'" },
         { "a missing balancer plugin", "return {\n  services = {\n    api = { balancer = \"nope\", targets = { \"127.0.0.1:1\" } },\n  },\n}", 3, "no plugin 'nope'" },
         { "a Lua syntax error", "return {\n  listen = ,\n}", 2, "unexpected symbol" },
+        -- found by fuzz/fuzz_config.c: errors that carried no position
+        { "an error raised without a position", "local x = 1\nerror(\"stop here\", 0)\n", 2, "stop here" },
+        { "an error raised with a table", "\n\nerror({ code = 1 })\n", 3, "error table" },
+        { "a config that loops forever", "local n = 0\nwhile true do n = n + 1 end\n", 2, "ran too long" },
+        -- the line mapper looped on a table Lua never sees (a '#' first line)
+        { "a config that is one '#' line", "#return { routes = { { rule =) \"PathPrefix(`/`)\" } } }\n", 1, "must return a table" },
+        { "a table entry that is not an expression", "return {\n  services = { a = ) },\n}\n", 2, "unexpected symbol" },
+        -- LuaJIT loads bytecode given as source: a config is text only
+        { "a bytecode file", "\27LJ\2\0", 1, "Lua source, not bytecode" },
     }
     for _, m in ipairs(mistakes) do
         it("rejects " .. m[1] .. " with FILE:LINE: reason", function()

@@ -67,6 +67,21 @@ describe("desync and framing strictness", function()
         end
     end)
 
+    -- found by fuzz/fuzz_request.c: llhttp takes a Content-Length up to
+    -- 2^64-1, and one above 2^63-1 read as a negative length, which
+    -- forwarded the head with no framing at all and the body after it as
+    -- the backend's next request
+    it("answers 400 to a Content-Length above 2^63-1 and smuggles nothing", function()
+        for _, cl in ipairs({ "9223372036854775808", "15555555555555555553", "18446744073709551615" }) do
+            local before = backend_requests()
+            local status, closed, data = send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " .. cl
+                .. "\r\n\r\n" .. smuggled)
+            assert.equal(400, status, data)
+            assert.is_true(closed)
+            assert.equal(before + 1, backend_requests()) -- only the /stats request itself
+        end
+    end)
+
     describe("in request heads", function()
         local cases = {
             { "a bare CR ending the header block", "GET / HTTP/1.1\r\nHost: x\r\n\rZ: y\r\n\r\n" },
@@ -184,6 +199,12 @@ describe("backend framing", function()
         rb.stop()
         return res, err
     end
+
+    -- found by fuzz/fuzz_request.c's neighbour in responses
+    it("answers 502 to a Content-Length above 2^63-1", function()
+        local res = assert(through("HTTP/1.1 200 OK\r\nContent-Length: 15555555555555555553\r\n\r\nhello"))
+        assert.equal(502, res.status)
+    end)
 
     it("answers 502 to a 1xx response carrying a Content-Length body", function()
         local res = assert(through("HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\n\r\nhello"

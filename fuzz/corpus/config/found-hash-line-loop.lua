@@ -1,0 +1,1 @@
+#return { routes = { { rule =) "PathPrefix(`/`)", sertlse = "nope" } } }

@@ -1,0 +1,1 @@
+return { providers = { docker = { endpoint = "unix:///nonexistent.sock" } } }
