@@ -110,6 +110,12 @@ PY
             i=0; while [ $i -lt 100 ] && [ "$(web_instances 8)" -lt 2 ]; do sleep 0.2; i=$((i + 1)); done
         done
         ask_sick
+        # docker service logs lags behind the gateway's stdout: wait (bounded)
+        # until both batches of 4 are in it
+        i=0
+        while [ $i -lt 50 ] && [ "$(docker service logs --raw "${STACK}_moongate" 2>&1 | grep -c '"sick"')" -lt 8 ]; do
+            sleep 0.2; i=$((i + 1))
+        done
         served=$(docker service logs --raw "${STACK}_moongate" 2>&1 | grep '"sick"' | grep -c '@')
         asked=$(docker service logs --raw "${STACK}_moongate" 2>&1 | grep -c '"sick"')
         check "the unhealthy task got none of the $asked requests for it over the whole run ($served did)" \
