@@ -203,28 +203,33 @@ describe("docker discovery", function()
         h.wait_until(function() return require("posix.sys.stat").stat(sock) ~= nil end, 5, "the replay socket")
         require("posix.sys.stat").chmod(sock, 384) -- 0600: root's only
         local port = h.free_port()
-        h.write_file(dir .. "/moongate.lua", string.format(
-            "return { listen = '127.0.0.1:%d', workers = 1, admin = false, providers = { docker = { endpoint = 'unix://%s' } } }",
-            port, sock))
         -- a copy the other user may run wherever the checkout is (/root is 0700)
         local bin = dir .. "/moongate"
         h.write_file(bin, h.read_file(h.bin))
         require("posix.sys.stat").chmod(bin, 493)
-        -- the environment must let that user run it at all (a chroot may not)
-        local probe = io.popen("cd " .. dir .. " && setpriv --reuid=65534 --regid=65534 --clear-groups " .. bin
-            .. " --version 2>&1")
-        local version = probe:read("*a")
-        probe:close()
-        if not version:find("moongate", 1, true) then
-            pending("the gateway cannot run as uid 65534 here: " .. version)
+        -- The environment must let that user serve at all: a gateway with no
+        -- provider, as uid 65534, must listen (the fresh-Debian chroot of
+        -- make e2e has not let it; its reason is in the pending message).
+        local function as_nobody(config, log, listen_port)
+            h.write_file(config, string.format(
+                "return { listen = '127.0.0.1:%d', workers = 1, admin = false%s }", listen_port,
+                config:find("plain", 1, true) and "" or
+                    string.format(", providers = { docker = { endpoint = 'unix://%s' } }", sock)))
+            -- (in the temporary folder: the checkout may be in /root, 0700 to that user)
+            return h.spawn({ "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-c", config },
+                { stderr = log, cwd = dir })
+        end
+        local plain_port, plain_log = h.free_port(), dir .. "/plain.log"
+        local plain = as_nobody(dir .. "/plain.lua", plain_log, plain_port)
+        local served = pcall(h.wait_until, function() return h.port_open(plain_port) end, 5, "a plain gateway")
+        h.kill(plain)
+        if not served then
+            pending("the gateway does not serve as uid 65534 here: " .. (h.read_file(plain_log) or ""))
             return
         end
         local errlog = dir .. "/error.log"
-        -- (in the temporary folder: the checkout may be in /root, 0700 to that user)
-        h.spawn({ "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "-c", dir .. "/moongate.lua" },
-            { stderr = errlog, cwd = dir })
-        h.wait_until(function() return h.port_open(port) end, 5,
-            "the gateway, as uid 65534: " .. (h.read_file(errlog) or ""))
+        as_nobody(dir .. "/moongate.lua", errlog, port)
+        h.wait_until(function() return h.port_open(port) end, 5, "the gateway, as uid 65534")
         local code, body
         h.wait_until(function()
             code, body = h.curl("http://127.0.0.1:" .. port .. "/")
