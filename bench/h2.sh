@@ -11,23 +11,9 @@ D=${BENCH_DURATION:-10}
 C=${BENCH_H2_CLIENTS:-50}
 M=${BENCH_H2_STREAMS:-10}
 HERE=$(cd "$(dirname "$0")" && pwd)
-TMP=$(mktemp -d /tmp/moongate-bench-h2.XXXXXX)
 OUT=${BENCH_H2_JSON:-build/bench-h2.json}
-PIDS=""
-cleanup() {
-    for p in $PIDS; do kill "$p" 2>/dev/null; done
-    sleep 0.3
-    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-for tool in nginx haproxy h2load openssl python3; do
-    command -v $tool >/dev/null || { echo "bench-h2: $tool is missing (make deps)"; exit 1; }
-done
-
 . "$HERE/lib.sh"
+bench_init h2 nginx haproxy h2load openssl python3
 
 # one certificate for every proxy (ECDSA P-256, as a real site would have)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/key.pem" \

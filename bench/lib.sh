@@ -1,5 +1,24 @@
-# Shared by the bench scripts (sourced): ports, pinning, nginx's common
-# config. Expects TMP and PIDS from the caller.
+# Shared by the bench scripts (sourced): their start (bench_init), ports,
+# pinning, nginx's common config, the backend pair.
+
+# A scratch folder ($TMP), every process put in $PIDS killed at exit, enough
+# fds, and the tools the script needs. Usage: bench_init NAME TOOL...
+bench_init() {
+    TMP=$(mktemp -d "/tmp/moongate-bench-$1.XXXXXX")
+    shift
+    PIDS=""
+    trap bench_cleanup EXIT INT TERM
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "bench: $tool is missing (make bench installs it)"; exit 1; }
+    done
+}
+bench_cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    sleep 0.3
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {

@@ -7,23 +7,9 @@ BIN=$(readlink -f "${1:-build/moongate}")
 D=${BENCH_DURATION:-10}
 IDLE=${BENCH_IDLE_CONNS:-2000}
 HERE=$(cd "$(dirname "$0")" && pwd)
-TMP=$(mktemp -d /tmp/moongate-bench.XXXXXX)
 OUT=${BENCH_JSON:-build/bench.json}
-PIDS=""
-cleanup() {
-    for p in $PIDS; do kill "$p" 2>/dev/null; done
-    sleep 0.3
-    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-for tool in nginx haproxy wrk python3; do
-    command -v $tool >/dev/null || { echo "bench: $tool is missing (make deps)"; exit 1; }
-done
-
 . "$HERE/lib.sh"
+bench_init run nginx haproxy wrk python3
 start_backends
 
 # ---- proxy configs -----------------------------------------------------
