@@ -6,6 +6,7 @@ DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 export DOCKER_GID
 trap 'compose -p "$PROJECT" -f "$COMPOSE_FILE" down -v --remove-orphans >/dev/null 2>&1' EXIT INT TERM
 
+failed_before=$E2E_FAILED
 instances() { distinct_instances "$gw/api/x" "$1"; }
 
 if compose -p "$PROJECT" -f "$COMPOSE_FILE" up -d >/tmp/moongate-e2e-up.log 2>&1; then
@@ -35,6 +36,6 @@ else
     cat /tmp/moongate-e2e-up.log
     fail "the discovery stack starts"
 fi
-compose -p "$PROJECT" -f "$COMPOSE_FILE" logs moongate 2>/dev/null | tail -20 > /tmp/moongate-e2e-discovery.log
+gateway_log_if_failed "$failed_before" moongate
 compose -p "$PROJECT" -f "$COMPOSE_FILE" down -v --remove-orphans >/dev/null 2>&1
 trap - EXIT INT TERM

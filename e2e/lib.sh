@@ -31,6 +31,15 @@ check() {
     if "$@"; then pass "$desc"; else fail "$desc"; fi
 }
 
+# gateway_log_if_failed SINCE SERVICE: when checks failed since the count
+# SINCE (E2E_FAILED at the test's start), prints the last lines of the
+# compose SERVICE's log, so that a failure in CI shows what the gateway saw.
+gateway_log_if_failed() {
+    [ "$E2E_FAILED" -gt "$1" ] || return 0
+    echo "  --- the last lines of $2's log:"
+    compose -p "$PROJECT" -f "$COMPOSE_FILE" logs --no-color "$2" 2>&1 | tail -40 | sed 's/^/  | /'
+}
+
 # Waits up to $2 seconds (default 30) for URL $1 to answer 2xx.
 wait_http() {
     i=0
