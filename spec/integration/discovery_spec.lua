@@ -101,12 +101,21 @@ return { type = "middleware",
             local r = h.request(gw.admin_port, { path = "/metrics" })
             return tonumber(r.body:match("\n" .. name .. " (%d+)"))
         end
+        -- the first membership is served before counting: a version read
+        -- earlier could precede the provider's first publish, and the
+        -- count would then run one ahead of the changes it waits for
+        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "one" end, 10, "one")
         local v0 = metric("moongate_snapshot_version")
         for i = 1, 30 do
-            h.write_file(hosts, (i % 2 == 1 and "127.0.0.2" or "127.0.0.1") .. " api.test\n")
-            -- (a generous deadline: a loaded machine delays the provider's polls)
-            h.wait_until(function() return metric("moongate_snapshot_version") >= v0 + i end, 10, "change " .. i)
+            local want = i % 2 == 1 and "two" or "one"
+            h.write_file(hosts, (want == "two" and "127.0.0.2" or "127.0.0.1") .. " api.test\n")
+            -- each change is waited for by its effect, so no two writes
+            -- fall between two polls (a generous deadline: a loaded
+            -- machine delays the provider's polls)
+            h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == want end, 10,
+                "change " .. i)
         end
+        assert.is_true(metric("moongate_snapshot_version") >= v0 + 30)
         -- the current one, plus at most one a worker has not let go of yet
         h.wait_until(function() return metric("moongate_configs_alive") <= 2 end, 3, "configs freed")
     end)
