@@ -6,7 +6,10 @@
 set -u
 cd "$(dirname "$0")/.."
 # One e2e run at a time on this engine: the image tags and swarm mode are
-# engine-wide, so parallel runs (several checkouts) would trip on each other.
+# engine-wide, so parallel runs (several checkouts) would trip on each other:
+# `docker swarm leave --force` on Docker 20.10 even disconnects every running
+# container from its bridge network (a soak beside a swarm test lost its
+# gateway's network that way).
 if [ -z "${MG_E2E_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
     MG_E2E_LOCKED=1 exec flock /tmp/moongate-e2e.lock sh "$(pwd)/e2e/run.sh" "$@"
 fi
