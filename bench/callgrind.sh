@@ -18,12 +18,7 @@ NGINX_MAIN="master_process off;"
 NGINX_CONNECTIONS=4096
 # Waits up to 60 s (valgrind starts slowly) for an HTTP answer on port $1.
 wait_http() {
-    i=0
-    while [ $i -lt 600 ]; do
-        python3 -c "import socket; s=socket.create_connection(('127.0.0.1',$1),0.2); s.sendall(b'GET / HTTP/1.0\r\n\r\n'); assert s.recv(1)" 2>/dev/null && return 0
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
+    poll_python 600 0.1 "import socket; s=socket.create_connection(('127.0.0.1',$1),0.2); s.sendall(b'GET / HTTP/1.0\r\n\r\n'); assert s.recv(1)"
 }
 
 B1=$(free_port); B2=$(free_port)

@@ -24,14 +24,18 @@ bench_cleanup() {
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
+# Runs the Python CODE until it succeeds, at most TRIES times, PAUSE seconds
+# apart; fails when it never does. Usage: poll_python TRIES PAUSE CODE
+poll_python() {
     i=0
-    while [ $i -lt 100 ]; do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.05; i=$((i + 1))
+    while [ $i -lt "$1" ]; do
+        python3 -c "$3" 2>/dev/null && return 0
+        sleep "$2"; i=$((i + 1))
     done
     return 1
 }
+# Waits up to 5 s for a TCP listener on port $1.
+wait_port() { poll_python 100 0.05 "import socket; socket.create_connection(('127.0.0.1',$1),0.2)"; }
 # The proxy runs on core 0, the load and the backends on core 1 (with 2 cores).
 NCPU=$(nproc)
 PIN_PROXY=""; PIN_LOAD=""
