@@ -10,43 +10,15 @@ set -u
 BIN=$(readlink -f "${1:-build/moongate}")
 OUT=${2:-build/bench-callgrind.json}
 SECS=${BENCH_CG_SECONDS:-5}
-TMP=$(mktemp -d /tmp/moongate-cg.XXXXXX)
-PIDS=""
-cleanup() {
-    for p in $PIDS; do kill "$p" 2>/dev/null; done
-    sleep 0.5
-    for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-
-for tool in valgrind callgrind_control nginx haproxy wrk python3; do
-    command -v $tool >/dev/null || { echo "callgrind: $tool is missing (apt-get install valgrind nginx-light haproxy wrk)"; exit 1; }
-done
-. "$(dirname "$0")/lib.sh" # free_port; nginx_common is redefined below (no master)
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+bench_init callgrind valgrind callgrind_control nginx haproxy wrk python3
+# nginx as one process (no master) under valgrind, and for the backends
+NGINX_MAIN="master_process off;"
+NGINX_CONNECTIONS=4096
 # Waits up to 60 s (valgrind starts slowly) for an HTTP answer on port $1.
 wait_http() {
-    i=0
-    while [ $i -lt 600 ]; do
-        python3 -c "import socket; s=socket.create_connection(('127.0.0.1',$1),0.2); s.sendall(b'GET / HTTP/1.0\r\n\r\n'); assert s.recv(1)" 2>/dev/null && return 0
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
-}
-nginx_common() {
-    cat <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $1/error.log;
-pid $1/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $1/body; proxy_temp_path $1/proxy; fastcgi_temp_path $1/fcgi;
-    uwsgi_temp_path $1/uwsgi; scgi_temp_path $1/scgi;
-    keepalive_requests 1000000;
-CONF
+    poll_python 600 0.1 "import socket; s=socket.create_connection(('127.0.0.1',$1),0.2); s.sendall(b'GET / HTTP/1.0\r\n\r\n'); assert s.recv(1)"
 }
 
 B1=$(free_port); B2=$(free_port)
@@ -58,41 +30,10 @@ PIDS="$PIDS $!"
 wait_http "$B1" || { echo "callgrind: the backends did not start"; exit 1; }
 
 P_MG=$(free_port); P_NG=$(free_port); P_HA=$(free_port)
-mkdir -p "$TMP/mg" "$TMP/ng"
-cat > "$TMP/mg/moongate.lua" <<CONF
-return {
-    listen = "127.0.0.1:$P_MG", workers = 1, access_log = false, admin = false,
-    upstream = { keepalive = 64 },
-    services = { pair = { balancer = "roundrobin", targets = { "127.0.0.1:$B1", "127.0.0.1:$B2" } } },
-    routes = { { rule = "PathPrefix(\`/\`)", service = "pair" } },
-}
-CONF
-{ nginx_common "$TMP/ng"; cat <<CONF
-    upstream pair { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }
-    server { listen 127.0.0.1:$P_NG;
-        location / { proxy_pass http://pair; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
-CONF
-} > "$TMP/ng/nginx.conf"
-cat > "$TMP/haproxy.cfg" <<CONF
-global
-    nbthread 1
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 3s
-    timeout client 60s
-    timeout server 60s
-    option http-keep-alive
-    http-reuse always
-frontend f
-    bind 127.0.0.1:$P_HA
-    default_backend pair
-backend pair
-    balance roundrobin
-    server b1 127.0.0.1:$B1
-    server b2 127.0.0.1:$B2
-CONF
+mkdir -p "$TMP/mg" "$TMP/ng" "$TMP/ha"
+write_moongate_conf "$TMP/mg" "\"127.0.0.1:$P_MG\"" "    admin = false,"
+write_nginx_proxy_conf "$TMP/ng" "$P_NG"
+write_haproxy_conf "$TMP/ha" "$P_HA"
 
 # measure NAME PORT CMD...: Ir per request, all threads.
 measure() {
@@ -120,7 +61,7 @@ results="$TMP/results"
 : > "$results"
 measure moongate "$P_MG" "$BIN" -c "$TMP/mg/moongate.lua" >> "$results"
 measure nginx "$P_NG" nginx -p "$TMP/ng" -c "$TMP/ng/nginx.conf" >> "$results"
-measure haproxy "$P_HA" haproxy -f "$TMP/haproxy.cfg" -db >> "$results"
+measure haproxy "$P_HA" haproxy -f "$TMP/ha/haproxy.cfg" -db >> "$results"
 
 python3 - "$results" "$OUT" <<'PY'
 import json, sys

@@ -16,38 +16,14 @@ start_backends
 P_MG=$(free_port); P_MW=$(free_port); P_NG=$(free_port); P_NL=$(free_port); P_HA=$(free_port)
 P_MG2=$(free_port); P_NG2=$(free_port); P_HA2=$(free_port)
 mkdir -p "$TMP/mg" "$TMP/mw" "$TMP/ng" "$TMP/nl" "$TMP/ha" "$TMP/mg2" "$TMP/ng2" "$TMP/ha2"
-cat > "$TMP/mg/moongate.lua" <<CONF
-return {
-    listen = "127.0.0.1:$P_MG",
-    workers = 1,
-    access_log = false,
-    upstream = { keepalive = 64 },
-    services = { pair = { balancer = "roundrobin", targets = { "127.0.0.1:$B1", "127.0.0.1:$B2" } } },
-    routes = { { rule = "PathPrefix(\`/\`)", service = "pair" } },
-}
-CONF
+write_moongate_conf "$TMP/mg" "\"127.0.0.1:$P_MG\""
 # the same with three middlewares on the route
-cat > "$TMP/mw/moongate.lua" <<CONF
-return {
-    listen = "127.0.0.1:$P_MW",
-    workers = 1,
-    access_log = false,
-    upstream = { keepalive = 64 },
-    services = { pair = { balancer = "roundrobin", targets = { "127.0.0.1:$B1", "127.0.0.1:$B2" } } },
-    routes = { { rule = "PathPrefix(\`/\`)", service = "pair", middlewares = {
+write_moongate_conf "$TMP/mw" "\"127.0.0.1:$P_MW\"" "" ', middlewares = {
         { plugin = "headers", request = { set = { ["X-Bench"] = "1" } }, response = { set = { ["X-Served-By"] = "moongate" } } },
         { plugin = "strip_prefix", prefixes = { "/api" } },
         { plugin = "rate_limit", rate = 1000000000, burst = 1000000000 },
-    } } },
-}
-CONF
-{ nginx_common "$TMP/ng"; cat <<CONF
-    upstream pair { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }
-    server { listen 127.0.0.1:$P_NG;
-        location / { proxy_pass http://pair; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
-CONF
-} > "$TMP/ng/nginx.conf"
+    }'
+write_nginx_proxy_conf "$TMP/ng" "$P_NG"
 { echo "load_module /usr/lib/nginx/modules/ndk_http_module.so;"
   echo "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;"
   nginx_common "$TMP/nl"; cat <<CONF
@@ -67,25 +43,7 @@ CONF
 }
 CONF
 } > "$TMP/nl/nginx.conf"
-cat > "$TMP/ha/haproxy.cfg" <<CONF
-global
-    nbthread 1
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 3s
-    timeout client 60s
-    timeout server 60s
-    option http-keep-alive
-    http-reuse always
-frontend f
-    bind 127.0.0.1:$P_HA
-    default_backend pair
-backend pair
-    balance roundrobin
-    server b1 127.0.0.1:$B1
-    server b2 127.0.0.1:$B2
-CONF
+write_haproxy_conf "$TMP/ha" "$P_HA"
 
 # Two workers each (rows *-2w), not pinned: they share both cores with wrk
 # and the backends, so these rows are noisier than the one-worker rows.
@@ -96,57 +54,46 @@ sed -e "s/nbthread 1/nbthread 2/" -e "s/:$P_HA\$/:$P_HA2/" "$TMP/ha/haproxy.cfg"
 
 start_proxy() { # name -> sets PROXY_PIDS, PORT
     case $1 in
-    moongate) $PIN_PROXY "$BIN" -c "$TMP/mg/moongate.lua" >/dev/null 2>"$TMP/mg/error.log" & PORT=$P_MG ;;
-    moongate+3mw) $PIN_PROXY "$BIN" -c "$TMP/mw/moongate.lua" >/dev/null 2>"$TMP/mw/error.log" & PORT=$P_MW ;;
-    nginx) $PIN_PROXY nginx -p "$TMP/ng" -c "$TMP/ng/nginx.conf" 2>/dev/null & PORT=$P_NG ;;
-    nginx-lua) $PIN_PROXY nginx -p "$TMP/nl" -c "$TMP/nl/nginx.conf" 2>/dev/null & PORT=$P_NL ;;
-    haproxy) $PIN_PROXY haproxy -f "$TMP/ha/haproxy.cfg" -db 2>/dev/null & PORT=$P_HA ;;
-    moongate-2w) "$BIN" -c "$TMP/mg2/moongate.lua" >/dev/null 2>"$TMP/mg2/error.log" & PORT=$P_MG2 ;;
-    nginx-2w) nginx -p "$TMP/ng2" -c "$TMP/ng2/nginx.conf" 2>/dev/null & PORT=$P_NG2 ;;
-    haproxy-2w) haproxy -f "$TMP/ha2/haproxy.cfg" -db 2>/dev/null & PORT=$P_HA2 ;;
-    direct) PORT=$B1; PROXY_PIDS=""; return 0 ;;
+    moongate) proxy_start moongate "$TMP/mg" "$P_MG" "$PIN_PROXY" ;;
+    moongate+3mw) proxy_start moongate "$TMP/mw" "$P_MW" "$PIN_PROXY" ;;
+    nginx) proxy_start nginx "$TMP/ng" "$P_NG" "$PIN_PROXY" ;;
+    nginx-lua) proxy_start nginx "$TMP/nl" "$P_NL" "$PIN_PROXY" ;;
+    haproxy) proxy_start haproxy "$TMP/ha" "$P_HA" "$PIN_PROXY" ;;
+    moongate-2w) proxy_start moongate "$TMP/mg2" "$P_MG2" "" ;;
+    nginx-2w) proxy_start nginx "$TMP/ng2" "$P_NG2" "" ;;
+    haproxy-2w) proxy_start haproxy "$TMP/ha2" "$P_HA2" "" ;;
+    direct) PORT=$B1; PROXY_PIDS="" ;;
     esac
-    MAIN=$!
-    PIDS="$PIDS $MAIN"
-    wait_port "$PORT" || return 1
-    sleep 0.2
-    PROXY_PIDS=$(proxy_pids "$MAIN")
 }
 
-results="$TMP/results"
-: > "$results"
-for proxy in direct moongate moongate+3mw nginx nginx-lua haproxy moongate-2w nginx-2w haproxy-2w; do
+# One row: wrk's report, CPU seconds over the run, RSS at the start, bytes
+# per idle connection (not for the middleware and two-worker rows).
+measure() {
     LOAD=$PIN_LOAD
-    case $proxy in *-2w) LOAD="" ;; esac
-    if ! start_proxy $proxy; then
-        echo "$proxy failed to start" >&2
-        echo "$proxy fail" >> "$results"
-        continue
-    fi
-    rss0=0; [ -n "$PROXY_PIDS" ] && rss0=$(python3 "$HERE/proc_stats.py" rss $PROXY_PIDS)
+    case $1 in *-2w) LOAD="" ;; esac
+    rss0=0; [ -n "$PROXY_PIDS" ] && rss0=$(proxy_rss)
     $LOAD wrk -t1 -c50 -d2s "http://127.0.0.1:$PORT/" >/dev/null 2>&1   # warm-up
-    cpu0=0; [ -n "$PROXY_PIDS" ] && cpu0=$(python3 "$HERE/proc_stats.py" cpu $PROXY_PIDS)
+    cpu0=0; [ -n "$PROXY_PIDS" ] && cpu0=$(proxy_cpu)
     line=$($LOAD wrk -t1 -c50 -d"${D}s" -s "$HERE/report.lua" "http://127.0.0.1:$PORT/" 2>&1 | grep '^WRK')
-    cpu1=0; [ -n "$PROXY_PIDS" ] && cpu1=$(python3 "$HERE/proc_stats.py" cpu $PROXY_PIDS)
+    cpu1=0; [ -n "$PROXY_PIDS" ] && cpu1=$(proxy_cpu)
     idle_b=0
-    case $proxy in moongate+3mw | *-2w) measure_idle=0 ;; *) measure_idle=1 ;; esac
+    case $1 in moongate+3mw | *-2w) measure_idle=0 ;; *) measure_idle=1 ;; esac
     if [ -n "$PROXY_PIDS" ] && [ "$IDLE" -gt 0 ] && [ $measure_idle = 1 ]; then
-        before=$(python3 "$HERE/proc_stats.py" rss $PROXY_PIDS)
-        mkfifo "$TMP/fifo.$proxy"
-        python3 "$HERE/idle_conns.py" "$PORT" "$IDLE" < "$TMP/fifo.$proxy" > "$TMP/idle.$proxy" &
+        before=$(proxy_rss)
+        mkfifo "$TMP/fifo.$1"
+        python3 "$HERE/idle_conns.py" "$PORT" "$IDLE" < "$TMP/fifo.$1" > "$TMP/idle.$1" &
         IP=$!
-        exec 9>"$TMP/fifo.$proxy"
-        i=0; while ! grep -q ready "$TMP/idle.$proxy" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+        exec 9>"$TMP/fifo.$1"
+        i=0; while ! grep -q ready "$TMP/idle.$1" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
         sleep 0.5
-        after=$(python3 "$HERE/proc_stats.py" rss $PROXY_PIDS)
+        after=$(proxy_rss)
         echo >&9; exec 9>&-
         wait $IP 2>/dev/null
         idle_b=$(python3 -c "print(int(($after - $before) / $IDLE))")
     fi
-    echo "$proxy $line cpu=$(python3 -c "print($cpu1 - $cpu0)") rss=$rss0 idle=$idle_b" >> "$results"
-    for p in $PROXY_PIDS; do kill "$p" 2>/dev/null; done
-    sleep 0.5
-done
+    echo "$1 $line cpu=$(minus "$cpu1" "$cpu0") rss=$rss0 idle=$idle_b"
+}
+bench_each measure direct moongate moongate+3mw nginx nginx-lua haproxy moongate-2w nginx-2w haproxy-2w
 
 python3 - "$results" "$OUT" <<'PY'
 import json, sys, re

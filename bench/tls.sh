@@ -14,89 +14,37 @@ OUT=${BENCH_TLS_JSON:-build/bench-tls.json}
 bench_init tls nginx haproxy wrk openssl python3
 start_backends
 
-# one certificate for all: ECDSA P-256, self-signed for bench.test
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
-    -addext subjectAltName=DNS:bench.test -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
-cat "$TMP/cert.pem" "$TMP/key.pem" > "$TMP/both.pem"
+make_cert bench.test # one certificate for all
 
 P_MG=$(free_port); P_NG=$(free_port); P_HA=$(free_port)
 mkdir -p "$TMP/mg" "$TMP/ng" "$TMP/ha"
-cat > "$TMP/mg/moongate.lua" <<CONF
-return {
-    listen = { { address = "127.0.0.1:$P_MG", tls = true } },
-    workers = 1,
-    access_log = false,
-    upstream = { keepalive = 64 },
-    tls = { certificates = { { cert = "$TMP/cert.pem", key = "$TMP/key.pem" } } },
-    services = { pair = { balancer = "roundrobin", targets = { "127.0.0.1:$B1", "127.0.0.1:$B2" } } },
-    routes = { { rule = "PathPrefix(\`/\`)", service = "pair" } },
-}
-CONF
-{ nginx_common "$TMP/ng"; cat <<CONF
-    upstream pair { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 64; }
-    server { listen 127.0.0.1:$P_NG ssl;
-        ssl_certificate $TMP/cert.pem; ssl_certificate_key $TMP/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / { proxy_pass http://pair; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-}
-CONF
-} > "$TMP/ng/nginx.conf"
-cat > "$TMP/ha/haproxy.cfg" <<CONF
-global
-    nbthread 1
-    maxconn 8000
-    ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-    mode http
-    timeout connect 3s
-    timeout client 60s
-    timeout server 60s
-    option http-keep-alive
-    http-reuse always
-frontend f
-    bind 127.0.0.1:$P_HA ssl crt $TMP/both.pem
-    default_backend pair
-backend pair
-    balance roundrobin
-    server b1 127.0.0.1:$B1
-    server b2 127.0.0.1:$B2
-CONF
+write_moongate_tls_conf "$TMP/mg" "$P_MG"
+write_nginx_proxy_conf "$TMP/ng" "$P_NG" " ssl" "$(nginx_tls_lines)
+        ssl_protocols TLSv1.2 TLSv1.3;"
+write_haproxy_conf "$TMP/ha" "$P_HA" " ssl crt $TMP/both.pem" "    ssl-default-bind-options ssl-min-ver TLSv1.2"
 
 start_proxy() { # name -> sets PROXY_PIDS, PORT
     case $1 in
-    moongate) $PIN_PROXY "$BIN" -c "$TMP/mg/moongate.lua" >/dev/null 2>"$TMP/mg/error.log" & PORT=$P_MG ;;
-    nginx) $PIN_PROXY nginx -p "$TMP/ng" -c "$TMP/ng/nginx.conf" 2>/dev/null & PORT=$P_NG ;;
-    haproxy) $PIN_PROXY haproxy -f "$TMP/ha/haproxy.cfg" -db 2>/dev/null & PORT=$P_HA ;;
+    moongate) proxy_start moongate "$TMP/mg" "$P_MG" "$PIN_PROXY" ;;
+    nginx) proxy_start nginx "$TMP/ng" "$P_NG" "$PIN_PROXY" ;;
+    haproxy) proxy_start haproxy "$TMP/ha" "$P_HA" "$PIN_PROXY" ;;
     esac
-    MAIN=$!
-    PIDS="$PIDS $MAIN"
-    wait_port "$PORT" || return 1
-    sleep 0.2
-    PROXY_PIDS=$(proxy_pids "$MAIN")
 }
-cpu() { python3 "$HERE/proc_stats.py" cpu $PROXY_PIDS; }
 
-results="$TMP/results"
-: > "$results"
-for proxy in moongate nginx haproxy; do
-    if ! start_proxy $proxy; then
-        echo "$proxy failed to start" >&2
-        echo "$proxy fail" >> "$results"
-        continue
-    fi
+# One row: wrk's report and CPU over it, then full handshakes (one
+# connection after another, each with one request) and CPU over them.
+measure() {
     url="https://127.0.0.1:$PORT/"
     $PIN_LOAD wrk -t1 -c50 -d2s "$url" >/dev/null 2>&1 # warm-up
-    c0=$(cpu)
+    c0=$(proxy_cpu)
     line=$($PIN_LOAD wrk -t1 -c50 -d"${D}s" -s "$HERE/report.lua" "$url" 2>&1 | grep '^WRK')
-    c1=$(cpu)
-    # full handshakes, one connection after another, each with one request
+    c1=$(proxy_cpu)
     hs=$($PIN_LOAD openssl s_time -connect "127.0.0.1:$PORT" -new -time "$D" 2>/dev/null |
         sed -n 's/^\([0-9]*\) connections in \([0-9.]*\)s.*/\1 \2/p' | head -n 1)
-    c2=$(cpu)
-    echo "$proxy $line cpu=$(python3 -c "print($c1 - $c0)") hs=${hs% *} hs_s=${hs#* } hs_cpu=$(python3 -c "print($c2 - $c1)")" >> "$results"
-    for p in $PROXY_PIDS; do kill "$p" 2>/dev/null; done
-    sleep 0.5
-done
+    c2=$(proxy_cpu)
+    echo "$1 $line cpu=$(minus "$c1" "$c0") hs=${hs% *} hs_s=${hs#* } hs_cpu=$(minus "$c2" "$c1")"
+}
+bench_each measure moongate nginx haproxy
 
 python3 - "$results" "$OUT" <<'PY'
 import json, sys

@@ -3,25 +3,42 @@
 local h = require("spec.helpers")
 local socket = require("socket")
 
+-- Backends "one" on 127.0.0.1 and "two" on 127.0.0.2, on the same port, and
+-- a hosts file naming api.test 127.0.0.1. Returns port, hosts file, one, two.
+local function two_replicas()
+    local port = h.free_port()
+    local one = h.start_backend({ name = "one", port = port })
+    local two = h.start_backend({ name = "two", port = port, host = "127.0.0.2" })
+    local hosts = h.tmpdir() .. "/hosts"
+    h.write_file(hosts, "127.0.0.1 api.test\n")
+    return port, hosts, one, two
+end
+
+-- The gateway's config: the dns provider reads hosts every interval seconds
+-- for service api (api.test:port); route (by default every path) to api.
+local function dns_config(hosts, port, interval, route)
+    return {
+        providers = { dns = { interval = interval, hosts_file = hosts,
+                              services = { api = { host = "api.test", port = port } } } },
+        routes = { route or { rule = "PathPrefix(`/`)", service = "api" } },
+    }
+end
+
+-- Waits (3 s) until the gateway's answers come from the backend called name.
+local function wait_backend(gw, name)
+    h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == name end, 3, name)
+end
+
 describe("dns discovery", function()
     after_each(h.cleanup)
 
     it("follows a changed record within an interval or two", function()
-        local port = h.free_port()
-        local one = h.start_backend({ name = "one", port = port })
-        local two = h.start_backend({ name = "two", port = port, host = "127.0.0.2" })
-        local dir = h.tmpdir()
-        local hosts = dir .. "/hosts"
-        h.write_file(hosts, "127.0.0.1 api.test\n")
-        local gw = h.start_gateway({ config = {
-            providers = { dns = { interval = 0.2, hosts_file = hosts,
-                                  services = { api = { host = "api.test", port = port } } } },
-            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
-        } })
-        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "one" end, 3, "one")
+        local port, hosts, one, two = two_replicas()
+        local gw = h.start_gateway({ config = dns_config(hosts, port, 0.2) })
+        wait_backend(gw, "one")
         h.write_file(hosts, "127.0.0.2 api.test\n")
         local t0 = socket.gettime()
-        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "two" end, 3, "two")
+        wait_backend(gw, "two")
         assert.is_true(socket.gettime() - t0 < 1 * h.slow)
         h.write_file(hosts, "127.0.0.1 api.test\n127.0.0.2 api.test\n")
         h.wait_until(function()
@@ -35,68 +52,42 @@ describe("dns discovery", function()
     end)
 
     it("keeps following membership while the config file on disk is broken", function()
-        local port = h.free_port()
-        local one = h.start_backend({ name = "one", port = port })
-        local two = h.start_backend({ name = "two", port = port, host = "127.0.0.2" })
-        local dir = h.tmpdir()
-        local hosts = dir .. "/hosts"
-        h.write_file(hosts, "127.0.0.1 api.test\n")
-        local gw = h.start_gateway({ config = {
-            providers = { dns = { interval = 0.2, hosts_file = hosts,
-                                  services = { api = { host = "api.test", port = port } } } },
-            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
-        } })
-        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "one" end, 3, "one")
+        local port, hosts, one, two = two_replicas()
+        local gw = h.start_gateway({ config = dns_config(hosts, port, 0.2) })
+        wait_backend(gw, "one")
         local good = h.read_file(gw.config_path)
         h.write_file(gw.config_path, good .. "\nthis is not lua\n")
         gw:wait_log("reload failed")
         -- a replica goes away and another comes: the last good config plus
         -- the new members must serve, not the members of the broken moment
         h.write_file(hosts, "127.0.0.2 api.test\n")
-        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "two" end, 3, "two")
+        wait_backend(gw, "two")
         assert.is_not_nil(one)
         assert.is_not_nil(two)
     end)
 
     it("keeps following membership while a plugin file on disk is broken", function()
-        local port = h.free_port()
-        h.start_backend({ name = "one", port = port })
-        h.start_backend({ name = "two", port = port, host = "127.0.0.2" })
-        local dir = h.tmpdir()
-        local hosts = dir .. "/hosts"
-        h.write_file(hosts, "127.0.0.1 api.test\n")
+        local port, hosts = two_replicas()
         local tag = [[
 return { type = "middleware",
          on_response = function(conf, req, res) res:set_header("X-Tag", "good") end }
 ]]
         local gw = h.start_gateway({
-            config = {
-                providers = { dns = { interval = 0.2, hosts_file = hosts,
-                                      services = { api = { host = "api.test", port = port } } } },
-                routes = { { rule = "PathPrefix(`/`)", service = "api", middlewares = { { plugin = "tag" } } } },
-            },
+            config = dns_config(hosts, port, 0.2,
+                                { rule = "PathPrefix(`/`)", service = "api", middlewares = { { plugin = "tag" } } }),
             plugins = { tag = tag },
         })
-        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "one" end, 3, "one")
+        wait_backend(gw, "one")
         h.write_file(gw.dir .. "/plugins/tag.lua", "return { type = 'middleware', on_response = function( }")
         gw:wait_log("reload failed")
         h.write_file(hosts, "127.0.0.2 api.test\n")
-        h.wait_until(function() return h.request(gw.port, {}).headers["x-backend"] == "two" end, 3, "two")
+        wait_backend(gw, "two")
         assert.equal("good", h.request(gw.port, {}).headers["x-tag"]) -- the last good plugin serves
     end)
 
     it("frees the configs of past membership changes", function()
-        local port = h.free_port()
-        h.start_backend({ name = "one", port = port })
-        h.start_backend({ name = "two", port = port, host = "127.0.0.2" })
-        local dir = h.tmpdir()
-        local hosts = dir .. "/hosts"
-        h.write_file(hosts, "127.0.0.1 api.test\n")
-        local gw = h.start_gateway({ config = {
-            providers = { dns = { interval = 0.05, hosts_file = hosts,
-                                  services = { api = { host = "api.test", port = port } } } },
-            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
-        } })
+        local port, hosts = two_replicas()
+        local gw = h.start_gateway({ config = dns_config(hosts, port, 0.05) })
         local function metric(name)
             local r = h.request(gw.admin_port, { path = "/metrics" })
             return tonumber(r.body:match("\n" .. name .. " (%d+)"))

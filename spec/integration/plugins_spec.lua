@@ -11,6 +11,33 @@ local function config(b, route_mw, extra)
     return cfg
 end
 
+-- A backend and a gateway whose one route runs the plugin name (Lua source
+-- src) as its middleware. Returns the gateway and the backend.
+local function with_plugin(name, src)
+    local b = h.start_backend()
+    return h.start_gateway({ config = config(b, { { plugin = name } }), plugins = { [name] = src } }), b
+end
+
+-- A gateway balancing over the backends with a balancer plugin whose pick
+-- always fails (the gateway must fall back to round robin).
+local function broken_balancer(backends)
+    local targets = {}
+    for i, b in ipairs(backends) do targets[i] = b.address end
+    return h.start_gateway({
+        config = {
+            services = { api = { balancer = "broken", targets = targets } },
+            routes = { { rule = "PathPrefix(`/`)", service = "api" } },
+        },
+        plugins = { broken = [[
+            return {
+                type = "balancer",
+                new = function(targets) return targets end,
+                pick = function(state, req) error("no idea") end,
+            }
+        ]] },
+    })
+end
+
 describe("plugins", function()
     after_each(h.cleanup)
 
@@ -97,18 +124,14 @@ describe("plugins", function()
     end)
 
     it("answers 500 to the one request whose plugin fails, with a traceback", function()
-        local b = h.start_backend()
-        local gw = h.start_gateway({
-            config = config(b, { { plugin = "flaky" } }),
-            plugins = { flaky = [[
+        local gw = with_plugin("flaky", [[
                 return {
                     type = "middleware",
                     on_request = function(conf, req)
                         if req.path == "/boom" then error("kaboom") end
                     end,
                 }
-            ]] },
-        })
+            ]])
         assert.equal(500, h.request(gw.port, { path = "/boom" }).status)
         assert.equal(200, h.request(gw.port, { path = "/fine" }).status)
         gw:wait_log("flaky%.lua:4: kaboom")
@@ -116,16 +139,12 @@ describe("plugins", function()
     end)
 
     it("refuses header values with CR or LF", function()
-        local b = h.start_backend()
-        local gw = h.start_gateway({
-            config = config(b, { { plugin = "inject" } }),
-            plugins = { inject = [[
+        local gw, b = with_plugin("inject", [[
                 return {
                     type = "middleware",
                     on_request = function(conf, req) req:set_header("X-Evil", "a\r\nX-Injected: 1") end,
                 }
-            ]] },
-        })
+            ]])
         assert.equal(500, h.request(gw.port, {}).status)
         gw:wait_log("values must not contain CR, LF or NUL")
         assert.equal(0, h.json(h.request(b.port, { path = "/stats" })).requests - 1)
@@ -133,19 +152,7 @@ describe("plugins", function()
 
     it("falls back to round robin when a balancer errors", function()
         local b1, b2 = h.start_backend({ name = "one" }), h.start_backend({ name = "two" })
-        local gw = h.start_gateway({
-            config = {
-                services = { api = { balancer = "broken", targets = { b1.address, b2.address } } },
-                routes = { { rule = "PathPrefix(`/`)", service = "api" } },
-            },
-            plugins = { broken = [[
-                return {
-                    type = "balancer",
-                    new = function(targets) return targets end,
-                    pick = function(state, req) error("no idea") end,
-                }
-            ]] },
-        })
+        local gw = broken_balancer({ b1, b2 })
         local seen = {}
         for _ = 1, 4 do
             local r = h.request(gw.port, {})
@@ -158,19 +165,7 @@ describe("plugins", function()
 
     it("logs a failing balancer once, then a count, not a traceback per request", function()
         local b1 = h.start_backend({ name = "one" })
-        local gw = h.start_gateway({
-            config = {
-                services = { api = { balancer = "broken", targets = { b1.address } } },
-                routes = { { rule = "PathPrefix(`/`)", service = "api" } },
-            },
-            plugins = { broken = [[
-                return {
-                    type = "balancer",
-                    new = function(targets) return targets end,
-                    pick = function(state, req) error("no idea") end,
-                }
-            ]] },
-        })
+        local gw = broken_balancer({ b1 })
         local c = assert(h.connect(gw.port))
         local t0 = require("socket").gettime()
         for _ = 1, 300 do
@@ -186,10 +181,7 @@ describe("plugins", function()
     end)
 
     it("filters the response body through on_body, piece by piece, chunked to the client", function()
-        local b = h.start_backend()
-        local gw = h.start_gateway({
-            config = config(b, { { plugin = "upper" } }),
-            plugins = { upper = [[
+        local gw = with_plugin("upper", [[
                 return {
                     type = "middleware",
                     on_response = function(conf, req, res)
@@ -202,8 +194,7 @@ describe("plugins", function()
                         return chunk:upper() .. (last and ("|" .. req.ctx.pieces) or "")
                     end,
                 }
-            ]] },
-        })
+            ]])
         local r = h.request(gw.port, { path = "/chunked?n=3&size=4" })
         assert.equal(200, r.status)
         assert.equal("chunked", r.headers["transfer-encoding"])
@@ -219,14 +210,10 @@ describe("plugins", function()
     end)
 
     it("refuses filter_body outside on_response and without on_body", function()
-        local b = h.start_backend()
-        local gw = h.start_gateway({
-            config = config(b, { { plugin = "nobody" } }),
-            plugins = { nobody = [[
+        local gw = with_plugin("nobody", [[
                 return { type = "middleware",
                          on_response = function(conf, req, res) res:filter_body() end }
-            ]] },
-        })
+            ]])
         assert.equal(200, h.request(gw.port, {}).status)
         gw:wait_log("needs the plugin to have on_body")
     end)
@@ -252,13 +239,7 @@ describe("the watchdog", function()
     after_each(h.cleanup)
 
     it("reports a plugin that does not return, interrupts it, and the worker recovers", function()
-        local b = h.start_backend()
-        local gw = h.start_gateway({
-            config = {
-                services = { api = { targets = { b.address } } },
-                routes = { { rule = "PathPrefix(`/`)", service = "api", middlewares = { { plugin = "spin" } } } },
-            },
-            plugins = { spin = [[
+        local gw = with_plugin("spin", [[
                 -- LuaJIT cannot interrupt a loop it compiled (see
                 -- docs/plugins.md); this one runs interpreted
                 local function spin() while true do end end
@@ -269,8 +250,7 @@ describe("the watchdog", function()
                         if req.path == "/spin" then spin() end
                     end,
                 }
-            ]] },
-        })
+            ]])
         local r = h.request(gw.port, { path = "/spin" })
         assert.equal(500, r.status)
         gw:wait_log("watchdog: plugin spin %(on_request%) has not returned")

@@ -4,18 +4,8 @@ local h = require("spec.helpers")
 local mg = require("moongate")
 local cjson = require("cjson")
 
--- Runs fn in a coroutine and turns the loop until it finished.
-local function async(fn)
-    local done, result = false, nil
-    mg.spawn(function()
-        result = { fn() }
-        done = true
-    end)
-    local deadline = require("socket").gettime() + 10
-    while not done and require("socket").gettime() < deadline do mg.run(0.05) end
-    assert(done, "the coroutine did not finish")
-    return unpack(result)
-end
+-- runs fn in a coroutine, turning the loop until it finished
+local async = require("spec.support.async")
 
 describe("mg.http", function()
     after_each(h.cleanup)

@@ -17,9 +17,10 @@ a container once a TCP connect to it succeeds, so specs listen there).
 import argparse
 import json
 import os
-import socket
 import threading
 import time
+
+from unix_http import CHUNKED_JSON, PING, chunk, read_head, request_target, send_json, serve
 
 FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "docker")
 state = {"healthy": False, "events": 0, "lists": 0, "killed": False, "paused": False}
@@ -61,28 +62,13 @@ def event(action):
     return json.dumps(ev).encode() + b"\n"
 
 
-def send_json(conn, obj, status="200 OK"):
-    body = json.dumps(obj).encode()
-    conn.sendall(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                 % (status.encode(), len(body), body))
-
-
-def chunk(conn, data):
-    conn.sendall(b"%x\r\n%s\r\n" % (len(data), data))
-
-
 def handle(conn):
-    f = conn.makefile("rb")
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        line = f.readline()
-        if not line:
-            conn.close()
-            return
-        head += line
-    path = head.split(b" ")[1].decode()
+    head, f = read_head(conn)
+    if head is None:
+        return
+    path = request_target(head)
     if path == "/_ping":
-        conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK")
+        conn.sendall(PING)
     elif path.startswith("/v1.41/containers/json"):
         with lock:
             state["lists"] += 1
@@ -95,7 +81,7 @@ def handle(conn):
         with lock:
             state["events"] += 1
             n = state["events"]
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        conn.sendall(CHUNKED_JSON)
         time.sleep(0.3)
         if args.scenario == "probe":
             time.sleep(30)
@@ -141,14 +127,7 @@ def main():
     args = ap.parse_args()
     if args.scenario != "default":
         state["healthy"] = True
-    if os.path.exists(args.socket):
-        os.unlink(args.socket)
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(args.socket)
-    srv.listen(16)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    serve(args.socket, handle)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ import argparse
 import copy
 import json
 import os
-import socket
 import threading
 from urllib.parse import urlsplit
+
+from unix_http import PING, read_head, send_json, serve
 
 FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "autoscale")
 
@@ -33,12 +34,6 @@ first["State"] = "running"
 containers[TEMPLATE["Id"]] = (first, TEMPLATE)
 service = copy.deepcopy(SERVICE)
 made = [0]
-
-
-def answer(conn, status, obj=None):
-    body = b"" if obj is None else json.dumps(obj).encode()
-    conn.sendall(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                 % (status.encode(), len(body), body))
 
 
 def find(ref):
@@ -106,14 +101,9 @@ def route(method, path, query, body):
 
 
 def handle(conn):
-    f = conn.makefile("rb")
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        line = f.readline()
-        if not line:
-            conn.close()
-            return
-        head += line
+    head, f = read_head(conn)
+    if head is None:
+        return
     lines = head.decode().split("\r\n")
     method, target = lines[0].split(" ")[:2]
     length = 0
@@ -129,9 +119,9 @@ def handle(conn):
             calls.append({"method": method, "path": u.path, "query": query, "body": body})
         status, obj = route(method, u.path, query, body)
     if u.path == "/_ping":
-        conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK")
+        conn.sendall(PING)
     else:
-        answer(conn, status, obj)
+        send_json(conn, obj, status)
     conn.close()
 
 
@@ -139,21 +129,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--socket", required=True)
     args = ap.parse_args()
-    if os.path.exists(args.socket):
-        os.unlink(args.socket)
-    # bound and listening under another name first: once the socket's name
-    # exists, a connect succeeds (the spec waits for the name)
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    tmp = args.socket + ".tmp"
-    if os.path.exists(tmp):
-        os.unlink(tmp)
-    srv.bind(tmp)
-    srv.listen(16)
-    os.rename(tmp, args.socket)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
+    serve(args.socket, handle)
 
 if __name__ == "__main__":
     main()

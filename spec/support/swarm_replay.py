@@ -23,10 +23,12 @@ import argparse
 import copy
 import json
 import os
-import socket
 import threading
 import time
 from urllib.parse import parse_qs, unquote, urlsplit
+
+import unix_http
+from unix_http import CHUNKED_JSON, PING, read_head, request_target, serve
 
 FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "swarm")
 NODE2 = "vm2node0000000000000000000"
@@ -79,14 +81,11 @@ def tasks():
 
 
 def send_json(conn, obj, status="200 OK"):
-    body = json.dumps(obj).encode()
-    conn.sendall(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (status.encode(), len(body), body))
+    unix_http.send_json(conn, obj, status, b"Api-Version: 1.41\r\n")
 
 
 def chunk(conn, obj):
-    data = json.dumps(obj).encode() + b"\n"
-    conn.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+    unix_http.chunk(conn, json.dumps(obj).encode() + b"\n")
 
 
 def event(kind, actor, name):
@@ -109,7 +108,7 @@ def stream_events(conn):
     with lock:
         state["events"] += 1
         n = state["events"]
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    conn.sendall(CHUNKED_JSON)
     if n == 1:
         time.sleep(0.5)
         state["phase"] = 1
@@ -133,19 +132,14 @@ def stream_events(conn):
 
 
 def handle(conn):
-    f = conn.makefile("rb")
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        line = f.readline()
-        if not line:
-            conn.close()
-            return
-        head += line
-    u = urlsplit(head.split(b" ")[1].decode())
+    head, f = read_head(conn)
+    if head is None:
+        return
+    u = urlsplit(request_target(head))
     path = u.path
     worker_only = "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state."
     if path == "/_ping":
-        conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK")
+        conn.sendall(PING)
     elif path == "/v1.41/info":
         info = copy.deepcopy(INFO)
         if args.worker:
@@ -181,14 +175,7 @@ def main():
     ap.add_argument("--socket", required=True)
     ap.add_argument("--worker", action="store_true")
     args = ap.parse_args()
-    if os.path.exists(args.socket):
-        os.unlink(args.socket)
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(args.socket)
-    srv.listen(16)
-    while True:
-        conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    serve(args.socket, handle)
 
 
 if __name__ == "__main__":

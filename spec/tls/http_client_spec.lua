@@ -4,17 +4,8 @@ local h = require("spec.helpers")
 local t = require("spec.tls.support")
 local mg = require("moongate")
 
-local function async(fn)
-    local done, result = false, nil
-    mg.spawn(function()
-        result = { fn() }
-        done = true
-    end)
-    local deadline = require("socket").gettime() + 10 * h.slow
-    while not done and require("socket").gettime() < deadline do mg.run(0.05) end
-    assert(done, "the coroutine did not finish")
-    return unpack(result)
-end
+-- runs fn in a coroutine, turning the loop until it finished
+local async = require("spec.support.async")
 
 local function start_s_server(dir)
     local cert, key = t.make_cert(dir, "server", { names = { "localhost", "api.test" }, ip = "127.0.0.1" })
