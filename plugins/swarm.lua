@@ -26,6 +26,8 @@
 --
 -- Labels: the service's (deploy.labels) and its containers' (labels), the
 -- service's winning; moongate.* and Traefik's. See docs/swarm.md.
+-- moongate.autoscale.* labels have the service scaled by the Swarm
+-- actuator (docs/autoscaling.md).
 local mg = require("moongate")
 local labels_mod = mg.labels
 local serialize = require("moongate.plugins").serialize
@@ -82,6 +84,14 @@ function _M.task_address(task, want, ns, self_networks)
     return nil, self_networks and "no network shared with moongate" or "on no network but ingress"
 end
 
+-- moongate.autoscale.* labels (docs/autoscaling.md): the service is scaled
+-- by the Swarm actuator, by its name.
+local function autoscale_of(service, labels)
+    local as = require("moongate.autoscale").from_labels(labels)
+    if as then as.swarm = { service = service.Spec.Name } end
+    return as
+end
+
 -- Why a task gets no traffic, or nil when it may.
 local function task_excluded(task, nodes)
     if task.DesiredState ~= "running" then return "desired state " .. tostring(task.DesiredState) end
@@ -111,6 +121,7 @@ function _M.members(state, opts, me)
         local s = labels_mod.parse(labels)
         if s and s.enable ~= false and not (s.enable == nil and opts.exposed_by_default == false) then
             s.name, s.created = svc.Spec.Name, ""
+            s.autoscale = autoscale_of(svc, labels)
             declared[service_name(svc, labels)] = s
         end
     end
@@ -160,6 +171,7 @@ function _M.members(state, opts, me)
                     d.created = (svc.UpdatedAt or svc.CreatedAt or "") .. (task.CreatedAt or "")
                     local node = task.NodeID and state.nodes[task.NodeID]
                     d.node = node and node.Description and node.Description.Hostname or task.NodeID
+                    d.autoscale = autoscale_of(svc, labels)
                 end
             end
         end
