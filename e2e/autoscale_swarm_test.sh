@@ -12,7 +12,8 @@ AS_LOG=/tmp/moongate-e2e-autoscale-swarm
 as_swarm_cleanup() {
     [ -n "${as_load_pid:-}" ] && kill "$as_load_pid" 2>/dev/null
     as_load_pid=
-    docker service logs --raw "${STACK}_moongate" 2>/dev/null | grep -v '"GET ' | tail -300 > "$AS_LOG-gateway.log"
+    # (the gateway logs on stderr: docker service logs passes it on its own)
+    docker service logs --raw "${STACK}_moongate" 2>&1 | grep -v '"GET ' | tail -300 > "$AS_LOG-gateway.log"
     docker stack rm "$STACK" >/dev/null 2>&1
     i=0
     while [ $i -lt 60 ] && [ -n "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ]; do
@@ -58,10 +59,10 @@ as_load() { # URL SECONDS CONCURRENCY: a bounded load in the background; failure
     CONCURRENCY=$3 python3 e2e/load.py "$1" "$2" true 20000 >"$AS_LOG-load.out" 2>"$AS_LOG-load.txt" &
     as_load_pid=$!
 }
-as_load_end() { # waits for the load; prints its failed requests
+as_load_end() { # waits for the load; its failed requests in $fails
     wait "$as_load_pid"
     as_load_pid=
-    cat "$AS_LOG-load.out"
+    fails=$(cat "$AS_LOG-load.out")
     cat "$AS_LOG-load.txt" >> "$AS_LOG-load.log"
 }
 as_load_note() { sed -n 's/^load: \(.*\)/\1/p' "$AS_LOG-load.txt" | tr '\n' ' '; }
@@ -106,7 +107,7 @@ print(' '.join(str(round(t['first_seen'] - $t0, 1)) for t in sorted(s['targets']
         check "the task that ran before still runs (the update changed the replicas only, no rolling restart)" \
             sh -c "as_tasks() { docker service ps -q --filter desired-state=running ${STACK}_slow | sort; }; as_tasks | grep -qx '$first_task'"
         check "never more than max (4) tasks of slow ran" sh -c "[ $(as_running slow) -le 4 ]"
-        fails=$(as_load_end)
+        as_load_end
         check "no request failed under the load and the scale-up ($fails failed; $(as_load_note))" sh -c "[ '$fails' = 0 ]"
 
         # a light load goes on while it scales down: the removed tasks are
@@ -119,7 +120,7 @@ print(' '.join(str(round(t['first_seen'] - $t0, 1)) for t in sorted(s['targets']
         else
             fail "once the load stops, slow is back to 1 task (has $(as_running slow) running)"
         fi
-        fails=$(as_load_end)
+        as_load_end
         check "no request failed while it scaled down ($fails failed; $(as_load_note))" sh -c "[ '$fails' = 0 ]"
         check "the gateway routes to the one task left" sh -c "[ $(as_targets slow) -eq 1 ]"
         check "Swarm has 1 replica of slow" sh -c \
@@ -135,8 +136,17 @@ print(' '.join(str(round(t['first_seen'] - $t0, 1)) for t in sorted(s['targets']
         cold=${res#* }
         check "the first request to cold after a cold start answers $code in ${cold} s" sh -c "[ '$code' = 200 ]"
         check "cold runs 1 task again" as_wait_for 10 as_runs cold 1
-        conflicts=$(docker service logs --raw "${STACK}_moongate" 2>&1 | grep '\[autoscale\]' | grep -c 'out of sequence\|status [45]')
-        check "no Swarm update by the actuator failed ($conflicts failed)" sh -c "[ $conflicts -eq 0 ]"
+        # docker service logs lags behind the gateway's stderr: wait (bounded)
+        # for the actuator's lines of the last step (cold 0 -> 1)
+        i=0
+        while [ $i -lt 25 ] && ! docker service logs --raw "${STACK}_moongate" 2>&1 | grep -q 'swarm service .*_cold 0 -> 1'; do
+            sleep 0.2; i=$((i + 1))
+        done
+        docker service logs --raw "${STACK}_moongate" 2>&1 | grep '\[autoscale\]' > "$AS_LOG-actions.log"
+        updates=$(grep -c ': swarm service .* replicas (version ' "$AS_LOG-actions.log")
+        conflicts=$(grep -c 'out of sequence\|status [45][0-9][0-9]' "$AS_LOG-actions.log")
+        check "the actuator's Swarm updates all went through ($updates made, $conflicts failed)" \
+            sh -c "[ $updates -ge 4 ] && [ $conflicts -eq 0 ]"
         echo "  autoscale on swarm: up to 4 tasks ${up:-?} s, back to 1 ${down:-?} s, cold start ${cold:-?} s"
     else
         cat "$AS_LOG.log"
