@@ -123,6 +123,16 @@ print(' '.join(str(round(t['first_seen'] - $t0, 1)) for t in sorted(s['targets']
         as_load_end
         check "no request failed while it scaled down ($fails failed; $(as_load_note))" sh -c "[ '$fails' = 0 ]"
         check "the gateway routes to the one task left" sh -c "[ $(as_targets slow) -eq 1 ]"
+        # the removed tasks' own account (slow.py, on SIGTERM): the gateway
+        # took them out of discovery before Swarm stopped them
+        i=0
+        while [ $i -lt 25 ] && [ "$(docker service logs --raw "${STACK}_slow" 2>&1 | grep -c '^slow.py: SIGTERM')" -lt 3 ]; do
+            sleep 0.2; i=$((i + 1))
+        done
+        docker service logs --raw "${STACK}_slow" 2>&1 | grep '^slow.py: SIGTERM' > "$AS_LOG-sigterm.log"
+        late=$(sed -n 's/.*; \([0-9]*\) requests came after it/\1/p' "$AS_LOG-sigterm.log" | paste -sd+ - | bc)
+        check "the 3 removed tasks got no request after SIGTERM (they were out of discovery before Swarm stopped them: $(wc -l < "$AS_LOG-sigterm.log") said so, ${late:-?} came late)" \
+            sh -c "[ $(wc -l < "$AS_LOG-sigterm.log") -eq 3 ] && [ '${late:-x}' = 0 ]"
         check "Swarm has 1 replica of slow" sh -c \
             "[ \"\$(docker service inspect -f '{{.Spec.Mode.Replicated.Replicas}}' ${STACK}_slow)\" = 1 ]"
 

@@ -6,8 +6,9 @@ once. Threaded, so a replica holds many slow requests at a time.
 On SIGTERM it exits at once (Compose: the gateway drained the replica
 before stopping it), or with ON_SIGTERM=finish (Swarm, which stops the
 tasks it removes itself) it stops accepting connections, answers what
-still comes on open ones with Connection: close for at least 2 s, and
-exits once no request is in flight (at most 8 s)."""
+still comes on open ones with Connection: close for at least 2 s, exits
+once no request is in flight (at most 8 s), and says on stdout how many
+requests were in flight at SIGTERM and how many came after it."""
 import json
 import os
 import signal
@@ -27,6 +28,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         with lock:
             state["active"] += 1
+            if state["term_at"]:
+                state["late"] += 1
         try:
             u = urlsplit(self.path)
             if u.path.endswith("/slow"):
@@ -55,12 +58,14 @@ class Server(ThreadingHTTPServer):
 
 
 lock = threading.Lock()
-state = {"active": 0, "term_at": None}
+state = {"active": 0, "term_at": None, "late": 0, "inflight_at_term": 0}
 server = Server(("0.0.0.0", 8000), Handler)
 
 
 def finish(*_):
-    state["term_at"] = time.time()
+    with lock:
+        state["term_at"] = time.time()
+        state["inflight_at_term"] = state["active"]
     threading.Thread(target=server.shutdown, daemon=True).start()
 
 
@@ -74,6 +79,9 @@ if os.environ.get("ON_SIGTERM") == "finish":
         if not busy and time.time() >= state["term_at"] + 2:
             break
         time.sleep(0.05)
+    # read by e2e/autoscale_swarm_test.sh: did the gateway stop sending first?
+    print("slow.py: SIGTERM with %d in flight; %d requests came after it"
+          % (state["inflight_at_term"], state["late"]), flush=True)
     sys.exit(0)
 # PID 1 in its container: stop at once on docker stop (the gateway drained it)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
