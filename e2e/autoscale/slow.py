@@ -7,8 +7,9 @@ On SIGTERM it exits at once (Compose: the gateway drained the replica
 before stopping it), or with ON_SIGTERM=finish (Swarm, which stops the
 tasks it removes itself) it stops accepting connections, answers what
 still comes on open ones with Connection: close for at least 2 s, exits
-once no request is in flight (at most 8 s), and says on stdout how many
-requests were in flight at SIGTERM and how many came after it."""
+once no request is in flight (at most 8 s), and says on stdout (and in
+REPORT_DIR/HOSTNAME) how many requests were in flight at SIGTERM and how
+many came after it."""
 import json
 import os
 import signal
@@ -80,8 +81,13 @@ if os.environ.get("ON_SIGTERM") == "finish":
             break
         time.sleep(0.05)
     # read by e2e/autoscale_swarm_test.sh: did the gateway stop sending first?
-    print("slow.py: SIGTERM with %d in flight; %d requests came after it"
-          % (state["inflight_at_term"], state["late"]), flush=True)
+    # (Swarm deletes a removed task's logs with it: REPORT_DIR keeps them)
+    line = "slow.py: SIGTERM with %d in flight; %d requests came after it\n" % (
+        state["inflight_at_term"], state["late"])
+    sys.stdout.write(line)
+    if os.environ.get("REPORT_DIR"):
+        with open(os.path.join(os.environ["REPORT_DIR"], INSTANCE), "w") as f:
+            f.write(line)
     sys.exit(0)
 # PID 1 in its container: stop at once on docker stop (the gateway drained it)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
