@@ -131,8 +131,9 @@ print(' '.join(str(round(t['first_seen'] - $t0, 1)) for t in sorted(s['targets']
         # the removed tasks' own account (slow.py, on SIGTERM, in $AS_REPORTS):
         # the gateway took them out of discovery before Swarm stopped them
         cat "$AS_REPORTS"/* > "$AS_LOG-sigterm.log" 2>/dev/null
-        late=$(sed -n 's/.*; \([0-9]*\) requests came after it/\1/p' "$AS_LOG-sigterm.log" | awk '{ n += $1 } END { print n + 0 }')
-        check "the 3 removed tasks got no request after SIGTERM (they were out of discovery before Swarm stopped them: $(wc -l < "$AS_LOG-sigterm.log") said so, ${late:-?} came late)" \
+        late=$(sed -n 's/.*; \([0-9]*\) requests came after it.*/\1/p' "$AS_LOG-sigterm.log" | awk '{ n += $1 } END { print n + 0 }')
+        quiet=$(sed -n 's/.*the last before it came \([0-9.]*\) s before/\1/p' "$AS_LOG-sigterm.log" | sort -n | tr '\n' ' ')
+        check "the 3 removed tasks got no request after SIGTERM (out of discovery before Swarm stopped them: $(wc -l < "$AS_LOG-sigterm.log") said so, ${late:-?} came late; their last request came ${quiet}s before SIGTERM)" \
             sh -c "[ $(wc -l < "$AS_LOG-sigterm.log") -eq 3 ] && [ '${late:-x}' = 0 ]"
         check "Swarm has 1 replica of slow" sh -c \
             "[ \"\$(docker service inspect -f '{{.Spec.Mode.Replicated.Replicas}}' ${STACK}_slow)\" = 1 ]"

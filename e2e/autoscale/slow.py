@@ -8,8 +8,8 @@ before stopping it), or with ON_SIGTERM=finish (Swarm, which stops the
 tasks it removes itself) it stops accepting connections, answers what
 still comes on open ones with Connection: close for at least 2 s, exits
 once no request is in flight (at most 8 s), and says on stdout (and in
-REPORT_DIR/HOSTNAME) how many requests were in flight at SIGTERM and how
-many came after it."""
+REPORT_DIR/HOSTNAME) how many requests were in flight at SIGTERM, how
+many came after it, and how long before it the last one came."""
 import json
 import os
 import signal
@@ -31,6 +31,8 @@ class Handler(BaseHTTPRequestHandler):
             state["active"] += 1
             if state["term_at"]:
                 state["late"] += 1
+            else:
+                state["last_at"] = time.time()
         try:
             u = urlsplit(self.path)
             if u.path.endswith("/slow"):
@@ -59,7 +61,7 @@ class Server(ThreadingHTTPServer):
 
 
 lock = threading.Lock()
-state = {"active": 0, "term_at": None, "late": 0, "inflight_at_term": 0}
+state = {"active": 0, "term_at": None, "late": 0, "inflight_at_term": 0, "last_at": None}
 server = Server(("0.0.0.0", 8000), Handler)
 
 
@@ -82,8 +84,8 @@ if os.environ.get("ON_SIGTERM") == "finish":
         time.sleep(0.05)
     # read by e2e/autoscale_swarm_test.sh: did the gateway stop sending first?
     # (Swarm deletes a removed task's logs with it: REPORT_DIR keeps them)
-    line = "slow.py: SIGTERM with %d in flight; %d requests came after it\n" % (
-        state["inflight_at_term"], state["late"])
+    line = "slow.py: SIGTERM with %d in flight; %d requests came after it; the last before it came %.2f s before\n" % (
+        state["inflight_at_term"], state["late"], state["term_at"] - (state["last_at"] or state["term_at"]))
     sys.stdout.write(line)
     if os.environ.get("REPORT_DIR"):
         with open(os.path.join(os.environ["REPORT_DIR"], INSTANCE), "w") as f:
