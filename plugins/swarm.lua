@@ -181,21 +181,27 @@ function _M.members(state, opts, me)
 end
 
 -- Does the service still move (a rolling update under way, tasks starting,
--- or stopping)? A rolling update turns one task after another to shutdown
--- with no event of its own: only polling sees each step before its
--- container is stopped.
+-- or stopping, or not as many tasks wanted as its replicas)? A rolling
+-- update turns one task after another to shutdown with no event of its
+-- own: only polling sees each step before its container is stopped. A
+-- scale's service event comes before the orchestrator marks the tasks it
+-- removes: the first re-list still sees them all wanted.
 local UPDATING = { updating = true, rollback_started = true }
 function _M.converging(state, sid)
     local svc = state.services[sid]
     local us = svc and svc.UpdateStatus
     if us and UPDATING[us.State] then return true end
+    local wanted = 0
     for _, t in pairs(state.tasks) do
         if t.ServiceID == sid then
             local st = t.Status and t.Status.State
             if (t.DesiredState == "running" or t.DesiredState == "ready") and CONVERGING[st] then return true end
             if t.DesiredState ~= "running" and st == "running" then return true end
+            if t.DesiredState == "running" then wanted = wanted + 1 end
         end
     end
+    local rep = svc and svc.Spec and svc.Spec.Mode and svc.Spec.Mode.Replicated
+    if rep and tonumber(rep.Replicas) and wanted ~= tonumber(rep.Replicas) then return true end
     return false
 end
 

@@ -111,6 +111,21 @@ describe("swarm discovery", function()
             end
         end)
 
+        -- A service event comes when the spec changes, before the
+        -- orchestrator marks the tasks it removes (or creates new ones): a
+        -- re-list then sees every task wanted and running. Unless polled,
+        -- the removed ones stayed targets until their containers stopped.
+        it("sees a service converge while its tasks wanted differ from its replicas (a scale just asked for)", function()
+            local st = state_of()
+            local sid
+            for id, svc in pairs(st.services) do if svc.Spec.Name == "recweb" then sid = id end end
+            assert.is_false(swarm.converging(st, sid))
+            st.services[sid].Spec.Mode.Replicated.Replicas = 1
+            assert.is_true(swarm.converging(st, sid))
+            st.services[sid].Spec.Mode.Replicated.Replicas = 4
+            assert.is_true(swarm.converging(st, sid))
+        end)
+
         it("drains a task whose desired state is remove while it still runs", function()
             local members = by_service(swarm.members(state_of("tasks_removing.json"), {}, nil))
             assert.equal(1, #members.recweb)
