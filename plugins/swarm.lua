@@ -14,8 +14,8 @@
 -- Swarm reports running only once it is healthy), its node is up and not
 -- drained, its desired state is running, and a TCP connect to it has
 -- succeeded once. A task whose desired state turns to shutdown or remove
--- is drained at once: Swarm sets that about 2 s before the container gets
--- SIGTERM.
+-- is drained at once: Swarm sets that seconds before the container gets
+-- SIGTERM (about 3 s after a scale-down, e2e/autoscale_swarm_test.sh).
 --
 --   providers = { swarm = {
 --       endpoint = "unix:///var/run/docker.sock",  -- a manager's API
