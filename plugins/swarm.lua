@@ -14,8 +14,8 @@
 -- Swarm reports running only once it is healthy), its node is up and not
 -- drained, its desired state is running, and a TCP connect to it has
 -- succeeded once. A task whose desired state turns to shutdown or remove
--- is drained at once: Swarm sets that about 2 s before the container gets
--- SIGTERM.
+-- is drained at once: Swarm sets that seconds before the container gets
+-- SIGTERM (about 3 s after a scale-down, e2e/autoscale_swarm_test.sh).
 --
 --   providers = { swarm = {
 --       endpoint = "unix:///var/run/docker.sock",  -- a manager's API
@@ -26,6 +26,8 @@
 --
 -- Labels: the service's (deploy.labels) and its containers' (labels), the
 -- service's winning; moongate.* and Traefik's. See docs/swarm.md.
+-- moongate.autoscale.* labels have the service scaled by the Swarm
+-- actuator (docs/autoscaling.md).
 local mg = require("moongate")
 local labels_mod = mg.labels
 local serialize = require("moongate.plugins").serialize
@@ -82,6 +84,14 @@ function _M.task_address(task, want, ns, self_networks)
     return nil, self_networks and "no network shared with moongate" or "on no network but ingress"
 end
 
+-- moongate.autoscale.* labels (docs/autoscaling.md): the service is scaled
+-- by the Swarm actuator, by its name.
+local function autoscale_of(service, labels)
+    local as = require("moongate.autoscale").from_labels(labels)
+    if as then as.swarm = { service = service.Spec.Name } end
+    return as
+end
+
 -- Why a task gets no traffic, or nil when it may.
 local function task_excluded(task, nodes)
     if task.DesiredState ~= "running" then return "desired state " .. tostring(task.DesiredState) end
@@ -111,6 +121,7 @@ function _M.members(state, opts, me)
         local s = labels_mod.parse(labels)
         if s and s.enable ~= false and not (s.enable == nil and opts.exposed_by_default == false) then
             s.name, s.created = svc.Spec.Name, ""
+            s.autoscale = autoscale_of(svc, labels)
             declared[service_name(svc, labels)] = s
         end
     end
@@ -160,6 +171,7 @@ function _M.members(state, opts, me)
                     d.created = (svc.UpdatedAt or svc.CreatedAt or "") .. (task.CreatedAt or "")
                     local node = task.NodeID and state.nodes[task.NodeID]
                     d.node = node and node.Description and node.Description.Hostname or task.NodeID
+                    d.autoscale = autoscale_of(svc, labels)
                 end
             end
         end
@@ -169,21 +181,27 @@ function _M.members(state, opts, me)
 end
 
 -- Does the service still move (a rolling update under way, tasks starting,
--- or stopping)? A rolling update turns one task after another to shutdown
--- with no event of its own: only polling sees each step before its
--- container is stopped.
+-- or stopping, or not as many tasks wanted as its replicas)? A rolling
+-- update turns one task after another to shutdown with no event of its
+-- own: only polling sees each step before its container is stopped. A
+-- scale's service event comes before the orchestrator marks the tasks it
+-- removes: the first re-list still sees them all wanted.
 local UPDATING = { updating = true, rollback_started = true }
 function _M.converging(state, sid)
     local svc = state.services[sid]
     local us = svc and svc.UpdateStatus
     if us and UPDATING[us.State] then return true end
+    local wanted = 0
     for _, t in pairs(state.tasks) do
         if t.ServiceID == sid then
             local st = t.Status and t.Status.State
             if (t.DesiredState == "running" or t.DesiredState == "ready") and CONVERGING[st] then return true end
             if t.DesiredState ~= "running" and st == "running" then return true end
+            if t.DesiredState == "running" then wanted = wanted + 1 end
         end
     end
+    local rep = svc and svc.Spec and svc.Spec.Mode and svc.Spec.Mode.Replicated
+    if rep and tonumber(rep.Replicas) and wanted ~= tonumber(rep.Replicas) then return true end
     return false
 end
 

@@ -27,11 +27,12 @@ local function base_url(endpoint)
     return (endpoint:gsub("^tcp://", "http://"):gsub("/$", ""))
 end
 
--- An Engine API call: the decoded answer (true when it has no body), or
--- nil and an error naming the call.
-local function engine(api, method, path, body)
+-- An Engine API call: the decoded answer (true when it has no body; its
+-- text when raw), or nil and an error naming the call. body: a table to
+-- encode, or JSON text sent as it is.
+local function engine(api, method, path, body, raw)
     local res, err = mg.http.request({ url = api.base .. api.prefix .. path, method = method, timeout = 30,
-        body = body and mg.json.encode(body) or nil,
+        body = type(body) == "string" and body or body and mg.json.encode(body) or nil,
         headers = body and { ["Content-Type"] = "application/json" } or nil })
     if not res then return nil, method .. " " .. path .. ": " .. tostring(err) end
     if res.status < 200 or res.status > 299 then
@@ -39,6 +40,7 @@ local function engine(api, method, path, body)
         return nil, string.format("%s %s: status %d %s", method, path, res.status, (res.body or ""):sub(1, 200))
     end
     if not res.body or res.body == "" then return true end
+    if raw then return res.body end
     return mg.json.decode(res.body)
 end
 _M.engine = engine

@@ -128,4 +128,35 @@ describe("the Swarm actuator", function()
         up = of(calls(sock), "POST", "/update$")
         assert.equal("65", up[#up].query.version)
     end)
+
+    -- A spec that differs in anything but the replicas (an empty Resources
+    -- or Placement left out, a null dropped) makes Swarm replace every task
+    -- (a rolling update, stop-first): scaling 1 -> 2 stopped the one running.
+    it("sends back the spec it read unchanged but for the replicas, empty objects included", function()
+        local sock = engine()
+        local svc = { name = "web", autoscale = { swarm = { service = "mgasrec" }, endpoint = "unix://" .. sock } }
+        assert.is_nil(run(function() return swarm.apply(svc, 2) end))
+        local up = of(calls(sock), "POST", "/update$")
+        assert.equal(1, #up)
+        local want = cjson.decode(h.read_file("spec/fixtures/autoscale/swarm_service.json")).Spec
+        want.Mode.Replicated.Replicas = 2
+        assert.same(want, cjson.decode(up[1].raw))
+        assert.truthy(up[1].raw:find('"Resources": {"Limits": {}, "Reservations": {}}', 1, true), up[1].raw)
+        assert.truthy(up[1].raw:find('"Placement": {}', 1, true), up[1].raw)
+    end)
+
+    it("edits only the replicas in the JSON text: nulls, [] and {} stay, strings are not looked into", function()
+        local raw = '{"ID":"x","Version":{"Index":7},"Spec":{"Name":"a\\\"}{","Labels":{"Replicas":"9"},'
+            .. '"TaskTemplate":{"ContainerSpec":{"Args":[],"Privileges":{"CredentialSpec":null}},"Resources":{}},'
+            .. '"Mode" : { "Replicated" : { "Replicas" : 1 } },"EndpointSpec":{"Ports":[]}},"PreviousSpec":{"Mode":{"Replicated":{"Replicas":5}}}}'
+        assert.equal('{"Name":"a\\\"}{","Labels":{"Replicas":"9"},'
+            .. '"TaskTemplate":{"ContainerSpec":{"Args":[],"Privileges":{"CredentialSpec":null}},"Resources":{}},'
+            .. '"Mode" : { "Replicated" : { "Replicas" : 4 } },"EndpointSpec":{"Ports":[]}}',
+            swarm.with_replicas(raw, 4))
+        assert.equal('{"Mode":{"Replicated":{"Replicas":0}}}',
+            swarm.with_replicas('{"Spec":{"Mode":{"Replicated":{}}}}', 0))
+        local none, err = swarm.with_replicas('{"Spec":{"Mode":{"Global":{}}}}', 2)
+        assert.is_nil(none)
+        assert.matches("not replicated", err)
+    end)
 end)

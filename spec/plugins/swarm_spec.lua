@@ -89,6 +89,43 @@ describe("swarm discovery", function()
             assert.equal("PathPrefix(`/api`)", rules.recapi)
         end)
 
+        it("autoscales a service by its deploy labels with the Swarm actuator, with tasks or none", function()
+            for _, file in ipairs({ "tasks.json", "tasks_starting.json" }) do
+                local st = state_of(file)
+                for _, s in pairs(st.services) do
+                    if s.Spec.Name == "recapi" then
+                        s.Spec.Labels["moongate.autoscale.min"] = "0"
+                        s.Spec.Labels["moongate.autoscale.max"] = "4"
+                        s.Spec.Labels["moongate.autoscale.scale_down_window"] = "10s"
+                    end
+                end
+                local members, _, declared = swarm.members(st, {}, nil)
+                local services = mg.labels.assemble(members, declared)
+                local as = services.recapi.extra.autoscale
+                assert.truthy(as, file)
+                assert.same({ service = "recapi" }, as.swarm)
+                assert.equal(0, as.min)
+                assert.equal(4, as.max)
+                assert.equal(10, require("moongate.autoscale").settings(as, false).scale_down_window)
+                assert.is_nil(services.recweb.extra.autoscale) -- no autoscale label: not scaled
+            end
+        end)
+
+        -- A service event comes when the spec changes, before the
+        -- orchestrator marks the tasks it removes (or creates new ones): a
+        -- re-list then sees every task wanted and running. Unless polled,
+        -- the removed ones stayed targets until their containers stopped.
+        it("sees a service converge while its tasks wanted differ from its replicas (a scale just asked for)", function()
+            local st = state_of()
+            local sid
+            for id, svc in pairs(st.services) do if svc.Spec.Name == "recweb" then sid = id end end
+            assert.is_false(swarm.converging(st, sid))
+            st.services[sid].Spec.Mode.Replicated.Replicas = 1
+            assert.is_true(swarm.converging(st, sid))
+            st.services[sid].Spec.Mode.Replicated.Replicas = 4
+            assert.is_true(swarm.converging(st, sid))
+        end)
+
         it("drains a task whose desired state is remove while it still runs", function()
             local members = by_service(swarm.members(state_of("tasks_removing.json"), {}, nil))
             assert.equal(1, #members.recweb)

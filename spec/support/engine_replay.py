@@ -4,7 +4,7 @@ seeded with answers recorded from a real engine (spec/fixtures/autoscale):
 one Compose replica (container.json, containers.json) and one Swarm service
 (swarm_service.json). It keeps what create/start/stop/delete and service
 updates do, checks the service version like the engine, and lists the
-calls it got on GET /__calls (method, path, body)."""
+calls it got on GET /__calls (method, path, body, and the body's text)."""
 import argparse
 import copy
 import json
@@ -116,7 +116,8 @@ def handle(conn):
     query = dict(p.split("=", 1) for p in u.query.split("&") if "=" in p)
     with lock:
         if u.path not in ("/__calls", "/_ping"):
-            calls.append({"method": method, "path": u.path, "query": query, "body": body})
+            calls.append({"method": method, "path": u.path, "query": query, "body": body,
+                          "raw": raw.decode()})
         status, obj = route(method, u.path, query, body)
     if u.path == "/_ping":
         conn.sendall(PING)
