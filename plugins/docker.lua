@@ -131,112 +131,96 @@ local REINSPECT = { start = true, unpause = true }
 function _M.start(ctx)
     local opts = ctx.opts
     local docker = mg.docker
-    local backoff = 0.5
     local published, notice, swarm_checked = {}, false, false
-    while ctx.alive() do
-        local ok, err = pcall(function()
-            local client, cerr, unreadable = docker.connect(opts.endpoint)
-            if not client then
-                if unreadable and not notice then
-                    notice = true
-                    publish_unreadable(ctx, cerr)
-                end
-                error(cerr, 0)
+    docker.follow(ctx, "docker", function(connected)
+        local client, cerr, unreadable = docker.connect(opts.endpoint)
+        if not client then
+            if unreadable and not notice then
+                notice = true
+                publish_unreadable(ctx, cerr)
             end
-            if notice then
-                notice = false
-                ctx.remove_service(NOTICE)
-                ctx.set_routes({})
+            error(cerr, 0)
+        end
+        if notice then
+            notice = false
+            ctx.remove_service(NOTICE)
+            ctx.set_routes({})
+        end
+        if opts.swarm == "auto" and not swarm_checked then
+            swarm_checked = true
+            local swarm = assert(require("moongate.plugins").load("swarm", nil, "discovery"))
+            local role = swarm.role(client)
+            if role == "manager" then
+                mg.log.info("docker: this engine is a Swarm manager: discovering Swarm services")
+                return swarm.start(ctx)
+            elseif role == "worker" then
+                mg.log.warn("docker: ", swarm.WORKER_MESSAGE, "; discovering this node's containers only")
             end
-            if opts.swarm == "auto" and not swarm_checked then
-                swarm_checked = true
-                local swarm = assert(require("moongate.plugins").load("swarm", nil, "discovery"))
-                local role = swarm.role(client)
-                if role == "manager" then
-                    mg.log.info("docker: this engine is a Swarm manager: discovering Swarm services")
-                    return swarm.start(ctx)
-                elseif role == "worker" then
-                    mg.log.warn("docker: ", swarm.WORKER_MESSAGE, "; discovering this node's containers only")
-                end
+        end
+        -- the gateway's own container: its networks, its Compose project
+        local self_networks, scope = nil, {}
+        local me = client:self_container()
+        if me then
+            self_networks = me.NetworkSettings and me.NetworkSettings.Networks
+            scope.self_id = me.Id
+            scope.project = me.Config and me.Config.Labels and me.Config.Labels["com.docker.compose.project"]
+        end
+        local containers = {} -- id -> description (admitted or not)
+        local publish
+        local admitter = docker.new_admitter(function() publish() end, opts)
+        publish = function()
+            if not ctx.alive() then return end
+            local live = {}
+            for id, d in pairs(containers) do
+                if admitter:admitted(id, d.address) then live[id] = d end
             end
-            -- the gateway's own container: its networks, its Compose project
-            local self_networks, scope = nil, {}
-            local me = client:self_container()
-            if me then
-                self_networks = me.NetworkSettings and me.NetworkSettings.Networks
-                scope.self_id = me.Id
-                scope.project = me.Config and me.Config.Labels and me.Config.Labels["com.docker.compose.project"]
+            local services, order, routes = _M.assemble(live)
+            for name in pairs(published) do
+                if not services[name] then ctx.set_targets(name, {}) end
             end
-            local containers = {} -- id -> description (admitted or not)
-            local publish
-            local admitter = docker.new_admitter(function() publish() end, opts)
-            publish = function()
-                if not ctx.alive() then return end
-                local live = {}
-                for id, d in pairs(containers) do
-                    if admitter:admitted(id, d.address) then live[id] = d end
-                end
-                local services, order, routes = _M.assemble(live)
-                for name in pairs(published) do
-                    if not services[name] then ctx.set_targets(name, {}) end
-                end
-                published = {}
-                for _, name in ipairs(order) do
-                    published[name] = true
-                    ctx.set_targets(name, services[name].targets, services[name].extra)
-                end
-                ctx.set_routes(routes)
+            published = {}
+            for _, name in ipairs(order) do
+                published[name] = true
+                ctx.set_targets(name, services[name].targets, services[name].extra)
             end
-            local function consider(id)
-                local c = client:get("/containers/" .. id .. "/json")
-                local d, why, bad
-                if c then d, why, bad = _M.describe(c, opts, self_networks, scope) end
-                local before = containers[id]
-                containers[id] = d or nil
-                if not d then admitter:forget(id) end
-                if not d and c and why then
-                    (bad and mg.log.warn or mg.log.debug)("container ", c.Name, " skipped: ", why)
-                end
-                return d ~= nil or before ~= nil
+            ctx.set_routes(routes)
+        end
+        local function consider(id)
+            local c = client:get("/containers/" .. id .. "/json")
+            local d, why, bad
+            if c then d, why, bad = _M.describe(c, opts, self_networks, scope) end
+            local before = containers[id]
+            containers[id] = d or nil
+            if not d then admitter:forget(id) end
+            if not d and c and why then
+                (bad and mg.log.warn or mg.log.debug)("container ", c.Name, " skipped: ", why)
             end
-            local list, lerr = client:get("/containers/json")
-            if not list then error(lerr, 0) end
-            for _, item in ipairs(list) do consider(item.Id) end
-            for id, d in pairs(containers) do admitter:admitted(id, d.address) end
-            admitter:settle(1.5)
-            publish()
-            backoff = 0.5
-            local stream, serr = client:events({ type = { "container" } })
-            if not stream then error(serr, 0) end
-            for line in stream:lines() do
-                if not ctx.alive() then break end
-                local e = mg.json.decode(line)
-                if type(e) == "table" then
-                    local action = e.Action or e.status or ""
-                    local id = e.id or (e.Actor and e.Actor.ID)
-                    if id and DRAIN[action] then
-                        if containers[id] then
-                            mg.log.info("container ", containers[id].name, " ", action, ": draining it")
-                            containers[id] = nil
-                            admitter:forget(id)
-                            publish()
-                        end
-                    elseif id and (REINSPECT[action] or action:sub(1, 13) == "health_status") then
-                        if consider(id) then publish() end
-                    end
-                else
-                    mg.log.warn("docker: ignoring a malformed event line")
+            return d ~= nil or before ~= nil
+        end
+        local list, lerr = client:get("/containers/json")
+        if not list then error(lerr, 0) end
+        for _, item in ipairs(list) do consider(item.Id) end
+        for id, d in pairs(containers) do admitter:admitted(id, d.address) end
+        admitter:settle(1.5)
+        publish()
+        connected()
+        local stream, serr = client:events({ type = { "container" } })
+        if not stream then error(serr, 0) end
+        error(docker.each_event(ctx, "docker", stream, function(e)
+            local action = e.Action or e.status or ""
+            local id = e.id or (e.Actor and e.Actor.ID)
+            if id and DRAIN[action] then
+                if containers[id] then
+                    mg.log.info("container ", containers[id].name, " ", action, ": draining it")
+                    containers[id] = nil
+                    admitter:forget(id)
+                    publish()
                 end
+            elseif id and (REINSPECT[action] or action:sub(1, 13) == "health_status") then
+                if consider(id) then publish() end
             end
-            stream:close()
-            error(stream.err or "the event stream ended", 0)
-        end)
-        if not ctx.alive() then return end
-        mg.log.warn("docker: ", tostring(err), "; reconnecting in ", backoff, " s")
-        mg.sleep(backoff)
-        backoff = math.min(backoff * 2, 10)
-        if ok then backoff = 0.5 end
-    end
+        end), 0)
+    end)
 end
 
 return _M

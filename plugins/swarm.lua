@@ -226,195 +226,180 @@ end
 function _M.start(ctx)
     local opts = ctx.opts
     local refresh = tonumber(opts.refresh) or 30
-    local backoff = 0.5
     local published = {}
-    while ctx.alive() do
-        local ok, err = pcall(function()
-            local client, cerr = mg.docker.connect(opts.endpoint)
-            if not client then error(cerr, 0) end
-            local role = _M.role(client)
-            if role == "worker" then error(_M.WORKER_MESSAGE, 0) end
-            if role == nil then error("this engine is not in a swarm (docker swarm init, or join one)", 0) end
-            local me = {}
-            local self_c = client:self_container()
-            if self_c then
-                me.container_id = self_c.Id
-                me.networks = {}
-                for _, n in pairs((self_c.NetworkSettings and self_c.NetworkSettings.Networks) or {}) do
-                    if n.NetworkID then me.networks[n.NetworkID] = true end
-                end
+    mg.docker.follow(ctx, "swarm", function(connected)
+        local client, cerr = mg.docker.connect(opts.endpoint)
+        if not client then error(cerr, 0) end
+        local role = _M.role(client)
+        if role == "worker" then error(_M.WORKER_MESSAGE, 0) end
+        if role == nil then error("this engine is not in a swarm (docker swarm init, or join one)", 0) end
+        local me = {}
+        local self_c = client:self_container()
+        if self_c then
+            me.container_id = self_c.Id
+            me.networks = {}
+            for _, n in pairs((self_c.NetworkSettings and self_c.NetworkSettings.Networks) or {}) do
+                if n.NetworkID then me.networks[n.NetworkID] = true end
             end
-            local state = { services = {}, tasks = {}, nodes = {}, dead = {} }
-            local alive = true -- this connection's generation
-            local last_sig
-            local publish
-            local admitter = mg.docker.new_admitter(function() publish() end, opts)
-            publish = function()
-                if not (alive and ctx.alive()) then return end
-                local members, skipped, declared = _M.members(state, opts, me)
-                for _, s in ipairs(skipped) do
-                    if s.bad then mg.log.warn("task ", s.task.ID, " skipped: ", s.why) end
-                end
-                local live = {}
-                for tid, d in pairs(members) do
-                    if admitter:admitted(tid, d.address) then live[tid] = d end
-                end
-                for tid in pairs(admitter.state) do
-                    if not members[tid] then admitter:forget(tid) end
-                end
-                local services, order, routes = labels_mod.assemble(live, declared)
-                -- polls re-list often: publish only what changed
-                local sig = serialize({ services, routes })
-                if sig == last_sig then return end
-                last_sig = sig
-                for name in pairs(published) do
-                    if not services[name] then ctx.set_targets(name, {}) end
-                end
-                published = {}
-                for _, name in ipairs(order) do
-                    published[name] = true
-                    ctx.set_targets(name, services[name].targets, services[name].extra)
-                end
-                ctx.set_routes(routes)
+        end
+        local state = { services = {}, tasks = {}, nodes = {}, dead = {} }
+        local alive = true -- this connection's generation
+        local last_sig
+        local publish
+        local admitter = mg.docker.new_admitter(function() publish() end, opts)
+        publish = function()
+            if not (alive and ctx.alive()) then return end
+            local members, skipped, declared = _M.members(state, opts, me)
+            for _, s in ipairs(skipped) do
+                if s.bad then mg.log.warn("task ", s.task.ID, " skipped: ", s.why) end
             end
-            -- the tasks matching key (service or node) are replaced by a fresh list
-            local seq = {}
-            local function relist_tasks(key, value)
-                local n = (seq[key .. value] or 0) + 1
-                seq[key .. value] = n
-                local tasks, terr = client:get("/tasks?filters=" .. filter(key, value))
-                if not tasks then return nil, terr end
-                if seq[key .. value] ~= n then return true end -- a newer answer is on its way
-                local field = key == "service" and "ServiceID" or "NodeID"
-                for tid, t in pairs(state.tasks) do
-                    if t[field] == value then state.tasks[tid] = nil end
-                end
-                for _, t in ipairs(tasks) do state.tasks[t.ID] = t end
-                return true
+            local live = {}
+            for tid, d in pairs(members) do
+                if admitter:admitted(tid, d.address) then live[tid] = d end
             end
-            local polling = {}
-            -- the service and its tasks, afresh; false when it could not be read
-            local function fetch_service(sid)
-                local svc, serr, status = client:get("/services/" .. sid)
-                if svc then
-                    state.services[sid] = svc
-                elseif status == 404 then
-                    state.services[sid] = nil
-                else
-                    mg.log.warn("swarm: service ", sid, ": ", tostring(serr))
-                    return false
-                end
-                relist_tasks("service", sid)
-                publish()
-                return true
+            for tid in pairs(admitter.state) do
+                if not members[tid] then admitter:forget(tid) end
             end
-            local function relist_service(sid)
-                if not fetch_service(sid) then return end
-                -- follow a converging service closely: no task events exist
-                if not polling[sid] and state.services[sid] and _M.converging(state, sid) then
-                    polling[sid] = true
-                    mg.spawn(function()
-                        local deadline = mg.now() + 120
-                        while alive and ctx.alive() and mg.now() < deadline and state.services[sid]
-                              and _M.converging(state, sid) do
-                            mg.sleep(0.2)
-                            if not (alive and ctx.alive()) then break end
-                            fetch_service(sid)
-                        end
-                        polling[sid] = nil
-                    end)
-                end
+            local services, order, routes = labels_mod.assemble(live, declared)
+            -- polls re-list often: publish only what changed
+            local sig = serialize({ services, routes })
+            if sig == last_sig then return end
+            last_sig = sig
+            for name in pairs(published) do
+                if not services[name] then ctx.set_targets(name, {}) end
             end
-            local function relist_node(nid)
-                local node, nerr, status = client:get("/nodes/" .. nid)
-                if node then state.nodes[nid] = node
-                elseif status == 404 then state.nodes[nid] = nil
-                else mg.log.warn("swarm: node ", nid, ": ", tostring(nerr)) end
-                relist_tasks("node", nid)
-                publish()
+            published = {}
+            for _, name in ipairs(order) do
+                published[name] = true
+                ctx.set_targets(name, services[name].targets, services[name].extra)
             end
-            local function relist_all()
-                local nodes, nerr = client:get("/nodes")
-                if not nodes then return nil, nerr end
-                local services, serr = client:get("/services")
-                if not services then return nil, serr end
-                local tasks, terr = client:get("/tasks")
-                if not tasks then return nil, terr end
-                state.nodes, state.services, state.tasks = {}, {}, {}
-                for _, n in ipairs(nodes) do state.nodes[n.ID] = n end
-                for _, s in ipairs(services) do state.services[s.ID] = s end
-                for _, t in ipairs(tasks) do state.tasks[t.ID] = t end
-                return true
+            ctx.set_routes(routes)
+        end
+        -- the tasks matching key (service or node) are replaced by a fresh list
+        local seq = {}
+        local function relist_tasks(key, value)
+            local n = (seq[key .. value] or 0) + 1
+            seq[key .. value] = n
+            local tasks, terr = client:get("/tasks?filters=" .. filter(key, value))
+            if not tasks then return nil, terr end
+            if seq[key .. value] ~= n then return true end -- a newer answer is on its way
+            local field = key == "service" and "ServiceID" or "NodeID"
+            for tid, t in pairs(state.tasks) do
+                if t[field] == value then state.tasks[tid] = nil end
             end
-            local lok, lerr = relist_all()
-            if not lok then
-                if tostring(lerr):find("not a swarm manager", 1, true) then error(_M.WORKER_MESSAGE, 0) end
-                error(lerr, 0)
+            for _, t in ipairs(tasks) do state.tasks[t.ID] = t end
+            return true
+        end
+        local polling = {}
+        -- the service and its tasks, afresh; false when it could not be read
+        local function fetch_service(sid)
+            local svc, serr, status = client:get("/services/" .. sid)
+            if svc then
+                state.services[sid] = svc
+            elseif status == 404 then
+                state.services[sid] = nil
+            else
+                mg.log.warn("swarm: service ", sid, ": ", tostring(serr))
+                return false
             end
-            local _, skipped0 = _M.members(state, opts, me)
-            for _, s in ipairs(skipped0) do
-                if s.why ~= "service gone" then mg.log.debug("task ", s.task.ID, ": ", s.why) end
-            end
+            relist_tasks("service", sid)
             publish()
-            admitter:settle(1.5)
-            publish()
-            for sid in pairs(state.services) do
-                if _M.converging(state, sid) then relist_service(sid) end
-            end
-            backoff = 0.5
-            -- the slow full re-list, for what the events miss
-            mg.spawn(function()
-                while alive and ctx.alive() do
-                    mg.sleep(refresh)
-                    if not (alive and ctx.alive()) then return end
-                    local rok, rerr = relist_all()
-                    if rok then publish() else mg.log.warn("swarm: full re-list: ", tostring(rerr)) end
-                end
-            end)
-            local stream, serr = client:events({ type = { "service", "node", "container" } })
-            if not stream then
-                alive = false
-                error(serr, 0)
-            end
-            for line in stream:lines() do
-                if not ctx.alive() then break end
-                local e = mg.json.decode(line)
-                if type(e) == "table" then
-                    local actor = e.Actor or {}
-                    local attrs = actor.Attributes or {}
-                    local action = e.Action or ""
-                    if e.Type == "service" and actor.ID then
-                        mg.spawn(relist_service, actor.ID)
-                    elseif e.Type == "node" and actor.ID then
-                        mg.spawn(relist_node, actor.ID)
-                    elseif e.Type == "container" and attrs["com.docker.swarm.service.id"] then
-                        local sid = attrs["com.docker.swarm.service.id"]
-                        if action == "kill" or action == "die" or action == "stop" or action == "pause" then
-                            -- this node's task container stops: out before Swarm notices
-                            state.dead[actor.ID] = true
-                            publish()
-                        elseif action == "unpause" then
-                            state.dead[actor.ID] = nil
-                        end
-                        if action == "destroy" then state.dead[actor.ID] = nil end
-                        if action ~= "exec_create" and action:sub(1, 5) ~= "exec_" then
-                            mg.spawn(relist_service, sid)
-                        end
+            return true
+        end
+        local function relist_service(sid)
+            if not fetch_service(sid) then return end
+            -- follow a converging service closely: no task events exist
+            if not polling[sid] and state.services[sid] and _M.converging(state, sid) then
+                polling[sid] = true
+                mg.spawn(function()
+                    local deadline = mg.now() + 120
+                    while alive and ctx.alive() and mg.now() < deadline and state.services[sid]
+                          and _M.converging(state, sid) do
+                        mg.sleep(0.2)
+                        if not (alive and ctx.alive()) then break end
+                        fetch_service(sid)
                     end
-                else
-                    mg.log.warn("swarm: ignoring a malformed event line")
+                    polling[sid] = nil
+                end)
+            end
+        end
+        local function relist_node(nid)
+            local node, nerr, status = client:get("/nodes/" .. nid)
+            if node then state.nodes[nid] = node
+            elseif status == 404 then state.nodes[nid] = nil
+            else mg.log.warn("swarm: node ", nid, ": ", tostring(nerr)) end
+            relist_tasks("node", nid)
+            publish()
+        end
+        local function relist_all()
+            local nodes, nerr = client:get("/nodes")
+            if not nodes then return nil, nerr end
+            local services, serr = client:get("/services")
+            if not services then return nil, serr end
+            local tasks, terr = client:get("/tasks")
+            if not tasks then return nil, terr end
+            state.nodes, state.services, state.tasks = {}, {}, {}
+            for _, n in ipairs(nodes) do state.nodes[n.ID] = n end
+            for _, s in ipairs(services) do state.services[s.ID] = s end
+            for _, t in ipairs(tasks) do state.tasks[t.ID] = t end
+            return true
+        end
+        local lok, lerr = relist_all()
+        if not lok then
+            if tostring(lerr):find("not a swarm manager", 1, true) then error(_M.WORKER_MESSAGE, 0) end
+            error(lerr, 0)
+        end
+        local _, skipped0 = _M.members(state, opts, me)
+        for _, s in ipairs(skipped0) do
+            if s.why ~= "service gone" then mg.log.debug("task ", s.task.ID, ": ", s.why) end
+        end
+        publish()
+        admitter:settle(1.5)
+        publish()
+        for sid in pairs(state.services) do
+            if _M.converging(state, sid) then relist_service(sid) end
+        end
+        connected()
+        -- the slow full re-list, for what the events miss
+        mg.spawn(function()
+            while alive and ctx.alive() do
+                mg.sleep(refresh)
+                if not (alive and ctx.alive()) then return end
+                local rok, rerr = relist_all()
+                if rok then publish() else mg.log.warn("swarm: full re-list: ", tostring(rerr)) end
+            end
+        end)
+        local stream, serr = client:events({ type = { "service", "node", "container" } })
+        if not stream then
+            alive = false
+            error(serr, 0)
+        end
+        local why = mg.docker.each_event(ctx, "swarm", stream, function(e)
+            local actor = e.Actor or {}
+            local attrs = actor.Attributes or {}
+            local action = e.Action or ""
+            if e.Type == "service" and actor.ID then
+                mg.spawn(relist_service, actor.ID)
+            elseif e.Type == "node" and actor.ID then
+                mg.spawn(relist_node, actor.ID)
+            elseif e.Type == "container" and attrs["com.docker.swarm.service.id"] then
+                local sid = attrs["com.docker.swarm.service.id"]
+                if action == "kill" or action == "die" or action == "stop" or action == "pause" then
+                    -- this node's task container stops: out before Swarm notices
+                    state.dead[actor.ID] = true
+                    publish()
+                elseif action == "unpause" then
+                    state.dead[actor.ID] = nil
+                end
+                if action == "destroy" then state.dead[actor.ID] = nil end
+                if action ~= "exec_create" and action:sub(1, 5) ~= "exec_" then
+                    mg.spawn(relist_service, sid)
                 end
             end
-            alive = false
-            stream:close()
-            error(stream.err or "the event stream ended", 0)
         end)
-        if not ctx.alive() then return end
-        mg.log.warn("swarm: ", tostring(err), "; reconnecting in ", backoff, " s")
-        mg.sleep(backoff)
-        backoff = math.min(backoff * 2, 10)
-        if ok then backoff = 0.5 end
-    end
+        alive = false
+        error(why, 0)
+    end)
 end
 
 return _M

@@ -154,4 +154,40 @@ function _M.new_admitter(on_change, opts)
     return a
 end
 
+-- Keeps a provider connected: runs session(connected) until ctx.alive()
+-- is false. A session connects, lists, follows the event stream and
+-- raises (or returns) when the stream ends; it calls connected() once its
+-- listing succeeded. Every end is logged with its reason and followed by
+-- a reconnect, and so a full re-list, after a backoff: 0.5 s, doubling up
+-- to 10 s while sessions fail before connecting, 0.5 s again after one
+-- that connected.
+function _M.follow(ctx, name, session)
+    local backoff = 0.5
+    local function connected() backoff = 0.5 end
+    while ctx.alive() do
+        local ok, err = pcall(session, connected)
+        if not ctx.alive() then return end
+        mg.log.warn(name, ": ", ok and "the provider stopped" or tostring(err), "; reconnecting in ", backoff, " s")
+        mg.sleep(backoff)
+        backoff = ok and 0.5 or math.min(backoff * 2, 10)
+    end
+end
+
+-- Calls on_event(event) for every event of stream while ctx.alive() (a
+-- line that is not a JSON object is logged and skipped), then closes the
+-- stream and returns why it ended, for the session to raise.
+function _M.each_event(ctx, name, stream, on_event)
+    for line in stream:lines() do
+        if not ctx.alive() then break end
+        local e = mg.json.decode(line)
+        if type(e) == "table" then
+            on_event(e)
+        else
+            mg.log.warn(name, ": ignoring a malformed event line")
+        end
+    end
+    stream:close()
+    return stream.err or "the event stream ended"
+end
+
 return _M
