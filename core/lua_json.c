@@ -168,9 +168,110 @@ static int l_decode(lua_State *L)
     return 1;
 }
 
+/* ---- editing JSON text in place ------------------------------------------
+ * For documents that go back to the program that wrote them (a Swarm
+ * service spec): decoding into Lua tables would lose what tables cannot
+ * hold ([] against {}, null members), so the text is edited as jansson's
+ * tree, which keeps every member and their order. */
+
+/* The value at path (a Lua array of object keys, at index pidx) below
+ * root, or NULL with *err set. */
+static json_t *walk(lua_State *L, json_t *root, int pidx, int upto, const char **err)
+{
+    json_t *j = root;
+    for (int i = 1; i <= upto; i++) {
+        lua_rawgeti(L, pidx, i);
+        const char *key = lua_tostring(L, -1);
+        json_t *next = key && json_is_object(j) ? json_object_get(j, key) : NULL;
+        lua_pop(L, 1);
+        if (!next) {
+            *err = "no such member";
+            return NULL;
+        }
+        j = next;
+    }
+    return j;
+}
+
+static int push_dump(lua_State *L, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s) return luaL_error(L, "mg.json: cannot encode");
+    lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
+static json_t *load_or_push_error(lua_State *L, int idx)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, idx, &len);
+    json_error_t e;
+    json_t *j = json_loadb(s, len, JSON_DECODE_ANY, &e);
+    if (!j) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "line %d column %d: %s", e.line, e.column, e.text);
+    }
+    return j;
+}
+
+/* mg.json.member(text, path) -> the text of the value at path, or nil, err */
+static int l_member(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TTABLE);
+    json_t *root = load_or_push_error(L, 1);
+    if (!root) return 2;
+    const char *err = NULL;
+    json_t *j = walk(L, root, 2, (int)lua_objlen(L, 2), &err);
+    int n = 2;
+    if (j) {
+        n = push_dump(L, j);
+    } else {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+    }
+    json_decref(root);
+    return n;
+}
+
+/* mg.json.edit(text, path, value) -> text with the member at path set to
+ * value (created when its object has no such key), or nil, err */
+static int l_edit(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 3);
+    int depth = (int)lua_objlen(L, 2);
+    if (depth < 1) return luaL_error(L, "mg.json.edit: an empty path");
+    json_t *root = load_or_push_error(L, 1);
+    if (!root) return 2;
+    const char *err = NULL;
+    json_t *parent = walk(L, root, 2, depth - 1, &err);
+    json_t *v = parent ? to_json(L, 3, 0, &err) : NULL;
+    lua_rawgeti(L, 2, depth);
+    const char *key = lua_tostring(L, -1);
+    int ok = 0, n;
+    if (v && key && json_is_object(parent))
+        ok = json_object_set_new(parent, key, v) == 0; /* takes v, even when it fails */
+    else if (v)
+        json_decref(v);
+    if (ok) {
+        n = push_dump(L, root);
+    } else {
+        lua_pushnil(L);
+        lua_pushstring(L, err ? err : "the path does not end in an object's member");
+        n = 2;
+    }
+    json_decref(root);
+    return n;
+}
+
 void mg_lua_json_open(lua_State *L)
 {
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 5);
+    lua_pushcfunction(L, l_member);
+    lua_setfield(L, -2, "member");
+    lua_pushcfunction(L, l_edit);
+    lua_setfield(L, -2, "edit");
     lua_pushcfunction(L, l_encode);
     lua_setfield(L, -2, "encode");
     lua_pushcfunction(L, l_decode);

@@ -72,6 +72,17 @@ _M.json = {
         if not json_c then error("mg.json needs the moongate binary", 2) end
         return json_c.decode(s)
     end,
+    -- JSON text edited as text: everything but the member named by path
+    -- (a list of object keys) stays as it was, [] and {} and null included
+    -- (a round trip through Lua tables would lose them)
+    member = function(s, path)
+        if not json_c then error("mg.json needs the moongate binary", 2) end
+        return json_c.member(s, path)
+    end,
+    edit = function(s, path, value)
+        if not json_c then error("mg.json needs the moongate binary", 2) end
+        return json_c.edit(s, path, value)
+    end,
     null = json_c and json_c.null or setmetatable({}, { __tostring = function() return "null" end }),
 }
 
