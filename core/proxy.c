@@ -229,17 +229,10 @@ static void on_head(mg_req *r)
         int failed = mg_lua_on_request(&w->lua, r);
         int live = mg_proxy__live(r);
         mg_req_release(r);
-        if (!live) return;
-        if (failed) {
-            mg_proxy__respond_text(r, 500, "Internal Server Error: a plugin failed\n", r->has_body);
-            return;
-        }
-        if (r->responded) {
-            mg_proxy__respond(r, r->local_status, r->local.p, r->local_hlen,
-                              r->local.p + r->local_hlen, r->local.len - r->local_hlen,
-                              r->has_body);
-            return;
-        }
+        /* a chain that waits holds r itself and goes on later (proxy_wait.c) */
+        if (!live || r->hook_wait) return;
+        mg_proxy__after_on_request(r, failed);
+        return;
     }
     mg_proxy__upstream_head(r);
     mg_proxy__try(r);

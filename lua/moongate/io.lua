@@ -1,16 +1,39 @@
--- Async I/O for control-plane plugins (discovery, health checks): straight-
--- line code that waits without blocking. Every function here must run in a
--- coroutine started with mg.spawn; it yields to the event loop and is
--- resumed with the result. Errors are return values: nil, "reason".
+-- Async I/O for control-plane plugins (discovery, health checks) and for
+-- the request hooks of `async` middlewares in workers (forward_auth,
+-- errors): straight-line code that waits without blocking. Every function
+-- here must run in a coroutine (mg.spawn, or the one the worker runs an
+-- async middleware chain in); it yields to the event loop and is resumed
+-- with the result. Errors are return values: nil, "reason".
+local internal = require("moongate.internal")
+
 local _M = {}
 
 local io_c = package.loaded["moongate.c.io"] -- core/lua_io.c
-local co_running, co_yield, co_create, co_resume = coroutine.running, coroutine.yield,
-    coroutine.create, coroutine.resume
+local co_running, co_create, co_resume = coroutine.running, coroutine.create, coroutine.resume
+local raw_yield = coroutine.yield
+
+local function resumed(...)
+    local after = internal.after_wait -- the worker's runtime: names the request again
+    if after then after() end
+    return ...
+end
+
+-- Every wait yields here, so that a worker's runtime knows a request's
+-- chain waits on I/O and which request runs again when it is resumed.
+local function co_yield()
+    local before = internal.before_wait
+    if before then before() end
+    return resumed(raw_yield())
+end
 
 local function need_co(what)
     local co = co_running()
-    if not co then error(what .. " must run in a coroutine (use mg.spawn)", 3) end
+    if not co then
+        if _M.in_worker then
+            error(what .. " in a request hook needs a middleware that may wait (async = true in its plugin)", 3)
+        end
+        error(what .. " must run in a coroutine (use mg.spawn)", 3)
+    end
     if not io_c then error(what .. " needs the moongate binary", 3) end
     return co
 end
@@ -88,11 +111,13 @@ end
 -- https:// URLs are verified against ca_file (PEM) or the system CA store
 -- unless verify = false; server_name overrides the name sent as SNI and checked.
 -- res = { status = 200, headers = { ["content-type"] = ... }, body = "..." }
+-- res.header_list = { { "set-cookie", "a=1" }, ... }: every header in
+-- arrival order (headers keeps the last value of a repeated name).
 function _M.request(opts)
-    local handle, status, headers, body = start(opts, false)
+    local handle, status, headers, list, body = start(opts, false)
     if not handle then return nil, status end
     if not status then return nil, headers end
-    return { status = status, headers = headers, body = body }
+    return { status = status, headers = headers, body = body, header_list = list }
 end
 
 local Stream = {}
@@ -142,13 +167,14 @@ end
 
 -- mg.http.stream{ ... } -> stream | nil, err; stream.status, stream.headers
 function _M.stream(opts)
-    local handle, status, headers = start(opts, true)
+    local handle, status, headers, list = start(opts, true)
     if not handle then return nil, status end
     if not status then
         io_c.close(handle)
         return nil, headers
     end
-    return setmetatable({ handle = handle, status = status, headers = headers, buf = "" }, Stream)
+    return setmetatable({ handle = handle, status = status, headers = headers, header_list = list, buf = "" },
+        Stream)
 end
 
 -- Resolves a host name to a list of addresses (libuv's thread pool), or
