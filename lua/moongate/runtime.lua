@@ -91,6 +91,18 @@ internal.after_wait = function()
     end
 end
 
+-- The targets ({ host, port, ... }) of the service called name in the
+-- newest snapshot, or nil: for middlewares that fetch from a configured
+-- service themselves (errors).
+internal.service_targets = function(name)
+    local e = versions[version_order[#version_order]]
+    if not e then return nil end
+    for _, s in pairs(e.services) do
+        if s.name == name then return s.targets end
+    end
+    return nil
+end
+
 -- How many requests have state here; 0 between requests. For specs.
 function _M.pending()
     local n = 0
