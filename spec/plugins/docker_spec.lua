@@ -144,12 +144,21 @@ describe("docker discovery", function()
                       { plugin = "strip_prefix", prefixes = { "/rec" } } }, d.middlewares)
         local services = docker.assemble({ [c.Id] = d })
         assert.same(d.middlewares, services.rec.extra.middlewares)
+        -- forwardAuth and errors are routed with their middlewares
+        l["traefik.http.routers.rec.middlewares"] = "fa,oops"
+        l["traefik.http.middlewares.fa.forwardauth.address"] = "http://auth:9000/check"
+        l["traefik.http.middlewares.fa.forwardauth.authResponseHeaders"] = "X-User"
+        l["traefik.http.middlewares.oops.errors.status"] = "500-599"
+        l["traefik.http.middlewares.oops.errors.service"] = "pages@docker"
+        d = assert(docker.describe(c, {}, nil))
+        assert.same({ { plugin = "forward_auth", address = "http://auth:9000/check", auth_response_headers = { "X-User" } },
+                      { plugin = "errors", status = { "500-599" }, service = "pages" } }, d.middlewares)
         -- an auth guard moongate cannot honour keeps the container out, with the reason
-        l["traefik.http.routers.rec.middlewares"] = "fa"
-        l["traefik.http.middlewares.fa.forwardauth.address"] = "http://auth:9000"
+        l["traefik.http.routers.rec.middlewares"] = "da"
+        l["traefik.http.middlewares.da.digestauth.users"] = "a:b:c"
         local none, why, bad = docker.describe(c, {}, nil)
         assert.is_nil(none)
-        assert.truthy(why:find("middleware labels: middleware fa", 1, true), why)
+        assert.truthy(why:find("middleware labels: middleware da", 1, true), why)
         assert.is_true(bad)
     end)
 
