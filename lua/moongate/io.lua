@@ -82,6 +82,22 @@ local function build(opts, u)
     return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
 end
 
+-- A worker's hooks ask the same few names (an auth service) for every
+-- request: answers are kept RESOLVE_TTL seconds there, so a request does
+-- not wait for the thread pool each time. The control plane asks afresh.
+local RESOLVE_TTL = 5
+local resolved = {} -- host -> { ip, until }
+
+local function resolve_one(host)
+    local now = _M.in_worker and internal.now()
+    local hit = now and resolved[host]
+    if hit and hit[2] > now then return hit[1] end
+    local addrs, rerr = _M.resolve(host)
+    if not addrs or not addrs[1] then return nil, "cannot resolve " .. host .. ": " .. tostring(rerr) end
+    if now then resolved[host] = { addrs[1], now + RESOLVE_TTL } end
+    return addrs[1]
+end
+
 local function start(opts, stream)
     local co = need_co("mg.http")
     if type(opts) == "string" then opts = { url = opts } end
@@ -92,9 +108,9 @@ local function start(opts, stream)
     if not req then return nil, err end
     local timeout = (opts.timeout or (stream and 0 or 10)) * 1000
     if not u.unix and not is_ip(u.ip) then
-        local addrs, rerr = _M.resolve(u.ip)
-        if not addrs or not addrs[1] then return nil, "cannot resolve " .. u.ip .. ": " .. tostring(rerr) end
-        u.ip = addrs[1]
+        local ip, rerr = resolve_one(u.ip)
+        if not ip then return nil, rerr end
+        u.ip = ip
     end
     local tls
     if u.tls then

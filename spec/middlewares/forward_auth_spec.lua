@@ -153,6 +153,28 @@ describe("forward_auth", function()
         local _ = b
     end)
 
+    it("cancels the waits of a worker that stops, and exits cleanly", function()
+        local auth = h.start_backend({ name = "auth" })
+        local b = h.start_backend({ name = "api" })
+        local gw = h.start_gateway({ config = {
+            workers = 2,
+            timeouts = { grace = 0.3 },
+            services = { api = { targets = { b.address } } },
+            routes = { { rule = "PathPrefix(`/`)", service = "api", middlewares = { { plugin = "forward_auth",
+                address = "http://127.0.0.1:" .. auth.port .. "/auth?delay=5000", timeout = 30 } } } },
+        } })
+        local conns = {}
+        for i = 1, 6 do
+            conns[i] = assert(h.connect(gw.port))
+            conns[i]:send_request({ path = "/stop/" .. i, headers = GOOD })
+        end
+        h.wait_until(function() return gauge(gw, "moongate_hook_waits") == 6 end, 3, "six waiting requests")
+        local t0 = socket.gettime()
+        assert.equal(0, gw:stop()) -- a sanitizer build also reports leaks here
+        assert.is_true(socket.gettime() - t0 < 4 * h.slow, "the stop did not wait for the auth service")
+        for _, c in ipairs(conns) do c:close() end
+    end)
+
     it("holds many requests at once without blocking the worker", function()
         local auth = h.start_backend({ name = "auth" })
         local gw = gateway({ address = "http://127.0.0.1:" .. auth.port .. "/auth?delay=400" }, { auth = auth })
