@@ -455,6 +455,7 @@ static int l_http(lua_State *L)
         const char *ca = lua_tostring(L, -1);
         SSL_CTX *ctx = mg_tls_client_ctx_cached(verify, ca, err, sizeof(err));
         if (ctx) tls = mg_tls_new(ctx, 0, name, err, sizeof(err));
+        SSL_CTX_free(ctx); /* the reference cached() gave; the engine holds its own */
         static const unsigned char http11[] = "\x08http/1.1";
         if (tls && mg_tls_set_alpn(tls, http11, sizeof(http11) - 1)) {
             mg_tls_free(tls);

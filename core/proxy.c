@@ -310,7 +310,8 @@ static void on_body_end(mg_req *r)
 static void on_drain(mg_req *r)
 {
     if (r->h2st) mg_proxy__h2_drained(r);
-    if (r->up && r->up->state == MG_U_ACTIVE) mg_up_read_start(r->up);
+    /* a response head whose hooks wait reads nothing more until they end */
+    if (r->up && r->up->state == MG_U_ACTIVE && r->hook_wait != 2) mg_up_read_start(r->up);
 }
 
 static void on_error(mg_req *r, int status, const char *why)

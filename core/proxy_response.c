@@ -478,6 +478,11 @@ void mg_proxy__up_data(void *owner, const char *p, size_t n)
         tunnel_data(r, p, n);
         return;
     }
+    if (r->hook_wait) { /* the head's hooks wait: keep the bytes for later */
+        if (mg_buf_append(&r->resp_rest, p, n)) mg_proxy__fail(r, 502, "out of memory");
+        if (r->up) mg_up_read_stop(r->up);
+        return;
+    }
     r->got_bytes = 1;
     mg_tq_arm(&r->w->q_up_response, &r->tq, uv_now(&r->w->loop));
     /* The client may go away during any callback: keep r until we return. */

@@ -322,6 +322,7 @@ SSL_CTX *mg_tls_client_ctx_cached(int verify, const char *ca_file, char *err, si
     uv_once(&ctxs_once, ctxs_lock_init);
     uv_mutex_lock(&ctxs_lock);
     SSL_CTX *c = client_ctx_cached(verify, ca_file, err, errlen);
+    if (c) SSL_CTX_up_ref(c); /* the caller's, so that a replacement cannot free it */
     uv_mutex_unlock(&ctxs_lock);
     return c;
 }

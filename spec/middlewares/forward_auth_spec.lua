@@ -210,6 +210,48 @@ describe("forward_auth", function()
         assert.equal(401, h.request(gw.port, { method = "POST", path = "/echo", body = "x" }).status)
     end)
 
+    it("holds an HTTP/2 request and its body the same way", function()
+        local auth = h.start_backend({ name = "auth" })
+        local gw = gateway({ address = "http://127.0.0.1:" .. auth.port .. "/auth?delay=100" }, { auth = auth })
+        local dir = h.tmpdir()
+        local body = string.rep("h2 body ", 20000)
+        h.write_file(dir .. "/body", body)
+        local url = "http://127.0.0.1:" .. gw.port .. "/echo"
+        local code, out = h.curl("--http2-prior-knowledge", "-H", "Authorization: Bearer good",
+                                 "--data-binary", "@" .. dir .. "/body", url)
+        assert.equal(200, code)
+        assert.is_true(out == body, "the body came back changed")
+        code, out = h.curl("--http2-prior-knowledge", url)
+        assert.equal(401, code)
+        assert.equal("denied by auth\n", out)
+    end)
+
+    it("asks an HTTPS auth service, verified against tls.ca or not at all", function()
+        local t = require("spec.tls.support")
+        local dir = h.tmpdir()
+        local cert, key = t.make_cert(dir, "auth", { names = { "localhost" }, ip = "127.0.0.1" })
+        local port = h.free_port()
+        h.spawn({ "openssl", "s_server", "-accept", "127.0.0.1:" .. port, "-cert", cert, "-key", key, "-www", "-quiet" })
+        h.wait_until(function() return h.port_open(port) end, 5, "openssl s_server")
+        local b = h.start_backend({ name = "api" })
+        local url = "https://localhost:" .. port .. "/"
+        local gw = h.start_gateway({ config = {
+            services = { api = { targets = { b.address } } },
+            routes = {
+                { rule = "PathPrefix(`/ca`)", service = "api",
+                  middlewares = { { plugin = "forward_auth", address = url, tls = { ca = cert } } } },
+                { rule = "PathPrefix(`/skip`)", service = "api",
+                  middlewares = { { plugin = "forward_auth", address = url, tls = { insecure_skip_verify = true } } } },
+                { rule = "PathPrefix(`/system`)", service = "api",
+                  middlewares = { { plugin = "forward_auth", address = url } } },
+            },
+        } })
+        assert.equal(200, h.request(gw.port, { path = "/ca" }).status)
+        assert.equal(200, h.request(gw.port, { path = "/skip" }).status)
+        assert.equal(502, h.request(gw.port, { path = "/system" }).status)
+        gw:wait_log("certificate verify failed")
+    end)
+
     it("is configured by Traefik's labels", function()
         local lm = require("moongate.label_middlewares")
         local out = assert(lm.for_container({
