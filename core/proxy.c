@@ -345,7 +345,9 @@ static void on_gone(mg_req *r)
     mg_tq_remove(&r->tq);
     if (!r->finished) {
         r->finished = 1;
-        if (!r->status) r->status = 499; /* client closed first, as nginx logs it */
+        /* client closed first, as nginx logs it (also when the backend's
+         * head was in, waiting for its hooks, and nothing went out) */
+        if (!r->status || !r->resp_started) r->status = 499;
         mg_req_log(r);
     }
 }
