@@ -103,7 +103,8 @@ MG_EXPORT int mg_ffi_resp_set_header(const char *name, size_t nlen, const char *
 /* In on_response of an HTTP/1 upstream's answer: the client gets this
  * body and these header lines ("Name: value\r\n") instead, with the
  * backend's status (or the one res:set_status gives); the backend's body
- * is read and dropped. MG_FFI_WRONG_PHASE elsewhere. */
+ * is read and dropped. MG_FFI_WRONG_PHASE elsewhere, MG_FFI_INVALID for
+ * a 204 or 304 answer. */
 MG_EXPORT int mg_ffi_resp_replace(const char *body, size_t blen, const char *headers, size_t hlen);
 
 /* Logging from Lua into the error log, with the worker and the connection

@@ -105,7 +105,7 @@ end
 
 function _M.on_response(conf, req, res)
     local status = res.status
-    if not matches(conf.ranges, status) or req.method == "HEAD" then return end
+    if not matches(conf.ranges, status) or req.method == "HEAD" or status == 204 or status == 304 then return end
     local page, err = fetch(conf, req, status)
     if not page then
         mg.log.warn("error page for ", status, " from ", conf.service, ": ", tostring(err),

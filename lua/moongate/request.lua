@@ -250,6 +250,7 @@ function Res:replace(body, headers)
     local rc = C.mg_ffi_resp_replace(body, #body, h, #h)
     if rc == NO_REQUEST then no_request("res:replace", 2) end
     if rc == WRONG_PHASE then error("res:replace works in on_response of an HTTP/1 upstream's answer", 2) end
+    if rc == INVALID then error("res:replace: a 204 or 304 answer has no body", 2) end
     if rc ~= OK then error("res:replace failed (out of memory)", 2) end
 end
 
