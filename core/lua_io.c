@@ -1,9 +1,9 @@
-/* Async I/O for Lua coroutines on a libuv loop (the control plane): an
- * HTTP/1.1 client over TCP (plain or TLS) or a unix socket, with a whole-body and a
- * streaming form (sleeps and name resolution: lua_wait.c; probes: lua_probe.c). A coroutine calls a
- * start function, which never completes synchronously, then yields; the libuv callback resumes it
- * with the result. Responses are parsed with llhttp. Errors are values
- * (nil, reason), never a crash. Used from lua/moongate/io.lua. */
+/* Async I/O for Lua coroutines on a libuv loop (the control plane's, and
+ * each worker's for hooks that wait): an HTTP/1.1 client over TCP (plain
+ * or TLS) or a unix socket, whole-body or streaming (sleeps and names:
+ * lua_wait.c; probes: lua_probe.c). A coroutine calls a start function,
+ * which never completes synchronously, then yields; the libuv callback
+ * resumes it with the result. Errors are values (nil, reason). */
 #include "control.h"
 #include "log.h"
 #include "lua_env.h"
