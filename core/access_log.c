@@ -49,7 +49,8 @@ static mg_str header_or_dash(const mg_req *r, const char *name, size_t len)
 void mg_req_log(mg_req *r)
 {
     mg_worker *w = r->w;
-    if (r->hook_flags & 2) mg_lua_on_log(&w->lua, r);
+    /* a chain still waiting forgets the request when its wait ends */
+    if ((r->hook_flags & 2) && !r->hook_wait) mg_lua_on_log(&w->lua, r);
     if (r->svc >= 0 && r->target >= 0 && r->snap) {
         mg_stats_request(r->snap->services[r->svc].targets[r->target].suid, r->status,
                          (double)(uv_hrtime() - r->start_ns) / 1e9);

@@ -3,6 +3,7 @@
 #include "lua_stats.h"
 #include "stats.h"
 
+#include <stddef.h>
 #include <string.h>
 
 static uint64_t ld(atomic_uint_fast64_t *v)
@@ -273,5 +274,26 @@ void mg_admin_metrics(const mg_reloader *rl, const mg_track *tr, mg_buf *b)
         else
             mg_buf_printf(b, "moongate_lua_memory_bytes{state=\"control\"} %llu\n",
                           (unsigned long long)v);
+    }
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } waits[] = {
+        {"moongate_hook_waits", "Requests whose middleware chain waits on I/O, per worker.",
+         offsetof(mg_global_stats, hook_waits)},
+        {"moongate_lua_io_waits", "I/O waits of workers' Lua (mg.http, mg.sleep) in progress.",
+         offsetof(mg_global_stats, io_waits)},
+        {"moongate_lua_requests_pending",
+         "Requests a worker's Lua runtime keeps state for (once a second).",
+         offsetof(mg_global_stats, lua_pending)},
+    };
+    for (size_t k = 0; k < sizeof(waits) / sizeof(waits[0]); k++) {
+        put_head(b, waits[k].name, "gauge", waits[k].help);
+        const atomic_int *a = (const atomic_int *)((const char *)&mg_stats + waits[k].off);
+        for (int i = 1; i <= MG_STATS_MAX_WORKERS; i++) {
+            if (!ld(&mg_stats.lua_bytes[i])) continue; /* no such worker */
+            mg_buf_printf(b, "%s{state=\"worker-%d\"} %d\n", waits[k].name, i,
+                          atomic_load_explicit(&a[i], memory_order_relaxed));
+        }
     }
 }

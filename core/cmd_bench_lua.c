@@ -46,7 +46,7 @@ int mg_cmd_bench_lua(int argc, char **argv)
     if (n <= 0) n = 10000000;
     mg_lua lua;
     char err[512];
-    if (mg_lua_init(&lua, 0, "plugins", err, sizeof(err))) {
+    if (mg_lua_init(&lua, 0, "plugins", NULL, err, sizeof(err))) {
         fprintf(stderr, "moongate bench-lua: %s\n", err);
         return 1;
     }

@@ -100,6 +100,12 @@ MG_EXPORT int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const c
                                  size_t *vlen);
 MG_EXPORT int mg_ffi_resp_set_header(const char *name, size_t nlen, const char *v, size_t vlen,
                                      int mode);
+/* In on_response of an HTTP/1 upstream's answer: the client gets this
+ * body and these header lines ("Name: value\r\n") instead, with the
+ * backend's status (or the one res:set_status gives); the backend's body
+ * is read and dropped. MG_FFI_WRONG_PHASE elsewhere, MG_FFI_INVALID for
+ * a 204 or 304 answer. */
+MG_EXPORT int mg_ffi_resp_replace(const char *body, size_t blen, const char *headers, size_t hlen);
 
 /* Logging from Lua into the error log, with the worker and the connection
  * (outside a request: the worker only). */
@@ -114,6 +120,18 @@ MG_EXPORT void mg_ffi_busy_plugin(const char *name, size_t len);
 /* The runtime keeps state for the current request outside on_request: the
  * core must call on_log at the end so that it is forgotten. */
 MG_EXPORT void mg_ffi_want_log(void);
+
+/* ---- hooks that wait on I/O (proxy_wait.c) ------------------------------ */
+
+/* The current request's chain yielded: it is held until mg_ffi_hook_done.
+ * Returns the slot that names it (>= 0), or a negative code. */
+MG_EXPORT int mg_ffi_hook_wait(void);
+/* The chain of slot (whose request has that id) runs again: the request
+ * functions act on it until it yields or ends. MG_FFI_DECLINED: gone. */
+MG_EXPORT int mg_ffi_hook_resume(int slot, double id);
+/* The chain ended: flags as on_request returns them (-1: unchanged), failed
+ * when it raised. The core goes on with the request at its next loop turn. */
+MG_EXPORT void mg_ffi_hook_done(int slot, double id, int flags, int failed);
 
 /* ---- gateway-wide counters (shared.c) ------------------------------------ */
 

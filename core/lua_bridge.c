@@ -7,6 +7,7 @@
 #include "log.h"
 #include "lua_env.h"
 #include "lua_ffi.h"
+#include "lua_io.h"
 
 #include <lauxlib.h>
 #include <uv.h>
@@ -20,7 +21,8 @@ static int field_ref(lua_State *L, int module, const char *name)
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, char *err, size_t errlen)
+int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, uv_loop_t *loop, char *err,
+                size_t errlen)
 {
     memset(lua, 0, sizeof(*lua));
     lua->worker_id = worker_id;
@@ -30,6 +32,8 @@ int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, char *err, 
         return -1;
     }
     lua->L = L;
+    /* mg.http, mg.sleep for hooks that wait, on this worker's loop */
+    if (loop) mg_worker_open_io(L, loop);
     lua_getglobal(L, "debug");
     lua_getfield(L, -1, "traceback");
     lua->ref_traceback = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -49,6 +53,7 @@ int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, char *err, 
     lua->ref_on_log = field_ref(L, m, "on_log");
     lua->ref_on_body = field_ref(L, m, "on_body");
     lua->ref_tick = field_ref(L, m, "tick");
+    lua->ref_pending = field_ref(L, m, "pending");
     lua->ref_runtime = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 fail:
@@ -97,6 +102,29 @@ static inline void busy(mg_lua *lua, const char *what)
 static inline void idle(mg_lua *lua)
 {
     atomic_store_explicit(&lua->busy_since, 0, memory_order_release);
+}
+
+/* Around each resume of a waiting coroutine (mg_io_thread_hooks): the
+ * watchdog watches it as any hook, and the request it named (with
+ * mg_ffi_hook_resume) is forgotten when it yields or ends. */
+static void io_before(void *ud)
+{
+    busy(ud, "a hook after a wait");
+}
+
+static void io_after(void *ud)
+{
+    idle(ud);
+    mg_ffi_current = NULL;
+}
+
+void mg_lua_io_hooks(mg_lua *lua, mg_io_hooks *hooks)
+{
+    hooks->before = io_before;
+    hooks->after = io_after;
+    hooks->ud = lua;
+    hooks->worker_id = lua->worker_id;
+    mg_io_thread_hooks = hooks;
 }
 
 static void watchdog_hook(lua_State *L, lua_Debug *ar)
@@ -334,7 +362,8 @@ int mg_lua_on_request(mg_lua *lua, mg_req *r)
     int rc = protected_call(lua, 3, 1, r->conn_id, "on_request");
     mg_ffi_current = NULL;
     if (rc == 0) {
-        r->hook_flags = (uint8_t)lua_tointeger(L, -1);
+        /* a chain that waits says what to call later when it ends */
+        r->hook_flags = r->hook_wait ? 0 : (uint8_t)lua_tointeger(L, -1);
         lua_pop(L, 1);
     } else {
         r->hook_flags = 2; /* forget whatever the failed chain left behind */
@@ -342,13 +371,14 @@ int mg_lua_on_request(mg_lua *lua, mg_req *r)
     return rc;
 }
 
-void mg_lua_on_response(mg_lua *lua, mg_req *r)
+void mg_lua_on_response(mg_lua *lua, mg_req *r, int may_wait)
 {
     lua_State *L = lua->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->ref_on_response);
     lua_pushnumber(L, (lua_Number)r->id);
+    lua_pushboolean(L, may_wait);
     mg_ffi_current = r;
-    protected_call(lua, 1, 0, r->conn_id, "on_response");
+    protected_call(lua, 2, 0, r->conn_id, "on_response");
     mg_ffi_current = NULL;
 }
 
@@ -379,6 +409,15 @@ int mg_lua_on_body(mg_lua *lua, mg_req *r, mg_buf *buf, int last)
     rc = out && mg_buf_append(buf, out, n) ? -1 : 0;
     lua_pop(L, 1);
     return out ? rc : -1;
+}
+
+int mg_lua_pending(mg_lua *lua)
+{
+    lua_rawgeti(lua->L, LUA_REGISTRYINDEX, lua->ref_pending);
+    if (protected_call(lua, 0, 1, 0, "counting pending requests")) return -1;
+    int n = (int)lua_tointeger(lua->L, -1);
+    lua_pop(lua->L, 1);
+    return n;
 }
 
 void mg_lua_tick(mg_lua *lua)

@@ -9,6 +9,7 @@
 #include "snapshot.h"
 
 #include <lua.h>
+#include <uv.h>
 #include <stdatomic.h>
 
 struct mg_req;
@@ -26,6 +27,7 @@ typedef struct mg_log_limit {
 typedef struct mg_lua {
     lua_State *L;
     int ref_pick, ref_report, ref_on_request, ref_on_response, ref_on_log, ref_tick, ref_on_body;
+    int ref_pending;
     int ref_traceback; /* debug.traceback, the message handler */
     int ref_runtime;   /* the moongate.runtime module */
     int worker_id;
@@ -46,7 +48,13 @@ extern __thread mg_lua *mg_lua_self;
 
 /* Creates the worker's Lua state and loads lua/moongate/runtime.lua.
  * Returns 0, or -1 with err set. */
-int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, char *err, size_t errlen);
+int mg_lua_init(mg_lua *lua, int worker_id, const char *plugins_dir, uv_loop_t *loop, char *err,
+                size_t errlen);
+
+/* Sets this thread's hooks around resumes of waiting coroutines (the
+ * worker's thread, at its start); hooks must outlive the thread's loop. */
+struct mg_io_hooks;
+void mg_lua_io_hooks(mg_lua *lua, struct mg_io_hooks *hooks);
 void mg_lua_close(mg_lua *lua);
 
 /* Runs each service's balancer `new` and builds the middleware chains for
@@ -67,7 +75,10 @@ void mg_lua_report(mg_lua *lua, struct mg_req *r, int status, double latency, co
 /* Middleware hooks. on_request returns 0, or -1 after an error (logged):
  * the caller answers 500. */
 int mg_lua_on_request(mg_lua *lua, struct mg_req *r);
-void mg_lua_on_response(mg_lua *lua, struct mg_req *r);
+/* may_wait: the hooks may wait on I/O (an HTTP/1 upstream response, whose
+ * read can stop); with 0 they run plain (mg.http raises there). When they
+ * wait, r->hook_wait is set and proxy_wait.c goes on later. */
+void mg_lua_on_response(mg_lua *lua, struct mg_req *r, int may_wait);
 void mg_lua_on_log(mg_lua *lua, struct mg_req *r);
 /* Runs the on_body hooks over buf's bytes (last: the body ends here) and
  * replaces buf's content with what they return. -1 when a hook failed. */
@@ -77,6 +88,9 @@ int mg_lua_on_body(mg_lua *lua, struct mg_req *r, mg_buf *buf, int last);
  * (busy_since) has run too long: arms a hook that raises an error at the
  * next instruction count check, if that call is still the one running. */
 void mg_lua_interrupt(mg_lua *lua, uint64_t since);
+
+/* How many requests the runtime keeps state for (chains, ctx, waits). */
+int mg_lua_pending(mg_lua *lua);
 
 /* Runs due Lua timers (the worker's tick). */
 void mg_lua_tick(mg_lua *lua);

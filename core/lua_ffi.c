@@ -245,6 +245,20 @@ int mg_ffi_resp_filter_body(void)
     return MG_FFI_OK;
 }
 
+int mg_ffi_resp_replace(const char *body, size_t blen, const char *headers, size_t hlen)
+{
+    mg_req *r = mg_ffi_current;
+    if (!r) return MG_FFI_NO_REQUEST;
+    if (!r->in_resp_hook || r->h2st || !r->up) return MG_FFI_WRONG_PHASE;
+    if (r->status == 204 || r->status == 304) return MG_FFI_INVALID; /* answers without a body */
+    r->local.len = 0;
+    if (mg_buf_append(&r->local, headers, hlen) || mg_buf_append(&r->local, body, blen))
+        return MG_FFI_NO_MEMORY;
+    r->local_hlen = (uint32_t)hlen;
+    r->resp_replaced = 1;
+    return MG_FFI_OK;
+}
+
 int mg_ffi_resp_set_status(int status)
 {
     mg_req *r = mg_ffi_current;

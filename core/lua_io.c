@@ -1,9 +1,9 @@
-/* Async I/O for Lua coroutines on a libuv loop (the control plane): an
- * HTTP/1.1 client over TCP (plain or TLS) or a unix socket, with a whole-body and a
- * streaming form (sleeps and name resolution: lua_wait.c; probes: lua_probe.c). A coroutine calls a
- * start function, which never completes synchronously, then yields; the libuv callback resumes it
- * with the result. Responses are parsed with llhttp. Errors are values
- * (nil, reason), never a crash. Used from lua/moongate/io.lua. */
+/* Async I/O for Lua coroutines on a libuv loop (the control plane's, and
+ * each worker's for hooks that wait): an HTTP/1.1 client over TCP (plain
+ * or TLS) or a unix socket, whole-body or streaming (sleeps and names:
+ * lua_wait.c; probes: lua_probe.c). A coroutine calls a start function,
+ * which never completes synchronously, then yields; the libuv callback
+ * resumes it with the result. Errors are values (nil, reason). */
 #include "control.h"
 #include "log.h"
 #include "lua_env.h"
@@ -62,19 +62,18 @@ static void resume(io_req *r, int nargs)
     r->co = NULL;
     r->co_ref = LUA_NOREF;
     r->waiting = 0;
-    int rc = lua_resume(co, nargs);
-    if (rc != 0 && rc != LUA_YIELD) {
-        const char *msg = lua_tostring(co, -1);
-        luaL_traceback(r->L, co, msg, 0);
-        mg_log(MG_LOG_ERROR, -1, 0, "control plugin failed: %s", lua_tostring(r->L, -1));
-        lua_pop(r->L, 1);
-    }
-    luaL_unref(r->L, LUA_REGISTRYINDEX, ref);
+    lua_State *L = r->L;
+    mg_io_resume(L, co, nargs); /* r may be freed by now (a stream closed) */
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }
 
+/* Pushes the headers twice: a map of lowercased names (the last value of
+ * a repeated one wins), then the list of { name, value } in arrival order
+ * (every Set-Cookie, every WWW-Authenticate). */
 static void push_headers(lua_State *co, io_req *r)
 {
     lua_createtable(co, 0, r->nheaders);
+    lua_createtable(co, r->nheaders, 0);
     const char *p = r->hdr.p;
     for (int i = 0; i < r->nheaders; i++) {
         const char *name = p;
@@ -82,7 +81,13 @@ static void push_headers(lua_State *co, io_req *r)
         const char *value = p;
         p += strlen(p) + 1;
         lua_pushstring(co, value);
-        lua_setfield(co, -2, name);
+        lua_setfield(co, -3, name);
+        lua_createtable(co, 2, 0);
+        lua_pushstring(co, name);
+        lua_rawseti(co, -2, 1);
+        lua_pushstring(co, value);
+        lua_rawseti(co, -2, 2);
+        lua_rawseti(co, -2, i + 1);
     }
 }
 
@@ -101,10 +106,10 @@ static void deliver(io_req *r)
         lua_pushinteger(co, r->status);
         push_headers(co, r);
         if (r->stream) {
-            resume(r, 2);
+            resume(r, 3);
         } else {
             lua_pushlstring(co, r->body.p ? r->body.p : "", r->body.len);
-            resume(r, 3);
+            resume(r, 4);
         }
         return;
     }
@@ -251,7 +256,7 @@ static llhttp_settings_t settings;
 
 static void alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *b)
 {
-    static char buf[65536];
+    static __thread char buf[65536]; /* one per loop's thread: workers read at once */
     b->base = buf;
     b->len = sizeof(buf);
 }
@@ -450,6 +455,7 @@ static int l_http(lua_State *L)
         const char *ca = lua_tostring(L, -1);
         SSL_CTX *ctx = mg_tls_client_ctx_cached(verify, ca, err, sizeof(err));
         if (ctx) tls = mg_tls_new(ctx, 0, name, err, sizeof(err));
+        SSL_CTX_free(ctx); /* the reference cached() gave; the engine holds its own */
         static const unsigned char http11[] = "\x08http/1.1";
         if (tls && mg_tls_set_alpn(tls, http11, sizeof(http11) - 1)) {
             mg_tls_free(tls);
@@ -552,20 +558,23 @@ static int l_close(lua_State *L)
     return 0;
 }
 
-void mg_control_open_io(lua_State *L, uv_loop_t *loop)
+static uv_once_t settings_once = UV_ONCE_INIT;
+
+static void settings_init(void)
 {
-    static int inited;
-    if (!inited) {
-        llhttp_settings_init(&settings);
-        settings.on_status_complete = on_status_complete;
-        settings.on_header_field = on_hfield;
-        settings.on_header_value = on_hvalue;
-        settings.on_header_value_complete = on_hvalue_complete;
-        settings.on_headers_complete = on_headers_complete;
-        settings.on_body = on_body;
-        settings.on_message_complete = on_message_complete;
-        inited = 1;
-    }
+    llhttp_settings_init(&settings);
+    settings.on_status_complete = on_status_complete;
+    settings.on_header_field = on_hfield;
+    settings.on_header_value = on_hvalue;
+    settings.on_header_value_complete = on_hvalue_complete;
+    settings.on_headers_complete = on_headers_complete;
+    settings.on_body = on_body;
+    settings.on_message_complete = on_message_complete;
+}
+
+static void open_io(lua_State *L, uv_loop_t *loop)
+{
+    uv_once(&settings_once, settings_init);
     static const luaL_Reg fns[] = {{"http", l_http},
                                    {"read", l_read},
                                    {"close", l_close},
@@ -583,5 +592,15 @@ void mg_control_open_io(lua_State *L, uv_loop_t *loop)
         lua_setfield(L, -2, f->name);
     }
     mg_lua_env_provide(L, "moongate.c.io");
+}
+
+void mg_control_open_io(lua_State *L, uv_loop_t *loop)
+{
+    open_io(L, loop);
     mg_lua_crypto_open(L); /* control-plane Lua also gets crypto and the TLS manager */
+}
+
+void mg_worker_open_io(lua_State *L, uv_loop_t *loop)
+{
+    open_io(L, loop);
 }

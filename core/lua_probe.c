@@ -41,12 +41,7 @@ static void on_closed(uv_handle_t *h)
             lua_pushstring(co, q->status == UV_ETIMEDOUT ? "timed out" : uv_strerror(q->status));
             n = 2;
         }
-        int rc = lua_resume(co, n);
-        if (rc != 0 && rc != LUA_YIELD) {
-            luaL_traceback(L, co, lua_tostring(co, -1), 0);
-            mg_log(MG_LOG_ERROR, -1, 0, "control plugin failed: %s", lua_tostring(L, -1));
-            lua_pop(L, 1);
-        }
+        mg_io_resume(L, co, n);
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
     }
     free(q);

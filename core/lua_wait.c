@@ -1,7 +1,10 @@
-/* The control plane's waits: the list of every wait in progress (requests,
- * sleeps, probes) that shutdown cancels, and the simple ones themselves:
- * sleeps on libuv timers, name resolution on libuv's thread pool, the
- * clock, and running the loop for scripts outside the gateway. */
+/* The waits of Lua coroutines on a libuv loop (the control plane's, and
+ * each worker's request hooks): the list of every wait in progress
+ * (requests, sleeps, probes) that shutdown cancels, one per thread, since
+ * each loop runs on its own thread; the one place a waiting coroutine is
+ * resumed; and the simple waits themselves: sleeps on libuv timers, name
+ * resolution on libuv's thread pool, the clock, and running the loop for
+ * scripts outside the gateway. */
 #include "control.h"
 #include "log.h"
 #include "lua_io_int.h"
@@ -11,15 +14,46 @@
 #include <stdlib.h>
 #include <uv.h>
 
-static pending pending_head = {&pending_head, &pending_head, NULL};
+/* This thread's waits (its loop's): a worker's stop cancels its own only. */
+static __thread pending pending_head;
+static __thread int pending_n;
+__thread const mg_io_hooks *mg_io_thread_hooks;
+
+static pending *head(void)
+{
+    if (!pending_head.next) pending_head.next = pending_head.prev = &pending_head;
+    return &pending_head;
+}
 
 void mg_io_pending_add(pending *p, void (*cancel)(pending *))
 {
+    pending *h = head();
     p->cancel = cancel;
-    p->next = pending_head.next;
-    p->prev = &pending_head;
-    pending_head.next->prev = p;
-    pending_head.next = p;
+    p->next = h->next;
+    p->prev = h;
+    h->next->prev = p;
+    h->next = p;
+    pending_n++;
+}
+
+int mg_io_pending_count(void)
+{
+    return pending_n;
+}
+
+int mg_io_resume(lua_State *L, lua_State *co, int nargs)
+{
+    const mg_io_hooks *hk = mg_io_thread_hooks;
+    if (hk) hk->before(hk->ud);
+    int rc = lua_resume(co, nargs);
+    if (hk) hk->after(hk->ud);
+    if (rc != 0 && rc != LUA_YIELD) {
+        luaL_traceback(L, co, lua_tostring(co, -1), 0);
+        mg_log(MG_LOG_ERROR, hk ? hk->worker_id : -1, 0, "%s failed: %s",
+               hk ? "a plugin's coroutine" : "control plugin", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    return rc;
 }
 
 void mg_io_pending_remove(pending *p)
@@ -28,6 +62,7 @@ void mg_io_pending_remove(pending *p)
     p->prev->next = p->next;
     p->next->prev = p->prev;
     p->next = p->prev = NULL;
+    pending_n--;
 }
 
 typedef struct sleep_req {
@@ -58,12 +93,7 @@ static void on_sleep(uv_timer_t *t)
     lua_State *co = lua_tothread(s->L, -1);
     lua_pop(s->L, 1);
     int ref = s->co_ref;
-    int rc = lua_resume(co, 0);
-    if (rc != 0 && rc != LUA_YIELD) {
-        luaL_traceback(s->L, co, lua_tostring(co, -1), 0);
-        mg_log(MG_LOG_ERROR, -1, 0, "control plugin failed: %s", lua_tostring(s->L, -1));
-        lua_pop(s->L, 1);
-    }
+    mg_io_resume(s->L, co, 0);
     luaL_unref(s->L, LUA_REGISTRYINDEX, ref);
     uv_close((uv_handle_t *)t, on_sleep_closed);
 }
@@ -88,14 +118,32 @@ int mg_lua_sleep(lua_State *L)
 }
 
 typedef struct resolve_req {
+    pending link; /* first */
     uv_getaddrinfo_t req;
     lua_State *L;
     int co_ref;
+    int cancelled; /* the coroutine was let go: only free when the lookup ends */
 } resolve_req;
+
+/* A lookup on the thread pool cannot be stopped once it runs: the
+ * coroutine is let go now, the request freed when its callback comes. */
+static void resolve_cancel(pending *p)
+{
+    resolve_req *q = (resolve_req *)p;
+    q->cancelled = 1;
+    luaL_unref(q->L, LUA_REGISTRYINDEX, q->co_ref);
+    uv_cancel((uv_req_t *)&q->req);
+}
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     resolve_req *q = req->data;
+    mg_io_pending_remove(&q->link);
+    if (q->cancelled) {
+        uv_freeaddrinfo(res);
+        free(q);
+        return;
+    }
     lua_rawgeti(q->L, LUA_REGISTRYINDEX, q->co_ref);
     lua_State *co = lua_tothread(q->L, -1);
     lua_pop(q->L, 1);
@@ -123,12 +171,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     int ref = q->co_ref;
     lua_State *L = q->L;
     free(q);
-    int rc = lua_resume(co, n);
-    if (rc != 0 && rc != LUA_YIELD) {
-        luaL_traceback(L, co, lua_tostring(co, -1), 0);
-        mg_log(MG_LOG_ERROR, -1, 0, "control plugin failed: %s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
+    mg_io_resume(L, co, n);
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
 }
 
@@ -154,6 +197,7 @@ int mg_lua_resolve(lua_State *L)
     }
     lua_pushvalue(L, 1);
     q->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    mg_io_pending_add(&q->link, resolve_cancel);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -178,11 +222,17 @@ int mg_lua_run(lua_State *L)
     return 0;
 }
 
-void mg_control_io_cancel_all(void)
+void mg_io_cancel_all(void)
 {
-    while (pending_head.next != &pending_head) {
-        pending *p = pending_head.next;
+    pending *h = head();
+    while (h->next != h) {
+        pending *p = h->next;
         mg_io_pending_remove(p);
         p->cancel(p);
     }
+}
+
+void mg_control_io_cancel_all(void)
+{
+    mg_io_cancel_all();
 }

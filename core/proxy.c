@@ -229,17 +229,10 @@ static void on_head(mg_req *r)
         int failed = mg_lua_on_request(&w->lua, r);
         int live = mg_proxy__live(r);
         mg_req_release(r);
-        if (!live) return;
-        if (failed) {
-            mg_proxy__respond_text(r, 500, "Internal Server Error: a plugin failed\n", r->has_body);
-            return;
-        }
-        if (r->responded) {
-            mg_proxy__respond(r, r->local_status, r->local.p, r->local_hlen,
-                              r->local.p + r->local_hlen, r->local.len - r->local_hlen,
-                              r->has_body);
-            return;
-        }
+        /* a chain that waits holds r itself and goes on later (proxy_wait.c) */
+        if (!live || r->hook_wait) return;
+        mg_proxy__after_on_request(r, failed);
+        return;
     }
     mg_proxy__upstream_head(r);
     mg_proxy__try(r);
@@ -317,7 +310,8 @@ static void on_body_end(mg_req *r)
 static void on_drain(mg_req *r)
 {
     if (r->h2st) mg_proxy__h2_drained(r);
-    if (r->up && r->up->state == MG_U_ACTIVE) mg_up_read_start(r->up);
+    /* a response head whose hooks wait reads nothing more until they end */
+    if (r->up && r->up->state == MG_U_ACTIVE && r->hook_wait != 2) mg_up_read_start(r->up);
 }
 
 static void on_error(mg_req *r, int status, const char *why)
@@ -351,7 +345,9 @@ static void on_gone(mg_req *r)
     mg_tq_remove(&r->tq);
     if (!r->finished) {
         r->finished = 1;
-        if (!r->status) r->status = 499; /* client closed first, as nginx logs it */
+        /* client closed first, as nginx logs it (also when the backend's
+         * head was in, waiting for its hooks, and nothing went out) */
+        if (!r->status || !r->resp_started) r->status = 499;
         mg_req_log(r);
     }
 }

@@ -20,6 +20,13 @@ void mg_proxy_expire(mg_worker *w, uint64_t now);
 /* Sends held requests again if something changed (mg_proxy_kick); the
  * worker calls it once per loop turn. */
 void mg_proxy_run_held(mg_worker *w);
+
+/* Goes on with the requests whose waiting middleware chain ended
+ * (proxy_wait.c); from the worker's prepare handle, outside Lua. */
+void mg_proxy_run_waits(mg_worker *w);
+/* At the worker's stop, after its waits were cancelled: lets go of the
+ * requests they held. */
+void mg_proxy_waits_free(mg_worker *w);
 static inline void mg_proxy_kick(mg_worker *w)
 {
     w->held_kick = 1;

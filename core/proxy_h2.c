@@ -161,7 +161,7 @@ static void on_head(void *owner, int status)
     if (!mg_proxy__live(r)) return;
     if (r->hook_flags & 1) {
         r->in_resp_hook = 1;
-        mg_lua_on_response(&w->lua, r);
+        mg_lua_on_response(&w->lua, r, 0); /* no waiting on an HTTP/2 upstream yet */
         r->in_resp_hook = 0;
         if (!mg_proxy__live(r)) return;
         status = r->status;

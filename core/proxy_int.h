@@ -72,6 +72,11 @@ void mg_proxy__unhold(mg_req *r);
 void mg_proxy__backoff(mg_req *r, uint64_t delay_ms);
 void mg_proxy__held_expire(mg_worker *w, uint64_t now);
 
+/* proxy_wait.c */
+/* After the on_request hooks (at once, or when their wait ended): a 500
+ * when they failed, their answer, or the upstream. */
+void mg_proxy__after_on_request(mg_req *r, int failed);
+
 /* proxy_stall.c */
 void mg_proxy__stall_tick(mg_worker *w, uint64_t now_loop);
 
@@ -79,6 +84,11 @@ void mg_proxy__stall_tick(mg_worker *w, uint64_t now_loop);
 void mg_proxy__response_start(mg_req *r); /* a try begins: a fresh parser */
 void mg_proxy__up_data(void *owner, const char *p, size_t n);
 void mg_proxy__up_eof(void *owner);
+/* The on_response hooks ended their wait: the head goes on (or the
+ * answer they made replaces it), then the bytes read past it. */
+void mg_proxy__response_resume(mg_req *r);
+/* Sends the answer a hook made in place of the backend's (res:replace). */
+void mg_proxy__respond_replaced(mg_req *r);
 
 /* proxy_head.c */
 /* Validates the target and Host and rewrites the target (origin-form,

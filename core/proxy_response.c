@@ -128,6 +128,7 @@ static int resp_body(llhttp_t *p, const char *at, size_t n)
 {
     mg_req *r = p->data;
     if (!mg_proxy__live(r)) return HPE_USER;
+    if (r->resp_discard) return 0; /* replaced by a hook's answer */
     /* for the on_body hooks, after llhttp_execute returns (no Lua in here) */
     if (r->body_filter) return mg_buf_append(&r->filt, at, n) ? HPE_USER : 0;
     r->bytes_out += n;
@@ -195,9 +196,50 @@ static const char *own_reason(const mg_req *r, size_t *len)
     return r->reason;
 }
 
+/* After the response hooks: the framing of the backend's body, then the
+ * head to the source; or, when a hook replaced the answer (res:replace),
+ * the backend's body is read and dropped, and the answer goes out when it
+ * ended (response_finished), the connection kept for the next request.
+ * Returns 0, or -1 when the request is done for. */
+static int head_out(mg_req *r)
+{
+    llhttp_t *p = &r->parser;
+    int status = r->status;
+    size_t rlen = 0;
+    const char *reason = status == p->status_code ? own_reason(r, &rlen) : NULL;
+    int no_body = r->head_request || status == 204 || status == 304;
+    if (r->resp_replaced)
+        no_body = r->head_request || p->status_code == 204 || p->status_code == 304;
+    int has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
+    int chunked = (p->flags & F_CHUNKED) != 0;
+    r->resp_close_delimited = !no_body && !has_cl && !chunked;
+    if (chunked && !(p->flags & F_SKIPBODY)) mg_h1check_chunked(&r->check, 1);
+    if (r->resp_replaced) {
+        r->body_filter = 0;
+        r->resp_discard = 1;
+        mg_tq_arm(&r->w->q_up_response, &r->tq, uv_now(&r->w->loop));
+        if (r->resp_close_delimited) {
+            /* its end is the connection's close: do not wait for it */
+            mg_proxy__fail(r, 502, "replaced");
+            return -1;
+        }
+        return 0;
+    }
+    int64_t length = has_cl && !chunked ? (int64_t)p->content_length : -1;
+    if (no_body) r->body_filter = 0;
+    if (r->body_filter) length = -1; /* the hooks decide the bytes: chunked */
+    unsigned flags = (no_body ? MG_RESP_NO_BODY : 0) |
+                     (r->upgrade ? MG_RESP_CLOSE : 0); /* a refused upgrade: not HTTP any more */
+    mg_proxy__strip_hop(&r->out, 0, 0);
+    r->resp_started = 1;
+    r->src->head(r, status, reason, rlen, length, flags);
+    return 0;
+}
+
 /* A response head was parsed (the parser is paused at its end): relay an
  * interim one, or run the response hooks and hand the final head to the
- * source. Returns 0, or -1 when the request is gone. */
+ * source. Returns 0, 1 when the hooks wait (the caller keeps the bytes
+ * after the head), or -1 when the request is gone. */
 static int response_head(mg_req *r)
 {
     llhttp_t *p = &r->parser;
@@ -228,26 +270,19 @@ static int response_head(mg_req *r)
     if (!mg_proxy__live(r)) return -1;
     if (r->hook_flags & 1) {
         r->in_resp_hook = 1;
-        mg_lua_on_response(&w->lua, r);
+        mg_lua_on_response(&w->lua, r, 1);
+        if (r->hook_wait) {
+            /* the hooks wait on I/O: nothing more is read from the backend
+             * until they end (proxy_wait.c), and the wait has its own
+             * timeout */
+            mg_tq_remove(&r->tq);
+            if (r->up) mg_up_read_stop(r->up);
+            return 1;
+        }
         r->in_resp_hook = 0;
         if (!mg_proxy__live(r)) return -1;
-        if (r->status != status) reason = NULL; /* a hook changed it */
-        status = r->status;
     }
-    int no_body = r->head_request || status == 204 || status == 304;
-    int has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
-    int chunked = (p->flags & F_CHUNKED) != 0;
-    r->resp_close_delimited = !no_body && !has_cl && !chunked;
-    if (chunked && !(p->flags & F_SKIPBODY)) mg_h1check_chunked(&r->check, 1);
-    int64_t length = has_cl && !chunked ? (int64_t)p->content_length : -1;
-    if (no_body) r->body_filter = 0;
-    if (r->body_filter) length = -1; /* the hooks decide the bytes: chunked */
-    unsigned flags = (no_body ? MG_RESP_NO_BODY : 0) |
-                     (r->upgrade ? MG_RESP_CLOSE : 0); /* a refused upgrade: not HTTP any more */
-    mg_proxy__strip_hop(&r->out, 0, 0);
-    r->resp_started = 1;
-    r->src->head(r, status, reason, rlen, length, flags);
-    return 0;
+    return head_out(r);
 }
 
 /* ---- bytes from the backend ------------------------------------------- */
@@ -283,10 +318,23 @@ static int run_body_filter(mg_req *r, int last)
     return 0;
 }
 
+/* The answer a hook made in place of the backend's (res:replace), with
+ * the backend's status unless a hook changed it. */
+void mg_proxy__respond_replaced(mg_req *r)
+{
+    r->resp_discard = 0;
+    mg_proxy__respond(r, r->status, r->local.p, r->local_hlen, r->local.p + r->local_hlen,
+                      r->local.len - r->local_hlen, !r->body_done);
+}
+
 static void response_finished(mg_req *r, int extra_bytes)
 {
     if (run_body_filter(r, 1)) return;
     mg_proxy__detach(r, r->resp_reusable && !extra_bytes);
+    if (r->resp_discard) {
+        mg_proxy__respond_replaced(r);
+        return;
+    }
     mg_proxy__finish(r);
 }
 
@@ -351,9 +399,16 @@ static void parse_response(mg_req *r, const char *p, size_t n)
         }
         if (e == HPE_PAUSED && r->head_paused) {
             llhttp_resume(&r->parser);
-            if (response_head(r)) return;
+            int rc = response_head(r);
+            if (rc < 0) return;
             p += used;
             n -= used;
+            if (rc == 1) { /* the hooks wait: keep the rest for later */
+                r->resp_rest.len = 0;
+                if (mg_buf_append(&r->resp_rest, p, n))
+                    mg_proxy__fail(r, 502, "out of memory"); /* the wait ends on a dead request */
+                return;
+            }
             /* the rest: body, the end, or another head; even with no bytes
              * left, llhttp reaches the end of a bodiless message only inside
              * execute */
@@ -376,11 +431,56 @@ static void parse_response(mg_req *r, const char *p, size_t n)
     }
 }
 
+/* After a wait: what the source needs now (a head whose body comes later
+ * goes out at once, unless the body is filtered), and more reads. */
+static void after_parse(mg_req *r, size_t n)
+{
+    if (mg_proxy__live(r) && r->resp_started && !r->resp_done && !r->tunnel && !r->body_filter) {
+        r->resp_sent = 1;
+        r->src->body(r, NULL, 0);
+    }
+    /* more of a response is due after a small read: ACK it now, so a
+     * backend holding its next piece for our ACK (Nagle) sends it at once */
+    if (mg_proxy__live(r) && !r->resp_done && n < 1448 && r->up) mg_up_ack_now(r->up);
+}
+
+void mg_proxy__response_resume(mg_req *r)
+{
+    mg_worker *w = r->w;
+    if (!r->up) { /* the backend went away meanwhile */
+        if (r->resp_replaced)
+            mg_proxy__respond_replaced(r);
+        else
+            mg_proxy__fail(r, 502, "upstream connection lost");
+        return;
+    }
+    if (r->hook_failed) r->resp_replaced = 0; /* the backend's answer goes on */
+    mg_tq_arm(&w->q_up_response, &r->tq, uv_now(&w->loop));
+    if (head_out(r)) return;
+    /* the bytes read past the head: body, the end (even none: llhttp ends
+     * a bodiless message only inside execute) */
+    mg_buf rest = r->resp_rest;
+    r->resp_rest = (mg_buf){0};
+    parse_response(r, rest.p ? rest.p : "", rest.len);
+    after_parse(r, rest.len);
+    rest.len = 0;
+    if (!r->resp_rest.cap)
+        r->resp_rest = rest;
+    else
+        mg_buf_free(&rest);
+    if (mg_proxy__live(r) && r->up && !r->resp_done) mg_up_read_start(r->up);
+}
+
 void mg_proxy__up_data(void *owner, const char *p, size_t n)
 {
     mg_req *r = owner;
     if (r->tunnel) {
         tunnel_data(r, p, n);
+        return;
+    }
+    if (r->hook_wait) { /* the head's hooks wait: keep the bytes for later */
+        if (mg_buf_append(&r->resp_rest, p, n)) mg_proxy__fail(r, 502, "out of memory");
+        if (r->up) mg_up_read_stop(r->up);
         return;
     }
     r->got_bytes = 1;
@@ -390,13 +490,7 @@ void mg_proxy__up_data(void *owner, const char *p, size_t n)
     parse_response(r, p, n);
     /* a head whose body comes in a later read goes out now (a filtered
      * body's head waits for the hooks' first bytes: they may still fail) */
-    if (mg_proxy__live(r) && r->resp_started && !r->resp_done && !r->tunnel && !r->body_filter) {
-        r->resp_sent = 1;
-        r->src->body(r, NULL, 0);
-    }
-    /* more of a response is due after a small read: ACK it now, so a
-     * backend holding its next piece for our ACK (Nagle) sends it at once */
-    if (mg_proxy__live(r) && !r->resp_done && n < 1448 && r->up) mg_up_ack_now(r->up);
+    if (!r->hook_wait) after_parse(r, n);
     mg_req_release(r);
 }
 

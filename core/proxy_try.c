@@ -214,6 +214,12 @@ void mg_proxy__fail(mg_req *r, int status, const char *why)
     mg_proxy__detach(r, 0);
     mg_tq_remove(&r->tq);
     if (!mg_proxy__live(r)) return;
+    if (r->resp_discard) {
+        /* the backend's body was being dropped for a hook's answer: that
+         * answer goes out anyway, only the connection is not kept */
+        mg_proxy__respond_replaced(r);
+        return;
+    }
     /* a head the source still holds back can be replaced by an honest error */
     if (r->resp_started && !r->resp_sent) r->resp_started = 0;
     if (r->resp_started) {

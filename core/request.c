@@ -19,6 +19,7 @@ mg_req *mg_req_new(mg_worker *w)
         mg_headers in = r->in, out = r->out;
         mg_buf uhead = r->uhead, ups = r->upstreams, local = r->local, extra = r->resp_extra;
         mg_buf fix = r->fix, wire = r->wire, replay = r->replay, filt = r->filt;
+        mg_buf rest = r->resp_rest;
         memset(r, 0, sizeof(*r));
         r->in = in;
         r->out = out;
@@ -30,6 +31,7 @@ mg_req *mg_req_new(mg_worker *w)
         r->wire = wire;
         r->replay = replay;
         r->filt = filt;
+        r->resp_rest = rest;
     } else {
         /* Ownership: the worker's, through its free list or mg_req_destroy. */
         r = calloc(1, sizeof(*r));
@@ -38,7 +40,7 @@ mg_req *mg_req_new(mg_worker *w)
     mg_headers_reset(&r->in);
     mg_headers_reset(&r->out);
     r->uhead.len = r->upstreams.len = r->local.len = r->resp_extra.len = 0;
-    r->fix.len = r->wire.len = r->replay.len = r->filt.len = 0;
+    r->fix.len = r->wire.len = r->replay.len = r->filt.len = r->resp_rest.len = 0;
     r->w = w;
     r->holds = 1;
     r->route = -1;
@@ -62,6 +64,7 @@ void mg_req_destroy(mg_req *r)
     mg_buf_free(&r->wire);
     mg_buf_free(&r->replay);
     mg_buf_free(&r->filt);
+    mg_buf_free(&r->resp_rest);
     free(r);
 }
 
@@ -75,7 +78,7 @@ void mg_req_release(mg_req *r)
     if (r->replay.cap > 4096) mg_buf_free(&r->replay);
     if (w->nreq_free < FREE_MAX && r->in.arena.cap <= ARENA_KEEP &&
         r->out.arena.cap <= ARENA_KEEP && r->fix.cap <= ARENA_KEEP && r->replay.cap <= ARENA_KEEP &&
-        r->filt.cap <= ARENA_KEEP) {
+        r->filt.cap <= ARENA_KEEP && r->resp_rest.cap <= ARENA_KEEP) {
         *(mg_req **)r = w->req_free;
         w->req_free = r;
         w->nreq_free++;

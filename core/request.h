@@ -139,6 +139,13 @@ struct mg_req {
     uint8_t responded;            /* a plugin answered (req:respond) */
     uint8_t in_resp_hook;         /* on_response is running: the head may change */
     uint8_t body_filter;          /* res:filter_body(): the body goes through on_body hooks */
+    uint8_t hook_wait;            /* the chain waits on I/O: 1 in on_request, 2 in on_response */
+    uint8_t hook_failed;          /* ... and raised an error after the wait */
+    uint8_t resp_replaced;        /* res:replace(): the answer is r->local, not the backend's */
+    uint8_t resp_discard;         /* ... so the backend's body is read and dropped */
+    int wait_slot;                /* the slot the runtime names a waiting chain by */
+    mg_req *wait_next;            /* the worker's list of chains that ended their wait */
+    mg_buf resp_rest;             /* response bytes read past a head whose hooks wait */
     llhttp_t parser;              /* the response parser */
     mg_h1check check;             /* strict check of response heads and chunked bodies */
     mg_buf fix;                   /* response bytes with bare LF line ends made CRLF */

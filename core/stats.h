@@ -34,6 +34,12 @@ typedef struct mg_global_stats {
     /* Lua heap per state, refreshed every tick: [0] the control plane,
      * [id] worker id (1..MG_STATS_MAX_WORKERS) */
     atomic_uint_fast64_t lua_bytes[MG_STATS_MAX_WORKERS + 1];
+    /* Per worker id, refreshed every tick: requests whose middleware chain
+     * waits on I/O, the I/O waits in progress (mg.http, mg.sleep), and, once
+     * a second, requests the Lua runtime keeps state for. */
+    atomic_int hook_waits[MG_STATS_MAX_WORKERS + 1];
+    atomic_int io_waits[MG_STATS_MAX_WORKERS + 1];
+    atomic_int lua_pending[MG_STATS_MAX_WORKERS + 1];
 } mg_global_stats;
 
 extern mg_global_stats mg_stats;

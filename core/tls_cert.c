@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 #include <sys/stat.h>
 
 /* ---- certificates --------------------------------------------------------------- */
@@ -271,7 +272,7 @@ typedef struct client_ctx {
 static client_ctx *ctxs;
 static int nctxs;
 
-SSL_CTX *mg_tls_client_ctx_cached(int verify, const char *ca_file, char *err, size_t errlen)
+static SSL_CTX *client_ctx_cached(int verify, const char *ca_file, char *err, size_t errlen)
 {
     struct stat st = {0};
     if (ca_file && stat(ca_file, &st)) {
@@ -303,4 +304,25 @@ SSL_CTX *mg_tls_client_ctx_cached(int verify, const char *ca_file, char *err, si
     ctxs = grown;
     ctxs[nctxs] = (client_ctx){verify, ca_file ? strdup(ca_file) : NULL, st.st_mtim, n};
     return ctxs[nctxs++].ctx;
+}
+
+/* Workers' request hooks (mg.http in forward_auth) and the control plane
+ * share the cache: one lock around it. An SSL made from a context holds a
+ * reference, so replacing one in use is safe. */
+static uv_mutex_t ctxs_lock;
+static uv_once_t ctxs_once = UV_ONCE_INIT;
+
+static void ctxs_lock_init(void)
+{
+    uv_mutex_init(&ctxs_lock);
+}
+
+SSL_CTX *mg_tls_client_ctx_cached(int verify, const char *ca_file, char *err, size_t errlen)
+{
+    uv_once(&ctxs_once, ctxs_lock_init);
+    uv_mutex_lock(&ctxs_lock);
+    SSL_CTX *c = client_ctx_cached(verify, ca_file, err, errlen);
+    if (c) SSL_CTX_up_ref(c); /* the caller's, so that a replacement cannot free it */
+    uv_mutex_unlock(&ctxs_lock);
+    return c;
 }

@@ -129,7 +129,8 @@ void mg_tls_holder_release(mg_tls_holder *h);
  * (SSL_CTX_free). NULL with err set on failure ("ca.pem: ..."). */
 SSL_CTX *mg_tls_client_ctx_new(int verify, const char *ca_file, char *err, size_t errlen);
 /* The same, made once per (verify, CA file) and kept for the process (a
- * few per gateway), rebuilt when the file changes: for mg.http. Borrowed. */
+ * few per gateway), rebuilt when the file changes: for mg.http, from any
+ * thread (a lock). Returns a new reference: SSL_CTX_free it after use. */
 SSL_CTX *mg_tls_client_ctx_cached(int verify, const char *ca_file, char *err, size_t errlen);
 
 #endif

@@ -123,11 +123,18 @@ static void on_tick(uv_timer_t *t)
     mg_proxy_expire(w, now);
     mg_lua_tick(&w->lua);
     mg_lua_flush_log_limits(&w->lua);
-    if (w->id >= 1 && w->id <= MG_STATS_MAX_WORKERS)
+    if (w->id >= 1 && w->id <= MG_STATS_MAX_WORKERS) {
         atomic_store_explicit(&mg_stats.lua_bytes[w->id],
                               (uint64_t)lua_gc(w->lua.L, LUA_GCCOUNT, 0) * 1024 +
                                   (uint64_t)lua_gc(w->lua.L, LUA_GCCOUNTB, 0),
                               memory_order_relaxed);
+        atomic_store_explicit(&mg_stats.hook_waits[w->id], w->nwaiting, memory_order_relaxed);
+        atomic_store_explicit(&mg_stats.io_waits[w->id], mg_io_pending_count(),
+                              memory_order_relaxed);
+        if (++w->ticks % 10 == 0)
+            atomic_store_explicit(&mg_stats.lua_pending[w->id], mg_lua_pending(&w->lua),
+                                  memory_order_relaxed);
+    }
     if (w->stopping && now >= w->stop_deadline) {
         /* grace period over: close whatever is still open */
         for (mg_conn *c = w->conns; c; c = c->next)
@@ -139,6 +146,7 @@ static void on_tick(uv_timer_t *t)
 static void on_flush(uv_prepare_t *p)
 {
     mg_worker *w = p->data;
+    mg_proxy_run_waits(w);
     mg_proxy_run_held(w);
     mg_h2_run_pending(w);
     if (w->access.len) mg_buf_flush_fd(&w->access, 1);
@@ -231,11 +239,15 @@ static void worker_main(void *arg)
     mg_worker *w = arg;
     mg_lua_self = &w->lua;
     mg_lua_log_worker = w->id; /* Lua logs outside a request (timers) name this worker */
+    mg_lua_io_hooks(&w->lua, &w->io_hooks);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     mg_proxy__stall_free(w);
     /* drain: close every remaining handle and let their callbacks run */
     for (mg_conn *c = w->conns; c; c = c->next)
         mg_conn_close(c);
+    /* hooks still waiting on I/O (this thread's only) resume no more */
+    mg_io_cancel_all();
+    mg_proxy_waits_free(w);
     mg_up_close_all(w);
     mg_h2up_close_all(w);
     uv_run(&w->loop, UV_RUN_NOWAIT);
@@ -263,7 +275,7 @@ static int worker_init(mg_worker *w, int id, const mg_config *cfg, mg_snapshot *
     mg_tq_init(&w->q_held, 0);     /* ordered by each request's own deadline */
     mg_tq_init(&w->q_probe, 1000); /* set from the config at each probe */
     w->up_slot = mg_proxy_kick;
-    if (mg_lua_init(&w->lua, id, cfg->plugins_dir, err, errlen)) return -1;
+    if (mg_lua_init(&w->lua, id, cfg->plugins_dir, &w->loop, err, errlen)) return -1;
     w->snap = snap;
     mg_snapshot_ref(snap);
     mg_lua_adopt(&w->lua, snap);

@@ -5,6 +5,7 @@
 #define MG_WORKER_H
 
 #include "config.h"
+#include "lua_io.h"
 #include "lua_bridge.h"
 #include "log.h"
 #include "snapshot.h"
@@ -72,6 +73,16 @@ typedef struct mg_worker {
     uint8_t held_kick; /* something changed: retry the held requests soon */
     mg_tq q_probe;     /* stall probes waiting for a first byte (proxy_stall.c) */
     void *stall;       /* proxy_stall.c's per-worker state */
+
+    /* requests whose middleware chain waits on I/O (proxy_wait.c): slots
+     * the runtime names them by, free slots, and those whose chain ended,
+     * to go on from the next loop turn */
+    struct mg_req **waits;
+    int *wait_free;
+    int nwait_cap, nwait_free, nwaiting;
+    struct mg_req *wait_ready, *wait_ready_tail;
+    mg_io_hooks io_hooks; /* around resumes of this worker's coroutines */
+    unsigned ticks;
 
     struct mg_req *req_free; /* recycled requests, arenas kept */
     void *conn_parse_free;   /* recycled request-parser states (conn.c) */

@@ -38,11 +38,15 @@ int mg_ffi_resp_filter_body(void);
 int mg_ffi_resp_set_status(int status);
 int mg_ffi_resp_header(const char *name, size_t nlen, int nth, const char **v, size_t *vlen);
 int mg_ffi_resp_set_header(const char *name, size_t nlen, const char *v, size_t vlen, int mode);
+int mg_ffi_resp_replace(const char *body, size_t blen, const char *headers, size_t hlen);
 void mg_ffi_log(int level, const char *msg, size_t len);
 double mg_ffi_now(void);
 
 void mg_ffi_busy_plugin(const char *name, size_t len);
 void mg_ffi_want_log(void);
+int mg_ffi_hook_wait(void);
+int mg_ffi_hook_resume(int slot, double id);
+void mg_ffi_hook_done(int slot, double id, int flags, int failed);
 
 int mg_ffi_counter_slot(const char *name);
 uint32_t mg_ffi_counter_next(int slot);

@@ -1,16 +1,39 @@
--- Async I/O for control-plane plugins (discovery, health checks): straight-
--- line code that waits without blocking. Every function here must run in a
--- coroutine started with mg.spawn; it yields to the event loop and is
--- resumed with the result. Errors are return values: nil, "reason".
+-- Async I/O for control-plane plugins (discovery, health checks) and for
+-- the request hooks of `async` middlewares in workers (forward_auth,
+-- errors): straight-line code that waits without blocking. Every function
+-- here must run in a coroutine (mg.spawn, or the one the worker runs an
+-- async middleware chain in); it yields to the event loop and is resumed
+-- with the result. Errors are return values: nil, "reason".
+local internal = require("moongate.internal")
+
 local _M = {}
 
 local io_c = package.loaded["moongate.c.io"] -- core/lua_io.c
-local co_running, co_yield, co_create, co_resume = coroutine.running, coroutine.yield,
-    coroutine.create, coroutine.resume
+local co_running, co_create, co_resume = coroutine.running, coroutine.create, coroutine.resume
+local raw_yield = coroutine.yield
+
+local function resumed(...)
+    local after = internal.after_wait -- the worker's runtime: names the request again
+    if after then after() end
+    return ...
+end
+
+-- Every wait yields here, so that a worker's runtime knows a request's
+-- chain waits on I/O and which request runs again when it is resumed.
+local function co_yield()
+    local before = internal.before_wait
+    if before then before() end
+    return resumed(raw_yield())
+end
 
 local function need_co(what)
     local co = co_running()
-    if not co then error(what .. " must run in a coroutine (use mg.spawn)", 3) end
+    if not co then
+        if _M.in_worker then
+            error(what .. " in a request hook needs a middleware that may wait (async = true in its plugin)", 3)
+        end
+        error(what .. " must run in a coroutine (use mg.spawn)", 3)
+    end
     if not io_c then error(what .. " needs the moongate binary", 3) end
     return co
 end
@@ -59,6 +82,22 @@ local function build(opts, u)
     return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")
 end
 
+-- A worker's hooks ask the same few names (an auth service) for every
+-- request: answers are kept RESOLVE_TTL seconds there, so a request does
+-- not wait for the thread pool each time. The control plane asks afresh.
+local RESOLVE_TTL = 5
+local resolved = {} -- host -> { ip, until }
+
+local function resolve_one(host)
+    local now = _M.in_worker and internal.now()
+    local hit = now and resolved[host]
+    if hit and hit[2] > now then return hit[1] end
+    local addrs, rerr = _M.resolve(host)
+    if not addrs or not addrs[1] then return nil, "cannot resolve " .. host .. ": " .. tostring(rerr) end
+    if now then resolved[host] = { addrs[1], now + RESOLVE_TTL } end
+    return addrs[1]
+end
+
 local function start(opts, stream)
     local co = need_co("mg.http")
     if type(opts) == "string" then opts = { url = opts } end
@@ -69,9 +108,9 @@ local function start(opts, stream)
     if not req then return nil, err end
     local timeout = (opts.timeout or (stream and 0 or 10)) * 1000
     if not u.unix and not is_ip(u.ip) then
-        local addrs, rerr = _M.resolve(u.ip)
-        if not addrs or not addrs[1] then return nil, "cannot resolve " .. u.ip .. ": " .. tostring(rerr) end
-        u.ip = addrs[1]
+        local ip, rerr = resolve_one(u.ip)
+        if not ip then return nil, rerr end
+        u.ip = ip
     end
     local tls
     if u.tls then
@@ -88,11 +127,13 @@ end
 -- https:// URLs are verified against ca_file (PEM) or the system CA store
 -- unless verify = false; server_name overrides the name sent as SNI and checked.
 -- res = { status = 200, headers = { ["content-type"] = ... }, body = "..." }
+-- res.header_list = { { "set-cookie", "a=1" }, ... }: every header in
+-- arrival order (headers keeps the last value of a repeated name).
 function _M.request(opts)
-    local handle, status, headers, body = start(opts, false)
+    local handle, status, headers, list, body = start(opts, false)
     if not handle then return nil, status end
     if not status then return nil, headers end
-    return { status = status, headers = headers, body = body }
+    return { status = status, headers = headers, body = body, header_list = list }
 end
 
 local Stream = {}
@@ -142,13 +183,14 @@ end
 
 -- mg.http.stream{ ... } -> stream | nil, err; stream.status, stream.headers
 function _M.stream(opts)
-    local handle, status, headers = start(opts, true)
+    local handle, status, headers, list = start(opts, true)
     if not handle then return nil, status end
     if not status then
         io_c.close(handle)
         return nil, headers
     end
-    return setmetatable({ handle = handle, status = status, headers = headers, buf = "" }, Stream)
+    return setmetatable({ handle = handle, status = status, headers = headers, header_list = list, buf = "" },
+        Stream)
 end
 
 -- Resolves a host name to a list of addresses (libuv's thread pool), or

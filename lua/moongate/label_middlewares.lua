@@ -158,14 +158,33 @@ local TYPES = {
     retry = { plugin = "retry", opts = {
         attempts = { "attempts", "int" }, initialinterval = { "initial_interval", "duration" },
     } },
+    forwardauth = { plugin = "forward_auth", opts = {
+        address = { "address", "string" },
+        trustforwardheader = { "trust_forward_header", "bool" },
+        authresponseheaders = { "auth_response_headers", "list" },
+        authresponseheadersregex = { "auth_response_headers_regex", "string" },
+        authrequestheaders = { "auth_request_headers", "list" },
+        addauthcookiestoresponse = { "add_auth_cookies_to_response", "list" },
+        ["tls.ca"] = { "tls_ca", "string" },
+        ["tls.insecureskipverify"] = { "tls_insecure_skip_verify", "bool" },
+        ["tls.cert"] = { "tls_cert", "string" },
+        ["tls.key"] = { "tls_key", "string" },
+        ["tls.caoptional"] = { "tls_ca_optional", "bool" },
+        headerfield = { "header_field", "string" },
+        forwardbody = { "forward_body", "bool" },
+        maxbodysize = { "max_body_size", "int" },
+        preservelocationheader = { "preserve_location_header", "bool" },
+    } },
+    errors = { plugin = "errors", opts = {
+        status = { "status", "list" }, service = { "service", "string" }, query = { "query", "string" },
+    } },
 }
 TYPES.ipwhitelist = TYPES.ipallowlist
 
 -- Traefik types moongate has no middleware for yet (see docs/middlewares.md):
 -- a container that uses one is refused when the type guards access, and
 -- runs without it (with a warning) otherwise.
-local MISSING = { forwardauth = "refuse", errors = "skip",
-                  digestauth = "refuse", passtlsclientcert = "skip", contenttype = "skip", grpcweb = "skip" }
+local MISSING = { digestauth = "refuse", passtlsclientcert = "skip", contenttype = "skip", grpcweb = "skip" }
 
 function _M.warn(...)
     local ok, mg = pcall(require, "moongate")
@@ -209,6 +228,25 @@ local function finish(kind, opts)
     if kind == "chain" then
         for i, m in ipairs(opts.middlewares or {}) do opts.middlewares[i] = strip_provider(m) end
     end
+    if kind == "forwardauth" then
+        local tls = {}
+        for _, k in ipairs({ "ca", "insecure_skip_verify", "cert", "key" }) do
+            if opts["tls_" .. k] ~= nil then tls[k] = opts["tls_" .. k] end
+            opts["tls_" .. k] = nil
+        end
+        if opts.tls_ca_optional ~= nil then
+            opts.tls_ca_optional = nil
+            warn("forwardAuth: tls.caOptional has no meaning for a client; ignored")
+        end
+        if next(tls) then opts.tls = tls end
+        for _, k in ipairs({ "header_field", "forward_body", "max_body_size", "preserve_location_header" }) do
+            if opts[k] ~= nil then
+                opts[k] = nil
+                warn("forwardAuth: ", k, " is not supported yet; ignored")
+            end
+        end
+    end
+    if kind == "errors" and opts.service then opts.service = strip_provider(opts.service) end
     return opts
 end
 

@@ -233,6 +233,27 @@ function Res:filter_body()
     _M.wants_body()
 end
 
+-- In on_response: the client gets body and headers (a table name ->
+-- value) instead of the backend's answer, with the backend's status (or
+-- the one res:set_status gives); the backend's body is read and dropped,
+-- its connection kept. HTTP/1 upstreams only (the errors middleware).
+function Res:replace(body, headers)
+    body = body == nil and "" or tostring(body)
+    local lines = {}
+    for k, v in pairs(headers or {}) do
+        k = check_value(k, "header name")
+        v = check_value(v, "header value")
+        if C.mg_ffi_header_valid(k, #k, v, #v) ~= OK then error(BAD_VALUE .. " ('" .. k .. "')", 2) end
+        lines[#lines + 1] = k .. ": " .. v .. "\r\n"
+    end
+    local h = table.concat(lines)
+    local rc = C.mg_ffi_resp_replace(body, #body, h, #h)
+    if rc == NO_REQUEST then no_request("res:replace", 2) end
+    if rc == WRONG_PHASE then error("res:replace works in on_response of an HTTP/1 upstream's answer", 2) end
+    if rc == INVALID then error("res:replace: a 204 or 304 answer has no body", 2) end
+    if rc ~= OK then error("res:replace failed (out of memory)", 2) end
+end
+
 function Res:set_status(status)
     local rc = C.mg_ffi_resp_set_status(tonumber(status) or 0)
     if rc == NO_REQUEST then no_request("res:set_status", 2) end

@@ -17,6 +17,10 @@ _M.want_log = core.in_gateway and core.C.mg_ffi_want_log or function() end
 
 local select, error, pairs = select, error, pairs
 local req, res = request.req, request.res
+local co_create, co_resume, co_status, co_running = coroutine.create, coroutine.resume,
+    coroutine.status, coroutine.running
+local traceback = debug.traceback
+local C = core.C
 
 local KEEP_VERSIONS = 4   -- requests pin their snapshot; older balancer states are dropped
 local versions = {}       -- snapshot version -> { services = {...}, chains = {...} }
@@ -55,18 +59,64 @@ request.ctx_of = function()
     return c
 end
 
+-- Chains that wait on I/O. A route whose chain has a middleware with
+-- `async = true` runs its on_request (and, if one of them has it, its
+-- on_response) as a coroutine; every other chain runs plain, as before.
+-- When the coroutine yields in mg.http/mg.sleep, the core holds the
+-- request (mg_ffi_hook_wait gives a slot); each resume names it again
+-- (mg_ffi_hook_resume, from io.lua's after_wait); at the end the core
+-- is told (mg_ffi_hook_done) and goes on with the request from its loop.
+local waits = {}   -- coroutine -> its run: { id, slot, chain, phase, mw, ... }
+local waiting = {} -- request id -> run, while the core holds the request
+
+internal.before_wait = function()
+    local st = waits[co_running()]
+    if not st then return end
+    st.io_wait = true
+    st.responded = request.responded
+end
+
+internal.after_wait = function()
+    local st = waits[co_running()]
+    if not st then return end
+    st.io_wait = false
+    if st.slot then C.mg_ffi_hook_resume(st.slot, st.id) end
+    current_id = st.id
+    request.responded = st.responded
+    local m = st.mw
+    if m then
+        internal.plugin = m.mod.name
+        busy_plugin(m.name, #m.name)
+        if st.phase == 2 then current_mw = m end
+    end
+end
+
+-- The targets ({ host, port, ... }) of the service called name in the
+-- newest snapshot, or nil: for middlewares that fetch from a configured
+-- service themselves (errors).
+internal.service_targets = function(name)
+    local e = versions[version_order[#version_order]]
+    if not e then return nil end
+    for _, s in pairs(e.services) do
+        if s.name == name then return s.targets end
+    end
+    return nil
+end
+
 -- How many requests have state here; 0 between requests. For specs.
 function _M.pending()
     local n = 0
     for _ in pairs(req_chain) do n = n + 1 end
     for _ in pairs(ctxs) do n = n + 1 end
     for _ in pairs(body_hooks) do n = n + 1 end
+    for _ in pairs(waiting) do n = n + 1 end
     return n
 end
 
 function _M.init(worker_id, dir)
     _M.worker_id = worker_id
     mg.worker_id = worker_id
+    if package.loaded["moongate.c.io"] then require("moongate.io").in_worker = true end
     plugins_dir = dir
 end
 
@@ -161,6 +211,10 @@ function _M.set_chains(version, literal)
         for _, inst in ipairs(chain) do
             if inst.mod.on_response then chain.has_response = true end
             if inst.mod.on_log then chain.has_log = true end
+            if inst.mod.async then
+                chain.async = true
+                if inst.mod.on_response then chain.async_response = true end
+            end
         end
         e.chains[route] = chain
     end
@@ -205,47 +259,121 @@ function _M.report(version, idx, target, status, latency, err)
     s.report(s.state, s.targets[target + 1], outcome)
 end
 
--- Returns what the core must call later for this request: 1 = on_response,
--- 2 = on_log, which also forgets the chain and the ctx: so 2 whenever
--- either is kept, even for a chain without on_log (the response may never
--- come). 0 saves both calls.
+-- What the core must call later for this request: 1 = on_response, 2 =
+-- on_log, which also forgets the chain and the ctx: so 2 whenever either
+-- is kept, even for a chain without on_log (the response may never come).
+-- 0 saves both calls.
+local function flags_for(chain, id)
+    local flags = (chain.has_response and 1 or 0) + ((chain.has_response or chain.has_log or ctxs[id]) and 2 or 0)
+    if flags ~= 0 then req_chain[id] = chain end
+    return flags
+end
+
+-- The hooks of one phase (1: on_request, 2: on_response), in chain order.
+local function run_chain(st, chain, phase)
+    for i = 1, #chain do
+        local m = chain[i]
+        local f
+        if phase == 1 then f = m.mod.on_request else f = m.mod.on_response end
+        if f then
+            internal.plugin = m.mod.name
+            busy_plugin(m.name, #m.name)
+            if st then st.mw = m end
+            if phase == 1 then
+                f(m.conf, req)
+                internal.plugin = nil
+                if request.responded then break end
+            else
+                current_mw = m
+                f(m.conf, req, res)
+                current_mw = nil
+                internal.plugin = nil
+            end
+        end
+    end
+end
+
+local function on_error(err) return traceback(tostring(err), 2) end
+
+-- The body of a chain's coroutine: errors are caught here, and a run that
+-- waited tells the core it ended.
+local function chain_body(st)
+    local ok, err = xpcall(run_chain, on_error, st, st.chain, st.phase)
+    internal.plugin = nil
+    current_mw = nil
+    st.ok, st.err = ok, err
+    waits[st.co] = nil
+    if not st.slot then return end -- ended without waiting: on_request/on_response say it
+    waiting[st.id] = nil
+    local flags = -1
+    if st.phase == 1 then
+        flags = ok and flags_for(st.chain, st.id) or 2
+        if not ok then req_chain[st.id] = st.chain end
+    end
+    if not ok then
+        mg.log.err(st.phase == 1 and "on_request: " or "on_response: ", tostring(err))
+    end
+    C.mg_ffi_hook_done(st.slot, st.id, flags, ok and 0 or 1)
+end
+
+-- Runs a chain that may wait. Returns true when it waits (the core holds
+-- the request), false when it ended at once; raises its error.
+local function run_async(chain, id, phase)
+    local st = { id = id, chain = chain, phase = phase }
+    local co = co_create(chain_body)
+    st.co = co
+    waits[co] = st
+    local ok, err = co_resume(co, st)
+    if not ok then
+        waits[co] = nil
+        error(err, 0)
+    end
+    if co_status(co) ~= "suspended" then
+        if not st.ok then error(st.err, 0) end
+        return false
+    end
+    if not st.io_wait then
+        waits[co] = nil
+        error("a " .. (phase == 1 and "on_request" or "on_response") .. " hook of " .. tostring(st.mw and st.mw.name)
+            .. " yielded outside mg.http/mg.sleep: nothing would resume it", 0)
+    end
+    local slot = C.mg_ffi_hook_wait()
+    if slot < 0 then
+        waits[co] = nil
+        error("cannot hold the request while a hook waits (code " .. tostring(slot) .. ")", 0)
+    end
+    st.slot = slot
+    waiting[id] = st
+    internal.plugin = nil
+    current_mw = nil
+    return true
+end
+
+-- Returns the flags above (flags_for); a chain that waits returns 0 and
+-- hands its flags over when it ends (mg_ffi_hook_done).
 function _M.on_request(version, route, id)
     local e = versions[version]
     local chain = e and e.chains[route]
     if not chain then return 0 end
     current_id = id
     request.responded = false
-    for i = 1, #chain do
-        local m = chain[i]
-        local f = m.mod.on_request
-        if f then
-            internal.plugin = m.mod.name
-            busy_plugin(m.name, #m.name)
-            f(m.conf, req)
-            internal.plugin = nil
-            if request.responded then break end
-        end
+    if chain.async then
+        if run_async(chain, id, 1) then return 0 end
+    else
+        run_chain(nil, chain, 1)
     end
-    local flags = (chain.has_response and 1 or 0) + ((chain.has_response or chain.has_log or ctxs[id]) and 2 or 0)
-    if flags ~= 0 then req_chain[id] = chain end
-    return flags
+    return flags_for(chain, id)
 end
 
-function _M.on_response(id)
+-- may_wait: the core can hold this response's head (an HTTP/1 upstream).
+function _M.on_response(id, may_wait)
     local chain = req_chain[id]
     if not chain then return end
     current_id = id
-    for i = 1, #chain do
-        local m = chain[i]
-        local f = m.mod.on_response
-        if f then
-            internal.plugin = m.mod.name
-            busy_plugin(m.name, #m.name)
-            current_mw = m
-            f(m.conf, req, res)
-            current_mw = nil
-            internal.plugin = nil
-        end
+    if chain.async_response and may_wait then
+        run_async(chain, id, 2)
+    else
+        run_chain(nil, chain, 2)
     end
 end
 

@@ -93,9 +93,9 @@ describe("label_middlewares", function()
 
     it("leaves out a rate limit of 0 (Traefik: no limit) and types it has no middleware for", function()
         assert.same({}, specs({
-            ["traefik.http.routers.r.middlewares"] = "free,pages",
+            ["traefik.http.routers.r.middlewares"] = "free,ct",
             ["traefik.http.middlewares.free.ratelimit.average"] = "0",
-            ["traefik.http.middlewares.pages.errors.status"] = "500-599",
+            ["traefik.http.middlewares.ct.contenttype.autodetect"] = "false",
         }))
     end)
 
@@ -113,11 +113,11 @@ describe("label_middlewares", function()
 
     it("refuses a container whose access guard it cannot honour, and bad values", function()
         local none, err = lm.for_container({
-            ["traefik.http.routers.r.middlewares"] = "fa",
-            ["traefik.http.middlewares.fa.forwardauth.address"] = "http://auth:9000",
+            ["traefik.http.routers.r.middlewares"] = "da",
+            ["traefik.http.middlewares.da.digestauth.users"] = "a:b:c",
         })
         assert.is_nil(none)
-        assert.truthy(err:find("no forwardauth middleware", 1, true), err)
+        assert.truthy(err:find("no digestauth middleware", 1, true), err)
         _, err = lm.for_container({ ["traefik.http.middlewares.x.headers.framedeny"] = "yes" })
         assert.truthy(err:find("expected true or false", 1, true), err)
         _, err = lm.for_container({ ["traefik.http.middlewares.x.headers.nope"] = "1" })

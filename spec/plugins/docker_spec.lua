@@ -144,13 +144,64 @@ describe("docker discovery", function()
                       { plugin = "strip_prefix", prefixes = { "/rec" } } }, d.middlewares)
         local services = docker.assemble({ [c.Id] = d })
         assert.same(d.middlewares, services.rec.extra.middlewares)
+        -- forwardAuth and errors are routed with their middlewares
+        l["traefik.http.routers.rec.middlewares"] = "fa,oops"
+        l["traefik.http.middlewares.fa.forwardauth.address"] = "http://auth:9000/check"
+        l["traefik.http.middlewares.fa.forwardauth.authResponseHeaders"] = "X-User"
+        l["traefik.http.middlewares.oops.errors.status"] = "500-599"
+        l["traefik.http.middlewares.oops.errors.service"] = "pages@docker"
+        d = assert(docker.describe(c, {}, nil))
+        assert.same({ { plugin = "forward_auth", address = "http://auth:9000/check", auth_response_headers = { "X-User" } },
+                      { plugin = "errors", status = { "500-599" }, service = "pages" } }, d.middlewares)
         -- an auth guard moongate cannot honour keeps the container out, with the reason
-        l["traefik.http.routers.rec.middlewares"] = "fa"
-        l["traefik.http.middlewares.fa.forwardauth.address"] = "http://auth:9000"
+        l["traefik.http.routers.rec.middlewares"] = "da"
+        l["traefik.http.middlewares.da.digestauth.users"] = "a:b:c"
         local none, why, bad = docker.describe(c, {}, nil)
         assert.is_nil(none)
-        assert.truthy(why:find("middleware labels: middleware fa", 1, true), why)
+        assert.truthy(why:find("middleware labels: middleware da", 1, true), why)
         assert.is_true(bad)
+    end)
+
+    it("routes a container through its forwardAuth and errors labels", function()
+        local port = h.free_port()
+        local backend = h.start_backend({ name = "rec", port = port })
+        local auth = h.start_backend({ name = "auth" })
+        local pages = h.start_backend({ name = "pages" })
+        local sock = h.tmpdir() .. "/docker.sock"
+        local labels = {
+            "traefik.http.routers.rec.middlewares=fa@docker,strip,oops@docker",
+            "traefik.http.middlewares.strip.stripprefix.prefixes=/rec",
+            "traefik.http.middlewares.fa.forwardauth.address=http://127.0.0.1:" .. auth.port .. "/auth",
+            "traefik.http.middlewares.fa.forwardauth.authResponseHeaders=X-Auth-User",
+            "traefik.http.middlewares.oops.errors.status=500-599",
+            "traefik.http.middlewares.oops.errors.service=pages@file",
+            "traefik.http.middlewares.oops.errors.query=/page/{status}",
+        }
+        local argv = { "python3", "spec/support/docker_replay.py", "--socket", sock, "--port", tostring(port),
+                       "--scenario", "probe" }
+        for _, l in ipairs(labels) do argv[#argv + 1] = "--label"; argv[#argv + 1] = l end
+        h.spawn(argv)
+        h.wait_until(function() return require("posix.sys.stat").stat(sock) ~= nil end, 5, "the replay socket")
+        local gw = h.start_gateway({ config = {
+            providers = { docker = { endpoint = "unix://" .. sock } },
+            services = { pages = { targets = { pages.address } } },
+        } })
+        local good = { Authorization = "Bearer good" }
+        h.wait_until(function()
+            return h.request(gw.port, { path = "/rec/x", headers = good }).headers["x-backend"] == "rec"
+        end, 8, "the container routed")
+        local res = h.request(gw.port, { path = "/rec/x", headers = good })
+        assert.equal("alice", h.json(res).headers["x-auth-user"])
+        local denied = h.request(gw.port, { path = "/rec/x" })
+        assert.equal(401, denied.status)
+        assert.equal("denied by auth\n", denied.body)
+        -- the backend's 503 becomes the page of the config's service, with its status
+        local page = h.request(gw.port, { path = "/rec/status/503", headers = good })
+        assert.equal(503, page.status)
+        assert.equal("<h1>page for 503</h1><p></p>\n", page.body)
+        assert.equal(404, h.request(gw.port, { path = "/rec/status/404", headers = good }).status)
+        assert.equal("status\n", h.request(gw.port, { path = "/rec/status/404", headers = good }).body)
+        assert.truthy(backend.port)
     end)
 
     it("passes the moongate.protocol label to the service", function()

@@ -13,7 +13,9 @@ a container once a TCP connect to it succeeds, so specs listen there).
 --scenario pause: the container is healthy from the start; the 1st /events
   stream sends pause, then (after 1 s) unpause, then stays open.
 --scenario probe: the container is healthy from the start; /events stays
-  open with nothing on it (the spec decides when its port listens)."""
+  open with nothing on it (the spec decides when its port listens).
+--label K=V (repeatable) adds a label to the recorded container.
+--network-ip IP with --port: the container's address (default 127.0.0.1)."""
 import argparse
 import json
 import os
@@ -53,6 +55,9 @@ def inspect():
         for n in c["NetworkSettings"]["Networks"].values():
             n["IPAddress"] = "127.0.0.1"
         c["Config"]["Labels"]["moongate.port"] = str(args.port)
+    for kv in args.label or []:
+        k, v = kv.split("=", 1)
+        c["Config"]["Labels"][k] = v
     return c
 
 
@@ -124,7 +129,12 @@ def main():
     ap.add_argument("--socket", required=True)
     ap.add_argument("--port", type=int)
     ap.add_argument("--scenario", default="default")
+    ap.add_argument("--label", action="append")
     args = ap.parse_args()
+    for kv in args.label or []:
+        k, v = kv.split("=", 1)
+        for entry in LISTED:
+            entry.setdefault("Labels", {})[k] = v
     if args.scenario != "default":
         state["healthy"] = True
     serve(args.socket, handle)

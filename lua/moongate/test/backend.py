@@ -15,6 +15,11 @@ Every response carries X-Backend: <name>. Endpoints:
   /interim              103 Early Hints, then 200
   /ws                   WebSocket echo
   /stats                {"requests": n, "open_connections": n}
+  /auth?delay=ms        an auth service: "Authorization: Bearer good" gets 200 with
+                        X-Auth-User, X-Auth-Role, X-Auth-Saw-<header> for each X-Forwarded-*
+                        header it got, two Set-Cookie; anything else 401 with
+                        WWW-Authenticate and a body
+  /page/<code>          an error page: 200, text/html, names the code and the query
 Expect: 100-continue is answered with 100 Continue before the body is read.
 """
 import argparse
@@ -161,6 +166,38 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/interim":
             self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
             return self.send_simple(200, b"after hints\n")
+        if path == "/auth":
+            time.sleep(arg("delay", 0) / 1000.0)
+            if self.headers.get("Authorization") == "Bearer good":
+                extra = [("X-Auth-User", "alice"), ("X-Auth-Role", "admin"), ("X-Other", "not copied"),
+                         ("Set-Cookie", "session=abc; Path=/"), ("Set-Cookie", "other=1")]
+                for k, v in self.headers.items():
+                    if k.lower().startswith("x-forwarded-"):
+                        extra.append(("X-Auth-Saw-" + k[len("x-forwarded-"):], v))
+                if self.headers.get("X-Client-Header"):
+                    extra.append(("X-Auth-Saw-Client-Header", self.headers["X-Client-Header"]))
+                self.send_response(200)
+                self.send_header("X-Backend", self.server.name)
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "3")
+                self.end_headers()
+                self.wfile.write(b"ok\n")
+                return
+            body = b"denied by auth\n"
+            self.send_response(401)
+            self.send_header("X-Backend", self.server.name)
+            self.send_header("WWW-Authenticate", 'Bearer realm="spec"')
+            self.send_header("Set-Cookie", "tried=1")
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if path.startswith("/page/"):
+            code = path.split("/")[2]
+            page = ("<h1>page for %s</h1><p>%s</p>\n" % (code, url.query)).encode()
+            return self.send_simple(200, page, "text/html; charset=utf-8")
         if path == "/stats":
             with LOCK:
                 data = json.dumps(STATS).encode()
