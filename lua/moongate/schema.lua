@@ -35,7 +35,13 @@ function _M.validate(schema, conf)
     conf = conf or {}
     if type(conf) ~= "table" then return nil, "options must be a table" end
     local out = {}
-    for k, v in pairs(conf) do
+    -- options in name order, so that a config with several mistakes is
+    -- always told of the same one first
+    local given = {}
+    for k in pairs(conf) do given[#given + 1] = k end
+    table.sort(given, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(given) do
+        local v = conf[k]
         if not schema[k] then
             local known = {}
             for name in pairs(schema) do known[#known + 1] = name end
@@ -45,7 +51,11 @@ function _M.validate(schema, conf)
         end
         out[k] = v
     end
-    for name, f in pairs(schema) do
+    local names = {}
+    for name in pairs(schema) do names[#names + 1] = name end
+    table.sort(names)
+    for _, name in ipairs(names) do
+        local f = schema[name]
         local v = out[name]
         if v == nil then
             if f.required then return nil, name .. ": required" end
