@@ -7,12 +7,16 @@
 static void on_check(uv_timer_t *t)
 {
     mg_watchdog *wd = t->data;
-    uint64_t now = uv_hrtime();
     for (int i = 0; i < wd->n; i++) {
         mg_lua *lua = &wd->ws[i].lua;
         uint64_t since = atomic_load_explicit(&lua->busy_since, memory_order_acquire);
         if (!since) continue;
-        if (now - since < (uint64_t)MG_WATCHDOG_LIMIT_MS * 1000000) continue;
+        /* the clock is read after since: a call that began between a
+         * reading taken first and the load would have since > now, and
+         * now - since would wrap to centuries (a soak saw a balancer pick
+         * "not returned for 18446744073.7 s" interrupted) */
+        uint64_t now = uv_hrtime();
+        if (now < since || now - since < (uint64_t)MG_WATCHDOG_LIMIT_MS * 1000000) continue;
         if (since == wd->reported[i]) {
             /* still stuck after the interrupt: a compiled loop; say so again
              * every few seconds rather than once and never more */

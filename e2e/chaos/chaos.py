@@ -435,6 +435,10 @@ class Run:
                 t_start, ev, load, samples = self.soak()
                 after = self.settle()
                 self.soak_verdict(t_start, ev, load, samples, before, after)
+                # no access log in a soak, but the error log says why a
+                # request failed (small: warnings and reloads)
+                self.stack.logs(os.path.join(self.out_dir, "gateway.access.log"),
+                                os.path.join(self.out_dir, "gateway.error.log"))
             else:
                 t_start, ev, load = self.chaos()
                 after = self.settle()
