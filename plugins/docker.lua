@@ -185,8 +185,26 @@ function _M.start(ctx)
             end
             ctx.set_routes(routes)
         end
-        local function consider(id)
-            local c = client:get("/containers/" .. id .. "/json")
+        local consider
+        -- The engine did not answer an inspect (busy with a scale event, a
+        -- timeout): what is known of the container stays as it is, and it
+        -- is asked again, a few times, backing off. Only an answer (or a
+        -- 404: the container is gone) changes membership.
+        local function ask_again(id, attempt, err)
+            mg.log.warn("docker: inspecting container ", id:sub(1, 12), " failed (", tostring(err),
+                "); keeping what was known of it", attempt <= 5 and ", asking again" or "")
+            if attempt > 5 then return end
+            mg.spawn(function()
+                mg.sleep(0.2 * attempt)
+                if ctx.alive() and consider(id, attempt + 1) then publish() end
+            end)
+        end
+        consider = function(id, attempt)
+            local c, gerr, status = client:get("/containers/" .. id .. "/json")
+            if not c and status ~= 404 then
+                ask_again(id, attempt or 1, gerr)
+                return false
+            end
             local d, why, bad
             if c then d, why, bad = _M.describe(c, opts, self_networks, scope) end
             local before = containers[id]

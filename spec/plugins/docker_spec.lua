@@ -74,6 +74,21 @@ describe("docker discovery", function()
         h.wait_until(function() return rec_targets() == 1 end, 3, "unpause to bring it back")
     end)
 
+    it("keeps a known container when the engine fails to answer an inspect, and asks again", function()
+        local port = h.free_port()
+        listen(port)
+        local rec_targets, published = run_replay("flaky", port)
+        h.wait_until(function() return rec_targets() == 1 end, 5, "the running container to join")
+        local joined = #published
+        -- the replay sends an event 0.3 s into the stream, then fails the
+        -- next two inspects: the container must stay published throughout
+        local deadline = socket.gettime() + 3
+        while socket.gettime() < deadline do
+            assert.equal(1, rec_targets(), "a failed inspect took the container out")
+        end
+        assert.truthy(#published >= joined)
+    end)
+
     it("admits a container once a TCP connect to it succeeds, not when it starts", function()
         local port = h.free_port()
         local rec_targets = run_replay("probe", port)

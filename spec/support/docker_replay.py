@@ -14,6 +14,9 @@ a container once a TCP connect to it succeeds, so specs listen there).
   stream sends pause, then (after 1 s) unpause, then stays open.
 --scenario probe: the container is healthy from the start; /events stays
   open with nothing on it (the spec decides when its port listens).
+--scenario flaky: the container is healthy from the start; the 1st /events
+  stream sends a health_status event, and the two inspects after it fail
+  with 500 (an engine busy with a scale event), then answer again.
 --label K=V (repeatable) adds a label to the recorded container.
 --network-ip IP with --port: the container's address (default 127.0.0.1)."""
 import argparse
@@ -25,7 +28,7 @@ import time
 from unix_http import CHUNKED_JSON, PING, chunk, read_head, request_target, send_json, serve
 
 FIX = os.path.join(os.path.dirname(__file__), "..", "fixtures", "docker")
-state = {"healthy": False, "events": 0, "lists": 0, "killed": False, "paused": False}
+state = {"healthy": False, "events": 0, "lists": 0, "killed": False, "paused": False, "fail_inspects": 0}
 args = None
 lock = threading.Lock()
 
@@ -79,7 +82,13 @@ def handle(conn):
             state["lists"] += 1
         send_json(conn, [] if state["killed"] else LISTED)
     elif path.startswith("/v1.41/containers/" + CID):
-        send_json(conn, inspect())
+        with lock:
+            failing = state["fail_inspects"] > 0
+            state["fail_inspects"] -= 1 if failing else 0
+        if failing:
+            send_json(conn, {"message": "engine busy"}, "500 Internal Server Error")
+        else:
+            send_json(conn, inspect())
     elif path.startswith("/v1.41/containers/"):
         send_json(conn, {"message": "No such container"}, "404 Not Found")
     elif path.startswith("/v1.41/events"):
@@ -89,6 +98,17 @@ def handle(conn):
         conn.sendall(CHUNKED_JSON)
         time.sleep(0.3)
         if args.scenario == "probe":
+            time.sleep(30)
+            conn.close()
+            return
+        elif args.scenario == "flaky":
+            if n == 1:
+                time.sleep(0.3)
+                with lock:
+                    state["fail_inspects"] = 2
+                ev = {"status": "health_status: healthy", "id": CID, "Type": "container",
+                      "Action": "health_status: healthy", "Actor": {"ID": CID}}
+                chunk(conn, json.dumps(ev).encode() + b"\n")
             time.sleep(30)
             conn.close()
             return
