@@ -33,10 +33,10 @@ end
 
 -- Type check only: the C side refuses CR, LF and NUL (one check, in one
 -- place, and no Lua pattern matching on the hot path).
-local function check_value(v, what)
+local function check_value(v, what, level)
     if type(v) ~= "string" then
         if type(v) == "number" then return tostring(v) end
-        error(what .. " must be a string, got " .. type(v), 3)
+        error(what .. " must be a string, got " .. type(v), level or 3)
     end
     return v
 end
@@ -155,20 +155,26 @@ function Req:set_retries(retries, initial_interval)
     if rc == WRONG_PHASE then error("retries can only change in on_request", 2) end
 end
 
+-- headers (a table name -> value) as "Name: value\r\n" lines, each
+-- checked as the core checks a header; raises at the caller's caller.
+local function header_block(headers)
+    local lines = {}
+    for k, v in pairs(headers or {}) do
+        k = check_value(k, "header name", 4)
+        v = check_value(v, "header value", 4)
+        if C.mg_ffi_header_valid(k, #k, v, #v) ~= OK then error(BAD_VALUE .. " ('" .. k .. "')", 3) end
+        lines[#lines + 1] = k .. ": " .. v .. "\r\n"
+    end
+    return table.concat(lines)
+end
+
 -- Answers the request here; no upstream is contacted.
 function Req:respond(status, body, headers)
     if type(status) ~= "number" or status < 200 or status > 999 then
         error("status must be a number from 200 to 999", 2)
     end
     body = body == nil and "" or tostring(body)
-    local lines = {}
-    for k, v in pairs(headers or {}) do
-        k = check_value(k, "header name")
-        v = check_value(v, "header value")
-        if C.mg_ffi_header_valid(k, #k, v, #v) ~= OK then error(BAD_VALUE .. " ('" .. k .. "')", 2) end
-        lines[#lines + 1] = k .. ": " .. v .. "\r\n"
-    end
-    local h = table.concat(lines)
+    local h = header_block(headers)
     local rc = C.mg_ffi_req_respond(status, body, #body, h, #h)
     if rc ~= OK then
         if rc == NO_REQUEST then no_request("req:respond", 2) end
@@ -239,14 +245,7 @@ end
 -- its connection kept. HTTP/1 upstreams only (the errors middleware).
 function Res:replace(body, headers)
     body = body == nil and "" or tostring(body)
-    local lines = {}
-    for k, v in pairs(headers or {}) do
-        k = check_value(k, "header name")
-        v = check_value(v, "header value")
-        if C.mg_ffi_header_valid(k, #k, v, #v) ~= OK then error(BAD_VALUE .. " ('" .. k .. "')", 2) end
-        lines[#lines + 1] = k .. ": " .. v .. "\r\n"
-    end
-    local h = table.concat(lines)
+    local h = header_block(headers)
     local rc = C.mg_ffi_resp_replace(body, #body, h, #h)
     if rc == NO_REQUEST then no_request("res:replace", 2) end
     if rc == WRONG_PHASE then error("res:replace works in on_response of an HTTP/1 upstream's answer", 2) end
