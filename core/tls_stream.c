@@ -20,6 +20,8 @@ typedef struct tls_state {
 /* Plaintext lands here on its way to the owner (valid during its read
  * event, like the shared read buffer); one per thread. */
 static __thread char plainbuf[16384];
+/* one TLS record's worth of plaintext, to join small pieces (tls_write) */
+static __thread char joinbuf[16384];
 
 static const mg_stream_ops tls_ops;
 static const mg_stream_events inner_events;
@@ -231,6 +233,22 @@ static int tls_write(mg_stream *s, const uv_buf_t *bufs, unsigned n)
     if (s->closing) return UV_EPIPE;
     if (st->failed) return UV_EPROTO;
     if (!st->handshook) return UV_ENOTCONN;
+    /* Pieces that fit one record (a response head and a small body) go as
+     * one: one record and one TCP write instead of one of each per piece */
+    size_t total = 0;
+    for (unsigned i = 0; i < n && total <= sizeof(joinbuf); i++)
+        total += bufs[i].len;
+    if (n > 1 && total <= sizeof(joinbuf)) {
+        size_t off = 0;
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(joinbuf + off, bufs[i].base, bufs[i].len);
+            off += bufs[i].len;
+        }
+        ssize_t rc = mg_tls_write(st->t, joinbuf, total);
+        if (rc == -EPROTO) return UV_EPROTO;
+        if (rc < 0) return (int)rc;
+        return st->tcp->queued(s) ? 1 : 0;
+    }
     for (unsigned i = 0; i < n; i++) {
         ssize_t rc = mg_tls_write(st->t, bufs[i].base, bufs[i].len);
         if (rc == -EPROTO) return UV_EPROTO;
