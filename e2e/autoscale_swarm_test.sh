@@ -28,7 +28,7 @@ as_swarm_cleanup() {
     while [ $i -lt 40 ] && [ -n "$(docker network ls -q --filter "label=com.docker.stack.namespace=$STACK")" ]; do
         sleep 0.5; i=$((i + 1))
     done
-    [ -n "$AS_SWARM_INITED" ] && docker swarm leave --force >/dev/null 2>&1
+    [ -n "$AS_SWARM_INITED" ] && swarm_leave
     AS_SWARM_INITED=
     rm -rf "$AS_REPORTS"
 }
@@ -75,7 +75,7 @@ as_load_note() { sed -n 's/^load: \(.*\)/\1/p' "$AS_LOG-load.txt" | tr '\n' ' ';
 : > "$AS_LOG-load.log"
 if [ "$(docker info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null)" != "inactive" ]; then
     fail "the engine is not in a swarm already (it is $(docker info -f '{{.Swarm.LocalNodeState}}'))"
-elif ! docker swarm init --advertise-addr 127.0.0.1 >"$AS_LOG.log" 2>&1; then
+elif ! swarm_init 127.0.0.1 >"$AS_LOG.log" 2>&1; then
     cat "$AS_LOG.log"
     fail "docker swarm init"
 else

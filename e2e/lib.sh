@@ -79,3 +79,18 @@ wait_instances() {
     done
     return 1
 }
+
+# swarm_init ADDR: docker swarm init, noting whether the docker_gwbridge
+# network (which swarm init creates and swarm leave keeps) was there
+# before, so that swarm_leave leaves the engine as it found it.
+swarm_init() {
+    if docker network inspect docker_gwbridge >/dev/null 2>&1; then SWARM_GWBRIDGE_KEEP=1; else SWARM_GWBRIDGE_KEEP=; fi
+    docker swarm init --advertise-addr "$1"
+}
+
+# swarm_leave: leaves the swarm, and removes docker_gwbridge if swarm_init made it.
+swarm_leave() {
+    docker swarm leave --force >/dev/null 2>&1
+    [ -n "${SWARM_GWBRIDGE_KEEP:-}" ] || docker network rm docker_gwbridge >/dev/null 2>&1
+    return 0
+}

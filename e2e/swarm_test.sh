@@ -9,7 +9,7 @@ swarm_cleanup() {
     while [ $i -lt 60 ] && [ -n "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ]; do
         sleep 0.5; i=$((i + 1))
     done
-    [ -n "$SWARM_INITED" ] && docker swarm leave --force >/dev/null 2>&1
+    [ -n "$SWARM_INITED" ] && swarm_leave
     SWARM_INITED=
 }
 trap 'swarm_cleanup' EXIT INT TERM
@@ -46,7 +46,7 @@ load_note() { sed -n 's/^load: \(.*\)/\1/p' /tmp/moongate-e2e-swarm-load.txt | t
 
 if [ "$(docker info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null)" != "inactive" ]; then
     fail "the engine is not in a swarm already (it is $(docker info -f '{{.Swarm.LocalNodeState}}'))"
-elif ! docker swarm init --advertise-addr 127.0.0.1 >/tmp/moongate-e2e-swarm.log 2>&1; then
+elif ! swarm_init 127.0.0.1 >/tmp/moongate-e2e-swarm.log 2>&1; then
     cat /tmp/moongate-e2e-swarm.log
     fail "docker swarm init"
 else
