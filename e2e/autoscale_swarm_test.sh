@@ -36,11 +36,7 @@ trap 'as_swarm_cleanup' EXIT INT TERM
 
 # as_targets SERVICE: how many targets the gateway routes SERVICE to now
 as_targets() {
-    curl -s -m 2 "$admin/api/services" | python3 -c "
-import json, sys
-for s in json.load(sys.stdin):
-    if s['name'] == '$1' and not s.get('removed'): print(len(s['targets'])); break
-else: print(0)" 2>/dev/null || echo 0
+    gateway_targets "$admin" "$1"
 }
 # as_running SERVICE: its running task containers
 as_running() { docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_$1" | wc -l; }

@@ -11,11 +11,7 @@ trap 'compose -p "$PROJECT" -f "$COMPOSE_FILE" down -v --remove-orphans >/dev/nu
 
 # targets SERVICE: how many replicas the gateway routes SERVICE to now
 targets() {
-    curl -s -m 2 "$admin/api/services" | python3 -c "
-import json, sys
-for s in json.load(sys.stdin):
-    if s['name'] == '$1' and not s.get('removed'): print(len(s['targets'])); break
-else: print(0)" 2>/dev/null || echo 0
+    gateway_targets "$admin" "$1"
 }
 # running SERVICE: its running containers
 running() {

@@ -94,3 +94,13 @@ swarm_leave() {
     [ -n "${SWARM_GWBRIDGE_KEEP:-}" ] || docker network rm docker_gwbridge >/dev/null 2>&1
     return 0
 }
+
+# gateway_targets ADMIN_URL SERVICE: how many targets the gateway behind
+# ADMIN_URL routes SERVICE to now (0 when it cannot say).
+gateway_targets() {
+    curl -s -m 2 "$1/api/services" | python3 -c "
+import json, sys
+for s in json.load(sys.stdin):
+    if s['name'] == '$2' and not s.get('removed'): print(len(s['targets'])); break
+else: print(0)" 2>/dev/null || echo 0
+}

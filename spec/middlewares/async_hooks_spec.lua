@@ -31,12 +31,7 @@ return { type = "middleware", async = true,
   on_request = function(conf, req) coroutine.yield() end }
 ]]
 
-local function gauge(gw, name)
-    local res = h.request(gw.admin_port, { path = "/metrics" })
-    local sum = 0
-    for v in res.body:gmatch(name .. "{[^}]*} (%-?%d+)") do sum = sum + tonumber(v) end
-    return sum
-end
+local gauge = require("spec.support.metrics").sum
 
 describe("hooks that wait", function()
     after_each(h.cleanup)

@@ -26,13 +26,7 @@ local function backend_requests(b)
     return h.json(h.request(b.port, { path = "/stats" })).requests - 1 -- this /stats itself
 end
 
--- The sum of a gauge over the workers, from the admin API's /metrics.
-local function gauge(gw, name)
-    local res = h.request(gw.admin_port, { path = "/metrics" })
-    local sum = 0
-    for v in res.body:gmatch(name .. "{[^}]*} (%-?%d+)") do sum = sum + tonumber(v) end
-    return sum
-end
+local gauge = require("spec.support.metrics").sum
 
 local function settled(gw)
     return gauge(gw, "moongate_hook_waits") == 0 and gauge(gw, "moongate_lua_io_waits") == 0
