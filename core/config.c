@@ -224,6 +224,8 @@ static int read_config(lua_State *L, mg_config *cfg, mg_snapshot *snap, int from
     lua_getfield(L, top, "upstream");
     cfg->keepalive = (int)mg_config__num_field(L, lua_gettop(L), "keepalive", 64);
     cfg->keepalive_timeout_ms = mg_config__ms_field(L, lua_gettop(L), "keepalive_timeout", 60);
+    cfg->keepalive_surplus_ms =
+        mg_config__ms_field(L, lua_gettop(L), "keepalive_surplus_timeout", 2);
     cfg->retries = (int)mg_config__num_field(L, lua_gettop(L), "retries", 2);
     cfg->queue_max = (int)mg_config__num_field(L, lua_gettop(L), "queue_max", 10000);
     cfg->max_connecting = (int)mg_config__num_field(L, lua_gettop(L), "max_connecting", 64);

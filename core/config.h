@@ -62,6 +62,8 @@ typedef struct mg_config {
     uint8_t keep_encoded_slash; /* paths.encoded_slash == "keep" */
     int keepalive;
     uint64_t keepalive_timeout_ms;
+    uint64_t keepalive_surplus_ms; /* upstream.keepalive_surplus_timeout: how long a burst's
+                                    * connections beyond keepalive stay pooled (0: none) */
     int retries;
     uint32_t replay_body; /* upstream.replay_body: request body bytes kept to go again */
     mg_cidr *trusted;

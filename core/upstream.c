@@ -209,7 +209,13 @@ void mg_up_release(mg_upconn *u, int reusable)
 {
     mg_worker *w = u->w;
     mg_pool *p = mg_up_pool(w, u->uid);
-    if (!reusable || !p || p->nidle >= w->cfg->keepalive || w->stopping || mg_up_queued(u)) {
+    /* Past upstream.keepalive the connection stays only as surplus, for
+     * keepalive_surplus_timeout: a load that swings between bursts (HTTP/2
+     * clients multiplexing hundreds of streams onto HTTP/1 targets) reuses
+     * it instead of closing it now and connecting again a moment later. */
+    int surplus = p && p->nidle >= w->cfg->keepalive;
+    if (!reusable || !p || (surplus && !w->cfg->keepalive_surplus_ms) || w->stopping ||
+        mg_up_queued(u)) {
         mg_up_close(u);
         return;
     }
@@ -220,7 +226,7 @@ void mg_up_release(mg_upconn *u, int reusable)
     if (p->idle) p->idle->pprev = u;
     p->idle = u;
     p->nidle++;
-    mg_tq_arm(&w->q_up_idle, &u->tq, uv_now(&w->loop));
+    mg_tq_arm(surplus ? &w->q_up_surplus : &w->q_up_idle, &u->tq, uv_now(&w->loop));
     mg_up_read_start(u);
     if (w->up_slot) w->up_slot(w);
 }
@@ -243,6 +249,16 @@ void mg_up_expire(mg_worker *w, uint64_t now)
     mg_tq_node *n;
     while ((n = mg_tq_expired(&w->q_up_idle, now)))
         mg_up_close(mg_container_of(n, mg_upconn, tq));
+    /* surplus that outlived its burst: closed while the pool is over
+     * upstream.keepalive, kept as an ordinary idle connection once it is not */
+    while ((n = mg_tq_expired(&w->q_up_surplus, now))) {
+        mg_upconn *u = mg_container_of(n, mg_upconn, tq);
+        mg_pool *p = mg_up_pool(w, u->uid);
+        if (!p || p->nidle > w->cfg->keepalive)
+            mg_up_close(u);
+        else
+            mg_tq_arm(&w->q_up_idle, n, now);
+    }
     while ((n = mg_tq_expired(&w->q_up_connect, now))) {
         mg_upconn *u = mg_container_of(n, mg_upconn, tq);
         mg_tq_remove(n);

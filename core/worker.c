@@ -180,6 +180,7 @@ static void adopt_pending(mg_worker *w)
         w->q_up_connect.timeout_ms = cfg->upstream_connect_ms;
         w->q_up_response.timeout_ms = cfg->upstream_response_ms;
         w->q_up_idle.timeout_ms = cfg->keepalive_timeout_ms;
+        w->q_up_surplus.timeout_ms = cfg->keepalive_surplus_ms;
     }
     /* A membership change keeps plugin modules and middleware state (rate
      * limit buckets); a changed file starts a new generation. */
@@ -272,6 +273,7 @@ static int worker_init(mg_worker *w, int id, const mg_config *cfg, mg_snapshot *
     mg_tq_init(&w->q_up_connect, cfg->upstream_connect_ms);
     mg_tq_init(&w->q_up_response, cfg->upstream_response_ms);
     mg_tq_init(&w->q_up_idle, cfg->keepalive_timeout_ms);
+    mg_tq_init(&w->q_up_surplus, cfg->keepalive_surplus_ms);
     mg_tq_init(&w->q_held, 0);     /* ordered by each request's own deadline */
     mg_tq_init(&w->q_probe, 1000); /* set from the config at each probe */
     w->up_slot = mg_proxy_kick;

@@ -53,6 +53,7 @@ typedef struct mg_worker {
     /* timeout queues: one per kind of wait */
     mg_tq q_client_idle, q_client_header, q_client_io;
     mg_tq q_up_connect, q_up_response, q_up_idle;
+    mg_tq q_up_surplus; /* pooled beyond upstream.keepalive after a burst (upstream.c) */
 
     mg_conn *conns;           /* every open client connection */
     struct mg_h2 *h2_pending; /* HTTP/2 sessions with frames to write this turn (h2_conn.c) */

@@ -28,8 +28,8 @@ local DEFAULTS = {
     timeouts = { client_header = 10, client_idle = 60, upstream_connect = 3,
                  upstream_response = 60, grace = 10, queue = 10, upstream_stall = 1 },
     limits = { max_header_size = 32768, max_headers = 100 },
-    upstream = { keepalive = 64, keepalive_timeout = 60, retries = 2, queue_max = 10000,
-                 max_connecting = 64, replay_body = 65536 },
+    upstream = { keepalive = 64, keepalive_timeout = 60, keepalive_surplus_timeout = 2, retries = 2,
+                 queue_max = 10000, max_connecting = 64, replay_body = 65536 },
     paths = { normalize = true, encoded_slash = "reject" },
     http2 = { enabled = true, max_concurrent_streams = 128 },
 }
@@ -280,6 +280,7 @@ local function normalize(t, opts)
     end
     number(cfg.upstream.keepalive, "upstream.keepalive", 0, 10000, true)
     positive(cfg.upstream.keepalive_timeout, "upstream.keepalive_timeout")
+    number(cfg.upstream.keepalive_surplus_timeout, "upstream.keepalive_surplus_timeout", 0, 3600)
     number(cfg.upstream.retries, "upstream.retries", 0, 10, true)
     number(cfg.upstream.replay_body, "upstream.replay_body", 0, 16777216, true)
     if type(cfg.paths.normalize) ~= "boolean" then

@@ -18,8 +18,8 @@ describe("config", function()
         assert.same({ client_header = 10, client_idle = 60, upstream_connect = 3,
                       upstream_response = 60, grace = 10, queue = 10, upstream_stall = 1 }, cfg.timeouts)
         assert.same({ max_header_size = 32768, max_headers = 100 }, cfg.limits)
-        assert.same({ keepalive = 64, keepalive_timeout = 60, retries = 2, queue_max = 10000,
-                      max_connecting = 64, replay_body = 65536 }, cfg.upstream)
+        assert.same({ keepalive = 64, keepalive_timeout = 60, keepalive_surplus_timeout = 2, retries = 2,
+                      queue_max = 10000, max_connecting = 64, replay_body = 65536 }, cfg.upstream)
         assert.same({ normalize = true, encoded_slash = "reject" }, cfg.paths)
     end)
 

@@ -6,14 +6,15 @@ Content-Length body), writes the response, then closes the connection if
 seconds. With --answers N it answers N requests on a connection and closes
 it, unanswered, on reading the next one: a backend shutting an idle
 connection just as the gateway reuses it. GET /__raw_stats is answered
-with JSON counts (and the length of the last request body) instead."""
+with JSON counts (connections accepted and open now, requests, dropped, and
+the length of the last request body) instead."""
 import argparse
 import json
 import socket
 import threading
 import time
 
-COUNTS = {"connections": 0, "requests": 0, "dropped": 0, "last_body": 0}
+COUNTS = {"connections": 0, "open": 0, "requests": 0, "dropped": 0, "last_body": 0}
 LOCK = threading.Lock()
 
 
@@ -35,6 +36,7 @@ def read_request(f):
 def serve(conn, args, response):
     with LOCK:
         COUNTS["connections"] += 1
+        COUNTS["open"] += 1
     f = conn.makefile("rb")
     answered = 0
     try:
@@ -66,6 +68,8 @@ def serve(conn, args, response):
                 return
     finally:
         conn.close()
+        with LOCK:
+            COUNTS["open"] -= 1
 
 
 def main():
