@@ -3,126 +3,24 @@
  * or TLS) or a unix socket, whole-body or streaming (sleeps and names:
  * lua_wait.c; probes: lua_probe.c). A coroutine calls a start function,
  * which never completes synchronously, then yields; the libuv callback
- * resumes it with the result. Errors are values (nil, reason). */
+ * resumes it with the result. Errors are values (nil, reason). This file
+ * is a request's lifecycle and the Lua functions; lua_io_response.c parses
+ * the response and hands it to the coroutine. */
 #include "control.h"
 #include "log.h"
 #include "lua_env.h"
-#include "lua_io_int.h"
 #include "lua_crypto.h"
+#include "lua_io_req.h"
 #include "tls.h"
 #include "tls_certs.h"
 
 #include <lauxlib.h>
-#include <llhttp.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#define IO_MAX_HEADERS 100
-#define IO_MAX_BODY    (64 * 1024 * 1024)
-
-typedef struct io_req {
-    pending link;  /* first: the pending list holds io_req pointers */
-    lua_State *L;  /* the main state (registry holder) */
-    lua_State *co; /* the coroutine waiting, NULL when none */
-    int co_ref;    /* anchors co while C holds it */
-    uv_loop_t *loop;
-    union {
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
-    uv_connect_t connect;
-    uv_timer_t timer;
-    uv_write_t write;
-    llhttp_t parser;
-    char *out;
-    size_t out_len;
-    mg_buf body; /* whole body, or streamed bytes not read yet */
-    mg_buf hdr;  /* "name\0value\0" pairs */
-    mg_buf field;
-    int nheaders, in_value;
-    int status;
-    int stream; /* 1: body pieces go to read() */
-    int head_done, done, failed, closed_handles, handles;
-    int waiting;      /* 1: co waits for the head; 2: for data */
-    int freed_by_lua; /* the stream object was closed/collected */
-    mg_tls *tls;      /* HTTPS: the engine between the socket and llhttp, owned */
-    int sent;         /* the request went into the engine */
-    char err[160];
-} io_req;
-
 static void io_free_maybe(io_req *r);
-
-static void resume(io_req *r, int nargs)
-{
-    if (!r->co) return;
-    lua_State *co = r->co;
-    int ref = r->co_ref;
-    r->co = NULL;
-    r->co_ref = LUA_NOREF;
-    r->waiting = 0;
-    lua_State *L = r->L;
-    mg_io_resume(L, co, nargs); /* r may be freed by now (a stream closed) */
-    luaL_unref(L, LUA_REGISTRYINDEX, ref);
-}
-
-/* Pushes the headers twice: a map of lowercased names (the last value of
- * a repeated one wins), then the list of { name, value } in arrival order
- * (every Set-Cookie, every WWW-Authenticate). */
-static void push_headers(lua_State *co, io_req *r)
-{
-    lua_createtable(co, 0, r->nheaders);
-    lua_createtable(co, r->nheaders, 0);
-    const char *p = r->hdr.p;
-    for (int i = 0; i < r->nheaders; i++) {
-        const char *name = p;
-        p += strlen(p) + 1;
-        const char *value = p;
-        p += strlen(p) + 1;
-        lua_pushstring(co, value);
-        lua_setfield(co, -3, name);
-        lua_createtable(co, 2, 0);
-        lua_pushstring(co, name);
-        lua_rawseti(co, -2, 1);
-        lua_pushstring(co, value);
-        lua_rawseti(co, -2, 2);
-        lua_rawseti(co, -2, i + 1);
-    }
-}
-
-/* Wakes the coroutine with what it waits for, if it can be given now. */
-static void deliver(io_req *r)
-{
-    if (!r->co) return;
-    lua_State *co = r->co;
-    if (r->failed) {
-        lua_pushnil(co);
-        lua_pushstring(co, r->err);
-        resume(r, 2);
-        return;
-    }
-    if (r->waiting == 1 && (r->stream ? r->head_done : r->done)) {
-        lua_pushinteger(co, r->status);
-        push_headers(co, r);
-        if (r->stream) {
-            resume(r, 3);
-        } else {
-            lua_pushlstring(co, r->body.p ? r->body.p : "", r->body.len);
-            resume(r, 4);
-        }
-        return;
-    }
-    if (r->waiting == 2 && (r->body.len || r->done)) {
-        if (r->body.len) {
-            lua_pushlstring(co, r->body.p, r->body.len);
-            r->body.len = 0;
-        } else {
-            lua_pushnil(co); /* end of the stream */
-        }
-        resume(r, 1);
-    }
-}
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -152,131 +50,28 @@ static void io_free_maybe(io_req *r)
     free(r);
 }
 
-static void fail(io_req *r, const char *fmt, const char *detail)
+void mg_io_req_fail(io_req *r, const char *fmt, const char *detail)
 {
     if (r->failed || r->done) return;
     r->failed = 1;
     snprintf(r->err, sizeof(r->err), fmt, detail ? detail : "");
     close_all(r);
-    deliver(r);
+    mg_io_resp_deliver(r);
 }
 
-static void finish(io_req *r)
+void mg_io_req_finish(io_req *r)
 {
     if (r->done) return;
     r->done = 1;
     close_all(r);
-    deliver(r);
+    mg_io_resp_deliver(r);
 }
-
-/* ---- response parsing ---------------------------------------------------- */
-
-static int on_status_complete(llhttp_t *p)
-{
-    io_req *r = p->data;
-    r->status = p->status_code;
-    return 0;
-}
-
-static int on_hfield(llhttp_t *p, const char *at, size_t n)
-{
-    io_req *r = p->data;
-    if (r->in_value) {
-        r->field.len = 0;
-        r->in_value = 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = at[i];
-        if (c >= 'A' && c <= 'Z') c = (char)(c | 0x20);
-        mg_buf_append(&r->field, &c, 1);
-    }
-    return 0;
-}
-
-static int on_hvalue(llhttp_t *p, const char *at, size_t n)
-{
-    io_req *r = p->data;
-    if (!r->in_value) {
-        if (r->nheaders >= IO_MAX_HEADERS) return HPE_USER;
-        mg_buf_append(&r->hdr, r->field.p, r->field.len);
-        mg_buf_append(&r->hdr, "", 1);
-        r->nheaders++;
-        r->in_value = 1;
-    }
-    mg_buf_append(&r->hdr, at, n);
-    return 0;
-}
-
-static int on_hvalue_complete(llhttp_t *p)
-{
-    io_req *r = p->data;
-    if (!r->in_value) { /* empty value */
-        mg_buf_append(&r->hdr, r->field.p, r->field.len);
-        mg_buf_append(&r->hdr, "", 1);
-        r->nheaders++;
-    }
-    mg_buf_append(&r->hdr, "", 1);
-    r->in_value = 1;
-    r->field.len = 0;
-    return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    io_req *r = p->data;
-    if (r->status >= 100 && r->status < 200) { /* interim: forget it */
-        r->hdr.len = 0;
-        r->nheaders = 0;
-        return 0;
-    }
-    r->head_done = 1;
-    if (r->stream) uv_timer_stop(&r->timer); /* a stream may stay open */
-    deliver(r);
-    return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t n)
-{
-    io_req *r = p->data;
-    if (r->body.len + n > IO_MAX_BODY) return HPE_USER;
-    mg_buf_append(&r->body, at, n);
-    if (r->stream) deliver(r);
-    return 0;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-    io_req *r = p->data;
-    if (r->status >= 100 && r->status < 200) return 0;
-    finish(r);
-    return HPE_PAUSED;
-}
-
-static llhttp_settings_t settings;
 
 static void alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *b)
 {
     static __thread char buf[65536]; /* one per loop's thread: workers read at once */
     b->base = buf;
     b->len = sizeof(buf);
-}
-
-static void parse(io_req *r, const char *p, size_t n)
-{
-    llhttp_errno_t e = llhttp_execute(&r->parser, p, n);
-    if (e != HPE_OK && e != HPE_PAUSED)
-        fail(r, "invalid response: %s", llhttp_get_error_reason(&r->parser));
-}
-
-/* The peer ended the stream (EOF, or TLS close_notify). */
-static void at_end(io_req *r)
-{
-    llhttp_errno_t e = llhttp_finish(&r->parser);
-    if (r->done) return;
-    if (e == HPE_OK && r->head_done)
-        finish(r);
-    else
-        fail(r, "connection closed before the response ended%s", "");
 }
 
 typedef struct io_write {
@@ -290,7 +85,8 @@ static void on_tls_written(uv_write_t *w, int status)
     io_write *q = (io_write *)w;
     io_req *r = q->r;
     free(q);
-    if (status < 0 && status != UV_ECANCELED) fail(r, "write failed: %s", uv_strerror(status));
+    if (status < 0 && status != UV_ECANCELED)
+        mg_io_req_fail(r, "write failed: %s", uv_strerror(status));
 }
 
 /* HTTPS: ciphertext from the engine goes to the socket at once; what it
@@ -325,13 +121,13 @@ static void tls_pump(io_req *r)
     int rc = mg_tls_handshake(r->tls);
     if (rc == -EAGAIN) return;
     if (rc) {
-        fail(r, "%s", mg_tls_error(r->tls));
+        mg_io_req_fail(r, "%s", mg_tls_error(r->tls));
         return;
     }
     if (!r->sent) {
         r->sent = 1;
         if (mg_tls_write(r->tls, r->out, r->out_len) < 0) {
-            fail(r, "%s", mg_tls_error(r->tls));
+            mg_io_req_fail(r, "%s", mg_tls_error(r->tls));
             return;
         }
     }
@@ -339,14 +135,14 @@ static void tls_pump(io_req *r)
     for (;;) {
         ssize_t n = mg_tls_read(r->tls, plain, sizeof(plain));
         if (n > 0) {
-            parse(r, plain, (size_t)n);
+            mg_io_resp_parse(r, plain, (size_t)n);
             if (r->done || r->failed) return;
             continue;
         }
         if (n == 0) { /* close_notify: the same as the end of a plain stream */
-            at_end(r);
+            mg_io_resp_end(r);
         } else if (n != -EAGAIN) {
-            fail(r, "%s", mg_tls_error(r->tls));
+            mg_io_req_fail(r, "%s", mg_tls_error(r->tls));
         }
         return;
     }
@@ -363,21 +159,22 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread > 0) {
-        parse(r, buf->base, (size_t)nread);
+        mg_io_resp_parse(r, buf->base, (size_t)nread);
         return;
     }
     if (nread == 0) return;
     if (nread == UV_EOF) {
-        at_end(r);
+        mg_io_resp_end(r);
         return;
     }
-    fail(r, "read failed: %s", uv_strerror((int)nread));
+    mg_io_req_fail(r, "read failed: %s", uv_strerror((int)nread));
 }
 
 static void on_written(uv_write_t *w, int status)
 {
     io_req *r = w->data;
-    if (status < 0 && status != UV_ECANCELED) fail(r, "write failed: %s", uv_strerror(status));
+    if (status < 0 && status != UV_ECANCELED)
+        mg_io_req_fail(r, "write failed: %s", uv_strerror(status));
 }
 
 static void on_connect(uv_connect_t *c, int status)
@@ -385,7 +182,7 @@ static void on_connect(uv_connect_t *c, int status)
     io_req *r = c->data;
     if (r->failed || r->done) return;
     if (status < 0) {
-        fail(r, "connect failed: %s", uv_strerror(status));
+        mg_io_req_fail(r, "connect failed: %s", uv_strerror(status));
         return;
     }
     if (r->tls) {
@@ -401,7 +198,7 @@ static void on_connect(uv_connect_t *c, int status)
 
 static void on_timeout(uv_timer_t *t)
 {
-    fail(t->data, "timed out%s", "");
+    mg_io_req_fail(t->data, "timed out%s", "");
 }
 
 static void on_deferred_fail(uv_timer_t *t)
@@ -409,7 +206,7 @@ static void on_deferred_fail(uv_timer_t *t)
     io_req *r = t->data;
     char msg[sizeof(r->err)];
     memcpy(msg, r->err, sizeof(msg));
-    fail(r, "%s", msg);
+    mg_io_req_fail(r, "%s", msg);
 }
 
 static void io_cancel(pending *p)
@@ -488,8 +285,7 @@ static int l_http(lua_State *L)
     r->stream = stream;
     r->freed_by_lua = !stream;
     r->co_ref = LUA_NOREF;
-    llhttp_init(&r->parser, HTTP_RESPONSE, &settings);
-    r->parser.data = r;
+    mg_io_resp_init(r);
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
     uv_update_time(loop); /* the loop may have been idle: timers count from now */
@@ -558,23 +354,8 @@ static int l_close(lua_State *L)
     return 0;
 }
 
-static uv_once_t settings_once = UV_ONCE_INIT;
-
-static void settings_init(void)
-{
-    llhttp_settings_init(&settings);
-    settings.on_status_complete = on_status_complete;
-    settings.on_header_field = on_hfield;
-    settings.on_header_value = on_hvalue;
-    settings.on_header_value_complete = on_hvalue_complete;
-    settings.on_headers_complete = on_headers_complete;
-    settings.on_body = on_body;
-    settings.on_message_complete = on_message_complete;
-}
-
 static void open_io(lua_State *L, uv_loop_t *loop)
 {
-    uv_once(&settings_once, settings_init);
     static const luaL_Reg fns[] = {{"http", l_http},
                                    {"read", l_read},
                                    {"close", l_close},

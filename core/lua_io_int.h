@@ -1,5 +1,6 @@
-/* Shared between the async I/O files (lua_io.c, lua_wait.c, lua_probe.c):
- * the list of waits in progress that shutdown cancels, and resuming. */
+/* Shared between the async I/O files (lua_io.c, lua_io_response.c,
+ * lua_wait.c, lua_probe.c): the list of waits in progress that shutdown
+ * cancels, and resuming. */
 #ifndef MG_LUA_IO_INT_H
 #define MG_LUA_IO_INT_H
 
