@@ -39,27 +39,22 @@ describe("upstream pool", function()
     after_each(h.cleanup)
 
     it("keeps a burst's connections beyond upstream.keepalive for the next burst", function()
-        -- each request holds its connection for 0.3 s, so 8 at once need 8
-        local b = h.start_raw_backend({ response = OK, delay = 0.3 })
+        -- each request holds its connection for 0.5 s, so 8 at once need 8
+        local b = h.start_raw_backend({ response = OK, delay = 0.5 * h.slow })
         local gw = gateway(b, { keepalive = 2, keepalive_surplus_timeout = 30 })
         assert.equal(8, accepted(b, function() burst(gw.port, 8) end))
         assert.equal(0, accepted(b, function() burst(gw.port, 8) end))
         assert.equal(8, b.stats().open - 1)
     end)
 
-    it("closes the surplus after keepalive_surplus_timeout, down to upstream.keepalive", function()
-        local b = h.start_raw_backend({ response = OK, delay = 0.3 })
-        local gw = gateway(b, { keepalive = 2, keepalive_surplus_timeout = 0.5 })
-        burst(gw.port, 8)
-        h.wait_until(function() return b.stats().open - 1 == 2 end, 5, "the pool back to 2 connections")
-        assert.equal(6, accepted(b, function() burst(gw.port, 8) end))
-    end)
-
-    it("closes the surplus at once with keepalive_surplus_timeout = 0", function()
-        local b = h.start_raw_backend({ response = OK, delay = 0.3 })
-        local gw = gateway(b, { keepalive = 2, keepalive_surplus_timeout = 0 })
-        burst(gw.port, 8)
-        h.wait_until(function() return b.stats().open - 1 == 2 end, 5, "the pool at 2 connections")
-        assert.equal(6, accepted(b, function() burst(gw.port, 8) end))
-    end)
+    -- after the surplus timeout (0: at once) only upstream.keepalive stay
+    for _, case in ipairs({ { 0.5, "after keepalive_surplus_timeout" }, { 0, "at once with a timeout of 0" } }) do
+        it("closes the surplus " .. case[2] .. ", down to upstream.keepalive", function()
+            local b = h.start_raw_backend({ response = OK, delay = 0.5 * h.slow })
+            local gw = gateway(b, { keepalive = 2, keepalive_surplus_timeout = case[1] })
+            burst(gw.port, 8)
+            h.wait_until(function() return b.stats().open - 1 == 2 end, 5, "the pool back to 2 connections")
+            assert.equal(6, accepted(b, function() burst(gw.port, 8) end))
+        end)
+    end
 end)
